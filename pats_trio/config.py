@@ -1,0 +1,118 @@
+"""Settings read once from the environment or `.env`, so every module sees one frozen view."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from decouple import AutoConfig
+
+from pats_trio.upstream.client import Credentials
+
+DEFAULT_STREAM_URL = "https://stream.twitter.com/1.1"
+
+Source = Literal["emulator", "twitter"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+def _positive(name: str, value: float) -> float:
+    if value <= 0:
+        raise SettingsError(f"{name} must be greater than 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the server can be told. Secrets stay out of the repr."""
+
+    twitter_stream_url: str = DEFAULT_STREAM_URL
+    twitter_consumer_key: str = field(default="", repr=False)
+    twitter_consumer_secret: str = field(default="", repr=False)
+    twitter_access_token: str = field(default="", repr=False)
+    twitter_access_token_secret: str = field(default="", repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    redis_url: str = field(default="", repr=False)
+    linger_seconds: float = 30.0
+    filter_debounce_seconds: float = 1.0
+    client_queue_size: int = 256
+    slow_client_seconds: float = 30.0
+    emulator_rate: float = 5.0
+    emulator_seed: int | None = None
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """OAuth 1.0a credentials, or None when any of the four is missing."""
+        parts = (
+            self.twitter_consumer_key,
+            self.twitter_consumer_secret,
+            self.twitter_access_token,
+            self.twitter_access_token_secret,
+        )
+        if not all(parts):
+            return None
+        return Credentials(*parts)
+
+    @property
+    def source(self) -> Source:
+        """Without credentials there is nothing to sign with: run the built-in emulator."""
+        return "twitter" if self.credentials is not None else "emulator"
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name, spec in self.__dataclass_fields__.items()
+            if spec.repr
+        )
+        masked = "credentials=" + ("'***'" if self.credentials else "None")
+        return f"Settings({shown}, {masked})"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and `.env`; keyword overrides win (tests, CLI flags)."""
+    env = AutoConfig(search_path=".")
+    values: dict[str, Any] = {
+        "twitter_stream_url": env("TWITTER_STREAM_URL", default=DEFAULT_STREAM_URL).rstrip("/"),
+        "twitter_consumer_key": env("TWITTER_CONSUMER_KEY", default=""),
+        "twitter_consumer_secret": env("TWITTER_CONSUMER_SECRET", default=""),
+        "twitter_access_token": env("TWITTER_ACCESS_TOKEN", default=""),
+        "twitter_access_token_secret": env("TWITTER_ACCESS_TOKEN_SECRET", default=""),
+        "host": env("PATS_HOST", default="127.0.0.1"),
+        "port": env("PATS_PORT", default=8000, cast=int),
+        "log_level": env("LOG_LEVEL", default="INFO").upper(),
+        "redis_url": env("REDIS_URL", default=""),
+        "linger_seconds": env("PATS_LINGER_SECONDS", default=30.0, cast=float),
+        "filter_debounce_seconds": env("PATS_FILTER_DEBOUNCE_SECONDS", default=1.0, cast=float),
+        "client_queue_size": env("PATS_CLIENT_QUEUE_SIZE", default=256, cast=int),
+        "slow_client_seconds": env("PATS_SLOW_CLIENT_SECONDS", default=30.0, cast=float),
+        "emulator_rate": env("PATS_EMULATOR_RATE", default=5.0, cast=float),
+        "emulator_seed": env("PATS_EMULATOR_SEED", default="", cast=lambda v: int(v) if v else None),
+    }
+    values.update(overrides)
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Fail at start-up, with the setting's name, rather than at the first viewer."""
+    if settings.log_level not in logging.getLevelNamesMapping():
+        raise SettingsError(f"LOG_LEVEL must be a logging level name, got {settings.log_level!r}")
+    if not 0 <= settings.port <= 65535:
+        raise SettingsError(f"PATS_PORT must be 0..65535, got {settings.port}")
+    if settings.client_queue_size < 1:
+        raise SettingsError("PATS_CLIENT_QUEUE_SIZE must be at least 1")
+    if settings.linger_seconds < 0:
+        raise SettingsError("PATS_LINGER_SECONDS must be 0 or more")
+    if settings.filter_debounce_seconds < 0:
+        raise SettingsError("PATS_FILTER_DEBOUNCE_SECONDS must be 0 or more")
+    _positive("PATS_SLOW_CLIENT_SECONDS", settings.slow_client_seconds)
+    if settings.emulator_rate < 0:
+        raise SettingsError("PATS_EMULATOR_RATE must be 0 or more")
+    if not settings.twitter_stream_url.startswith(("http://", "https://")):
+        raise SettingsError("TWITTER_STREAM_URL must be an http(s) URL")

@@ -1,0 +1,68 @@
+"""What an upstream runner hands to the hub: each message already trimmed and encoded once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pats_trio import frames
+from pats_trio.matching import tweet_terms
+from pats_trio.tweets import TweetShapeError, trim
+from pats_trio.upstream import protocol
+
+LOGGER = logging.getLogger(__name__)
+
+StreamKind = Literal["sample", "filter"]
+STREAM_KINDS: tuple[StreamKind, ...] = ("sample", "filter")
+
+
+@dataclass(frozen=True, slots=True)
+class TweetEvent:
+    """A tweet for viewers: `frame` is shared by all of them, `terms` drives routing."""
+
+    id_str: str
+    frame: frames.Frame
+    terms: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeEvent:
+    """A frame every viewer of the stream gets (delete, withheld, limit)."""
+
+    frame: frames.Frame
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """The upstream connection changed state; new viewers get the latest one too."""
+
+    state: str
+    frame: frames.Frame
+    details: dict[str, Any]
+
+
+Event = TweetEvent | NoticeEvent | StatusEvent
+
+
+def status_event(kind: StreamKind, state: str, **details: Any) -> StatusEvent:
+    return StatusEvent(state, frames.status(kind, state, **details), details)
+
+
+def tweet_event(status: dict[str, Any], *, source: str = "twitter") -> TweetEvent | None:
+    """Trim and encode once; a tweet the browser could not show is logged and skipped."""
+    try:
+        trimmed = trim(status, source=source)
+    except TweetShapeError as exc:
+        LOGGER.warning("skipping malformed tweet: %s", exc)
+        return None
+    return TweetEvent(trimmed["id_str"], frames.tweet(trimmed), tweet_terms(trimmed))
+
+
+def notice_for(message: protocol.Message) -> NoticeEvent | None:
+    """Control messages that viewers see; the rest are handled by the runner or ignored."""
+    if isinstance(message, protocol.Delete):
+        return NoticeEvent(frames.delete(message.id_str))
+    if isinstance(message, protocol.StatusWithheld):
+        return NoticeEvent(frames.delete(message.id_str))
+    return None
