@@ -1,0 +1,1 @@
+"""Upstream sources: the streaming API client, its wire protocol, backoff and runners."""

@@ -1,0 +1,112 @@
+"""Twitter's reconnect policy as a pure object: it says how long to wait; the caller waits.
+
+The ladders follow Twitter's "Connecting to a streaming endpoint" guide: network errors back off
+linearly, HTTP errors exponentially, rate limiting (420, 429) exponentially from a minute, and the
+first reconnect after an established stream drops is immediate. Each ladder climbs on its own and
+all of them restart at `reset()`, which the caller makes when a connection answers HTTP 200.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+NETWORK_ERROR_STEP_SECONDS = 0.25
+NETWORK_ERROR_CAP_SECONDS = 16.0
+HTTP_ERROR_FIRST_SECONDS = 5.0
+HTTP_ERROR_CAP_SECONDS = 320.0
+RATE_LIMITED_FIRST_SECONDS = 60.0
+RATE_LIMITED_CAP_SECONDS = 960.0
+"""Twitter gives no cap for 420; 16 minutes is a rate-limit window, after which a retry is fair."""
+FATAL_RETRY_SECONDS = 300.0
+"""Errors that need a person are still retried, slowly, so a fixed config recovers by itself."""
+STABLE_CONNECTION_SECONDS = 30.0
+"""A connection that dropped sooner than this earns no immediate reconnect (see `after_drop`)."""
+
+RATE_LIMITED_STATUSES = frozenset({420, 429})
+FATAL_STATUSES = frozenset({401, 403, 404, 406, 413, 416})
+"""Bad credentials (401), no access (403), a wrong URL (404), or parameters the server refuses
+(406 unacceptable, 413 too long, 416 range): retrying sooner changes nothing."""
+
+_MAX_DOUBLINGS = 32
+
+StatusClass = Literal["ok", "rate_limited", "fatal", "http_error"]
+
+
+def classify(status: int) -> StatusClass:
+    """Which reconnect ladder an HTTP status belongs to."""
+    if status == 200:
+        return "ok"
+    if status in RATE_LIMITED_STATUSES:
+        return "rate_limited"
+    if status in FATAL_STATUSES:
+        return "fatal"
+    return "http_error"
+
+
+def _exponential(first: float, cap: float, failures: int) -> float:
+    return min(first * 2.0 ** min(failures - 1, _MAX_DOUBLINGS), cap)
+
+
+class Backoff:
+    """The delays for one connection slot; use one instance per independent connection.
+
+    >>> backoff = Backoff()
+    >>> [backoff.after_network_error() for _ in range(3)]
+    [0.25, 0.5, 0.75]
+    >>> backoff.reset()
+    >>> backoff.after_drop(), backoff.after_drop()
+    (0.0, 0.25)
+    """
+
+    classify = staticmethod(classify)
+
+    def __init__(self) -> None:
+        self._network_failures = 0
+        self._http_failures = 0
+        self._rate_limited_failures = 0
+        self._immediate_drop_allowed = True
+        self._short_drops = 0
+
+    def reset(self) -> None:
+        """The server answered HTTP 200: every ladder starts again from the bottom."""
+        self._network_failures = 0
+        self._http_failures = 0
+        self._rate_limited_failures = 0
+        self._immediate_drop_allowed = True
+
+    def after_drop(self, *, uptime: float | None = None) -> float:
+        """An established stream ended or stalled: reconnect at once the first time.
+
+        A further drop without a `reset()` in between climbs the network-error ladder. When the
+        caller passes `uptime` (seconds the stream was connected) and it is under
+        `STABLE_CONNECTION_SECONDS`, the drop climbs a separate ladder that `reset()` does not
+        clear, so a server that accepts and at once closes is not reconnected to in a tight loop.
+        """
+        if uptime is not None and uptime < STABLE_CONNECTION_SECONDS:
+            self._short_drops += 1
+            self._immediate_drop_allowed = False
+            return min(NETWORK_ERROR_STEP_SECONDS * self._short_drops, NETWORK_ERROR_CAP_SECONDS)
+        self._short_drops = 0
+        if self._immediate_drop_allowed:
+            self._immediate_drop_allowed = False
+            return 0.0
+        return self.after_network_error()
+
+    def after_network_error(self) -> float:
+        """Connect or read failed below HTTP: 0.25 s more each time, up to 16 s."""
+        self._network_failures += 1
+        return min(NETWORK_ERROR_STEP_SECONDS * self._network_failures, NETWORK_ERROR_CAP_SECONDS)
+
+    def after_http_error(self, status: int) -> float:
+        """A non-200 answer worth retrying: 5 s doubling to 320 s; for 420/429, 60 s to 960 s."""
+        if status in RATE_LIMITED_STATUSES:
+            self._rate_limited_failures += 1
+            return _exponential(
+                RATE_LIMITED_FIRST_SECONDS, RATE_LIMITED_CAP_SECONDS, self._rate_limited_failures
+            )
+        self._http_failures += 1
+        return _exponential(HTTP_ERROR_FIRST_SECONDS, HTTP_ERROR_CAP_SECONDS, self._http_failures)
+
+    def after_fatal(self, status: int) -> float:
+        """An answer that needs a person (see `FATAL_STATUSES`): a slow, fixed retry."""
+        return FATAL_RETRY_SECONDS
