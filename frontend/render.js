@@ -1,0 +1,343 @@
+/**
+ * Build one tweet card as DOM nodes. Tweet data only ever reaches the page through textContent,
+ * text nodes and checked attributes: never through HTML parsing.
+ */
+
+import { appendHighlighted } from './highlight.js';
+import { fullTime, relativeTime, tweetTimeMs } from './time.js';
+
+const TWITTER = 'https://twitter.com';
+const AVATAR_COLOURS = 8;
+const MAX_PHOTOS = 4;
+
+/** An absolute http(s) URL, normalised, or null. */
+export function safeHref(value) {
+  if (typeof value !== 'string' || value === '') return null;
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** An image source we are willing to load: https: URLs and data:image/ URIs only. */
+export function safeImageSrc(value) {
+  if (typeof value !== 'string') return null;
+  if (/^data:image\//i.test(value)) return value;
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+/** A link that opens in a new tab, or a plain span when the URL is not http(s). */
+function link(href, className, text) {
+  const safe = safeHref(href);
+  const node = el(safe ? 'a' : 'span', className, text);
+  if (safe) {
+    node.setAttribute('href', safe);
+    node.setAttribute('target', '_blank');
+    node.setAttribute('rel', 'noopener noreferrer');
+  }
+  return node;
+}
+
+function str(value) {
+  return typeof value === 'string' ? value : '';
+}
+
+const profileUrl = (screenName) => `${TWITTER}/${encodeURIComponent(screenName)}`;
+const statusUrl = (screenName, id) =>
+  `${TWITTER}/${encodeURIComponent(screenName || 'i')}/status/${encodeURIComponent(id)}`;
+const hashtagUrl = (tag) => `${TWITTER}/hashtag/${encodeURIComponent(tag)}`;
+
+function initials(name, screenName) {
+  const words = (name || screenName || '?').trim().split(/\s+/).filter(Boolean);
+  const letters = words.slice(0, 2).map((word) => Array.from(word)[0] ?? '');
+  return letters.join('').toLocaleUpperCase() || '?';
+}
+
+function colourIndex(text) {
+  let hash = 0;
+  for (const ch of text) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return hash % AVATAR_COLOURS;
+}
+
+/** The circle with initials that stands in for a missing or broken avatar. */
+export function initialsAvatar(name, screenName, small = false) {
+  const node = el('span', `avatar avatar-initials c${colourIndex(screenName || name || '?')}`);
+  if (small) node.classList.add('avatar-small');
+  node.setAttribute('role', 'img');
+  node.setAttribute('aria-label', `Profile picture of ${name || screenName || 'unknown user'}`);
+  node.textContent = initials(name, screenName);
+  return node;
+}
+
+function avatar(user, small) {
+  const name = str(user.name);
+  const screenName = str(user.screen_name);
+  const src = safeImageSrc(user.profile_image_url_https);
+  if (!src) return initialsAvatar(name, screenName, small);
+  const img = el('img', small ? 'avatar avatar-small' : 'avatar');
+  img.setAttribute('src', src);
+  img.setAttribute('alt', `Profile picture of ${name || screenName}`);
+  img.setAttribute('width', small ? '20' : '48');
+  img.setAttribute('height', small ? '20' : '48');
+  img.setAttribute('loading', 'lazy');
+  img.setAttribute('decoding', 'async');
+  img.setAttribute('referrerpolicy', 'no-referrer');
+  // Read back by the list's error handler to build the initials circle.
+  img.dataset.name = name;
+  img.dataset.screenName = screenName;
+  return img;
+}
+
+/** Swap a broken avatar image for its initials circle (called from one delegated error listener). */
+export function replaceBrokenAvatar(img) {
+  img.replaceWith(
+    initialsAvatar(img.dataset.name, img.dataset.screenName, img.classList.contains('avatar-small')),
+  );
+}
+
+/** Name, verified mark, @handle and the time that links to the tweet. */
+function byline(tweet, user, now) {
+  const header = el('header', 'byline');
+  const name = str(user.name) || str(user.screen_name);
+  const screenName = str(user.screen_name);
+
+  const author = link(profileUrl(screenName), 'author');
+  const nameNode = el('span', 'name', name);
+  nameNode.setAttribute('dir', 'auto'); // keeps a right-to-left name from pulling the @handle around
+  author.append(nameNode);
+  if (user.verified === true) {
+    const mark = el('span', 'verified', '✓');
+    mark.setAttribute('role', 'img');
+    mark.setAttribute('aria-label', 'Verified account');
+    mark.setAttribute('title', 'Verified account');
+    author.append(mark);
+  }
+  author.append(el('span', 'handle', `@${screenName}`));
+  header.append(author);
+
+  const ms = tweetTimeMs(tweet);
+  const permalink = link(statusUrl(screenName, str(tweet.id_str)), 'permalink');
+  permalink.setAttribute('title', 'Open on Twitter');
+  const time = el('time', null, Number.isFinite(ms) ? relativeTime(ms, now) : 'open');
+  if (Number.isFinite(ms)) {
+    time.setAttribute('datetime', new Date(ms).toISOString());
+    time.setAttribute('title', fullTime(ms));
+    time.dataset.ts = String(ms);
+  }
+  permalink.append(time);
+  const dot = el('span', 'dot', '·');
+  dot.setAttribute('aria-hidden', 'true');
+  header.append(dot, permalink);
+  return header;
+}
+
+function validIndices(entity, length) {
+  const indices = entity?.indices;
+  if (!Array.isArray(indices) || indices.length !== 2) return null;
+  const [start, end] = indices;
+  if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end > length || start >= end) {
+    return null;
+  }
+  return [start, end];
+}
+
+/** Every entity with usable indices, sorted, overlaps dropped. */
+function collectEntities(entities, length) {
+  const found = [];
+  const add = (kind, list) => {
+    if (!Array.isArray(list)) return;
+    for (const entity of list) {
+      const span = validIndices(entity, length);
+      if (span) found.push({ kind, entity, start: span[0], end: span[1] });
+    }
+  };
+  add('hashtag', entities?.hashtags);
+  add('mention', entities?.user_mentions);
+  add('url', entities?.urls);
+  add('media', entities?.media);
+  found.sort((a, b) => a.start - b.start || b.end - a.end);
+  const kept = [];
+  let edge = 0;
+  for (const item of found) {
+    if (item.start >= edge) {
+      kept.push(item);
+      edge = item.end;
+    }
+  }
+  return kept;
+}
+
+function displayRange(tweet, length) {
+  const range = tweet.display_text_range;
+  if (Array.isArray(range) && range.length === 2) {
+    const [start, end] = range;
+    if (Number.isInteger(start) && Number.isInteger(end) && start >= 0 && start <= end) {
+      return [start, Math.min(end, length)];
+    }
+  }
+  return [0, length];
+}
+
+/** The node for one entity, or null to leave it out (a link to a quoted tweet shown below). */
+function entityNode(item, shownText, matcher, hiddenUrl) {
+  const { kind, entity } = item;
+  let node;
+  if (kind === 'hashtag') {
+    node = link(hashtagUrl(str(entity.text) || shownText.replace(/^[#＃]/, '')), 'hashtag');
+  } else if (kind === 'mention') {
+    node = link(profileUrl(str(entity.screen_name) || shownText.replace(/^[@＠]/, '')), 'mention');
+  } else {
+    const href = safeHref(entity.expanded_url) ?? safeHref(entity.url);
+    if (hiddenUrl && href && hiddenUrl(href)) return null;
+    node = link(href, 'url');
+    shownText = str(entity.display_url) || shownText;
+    if (href) node.setAttribute('title', href);
+  }
+  // An isolate, so "#python" stays "#python" inside right-to-left text (and "#مرحبا" inside left-to-right).
+  node.setAttribute('dir', 'auto');
+  appendHighlighted(node, shownText, matcher);
+  return node;
+}
+
+/** The tweet text with links, hashtags, mentions and highlighted keywords. */
+function tweetText(tweet, matcher, hiddenUrl) {
+  const text = str(tweet.text);
+  const chars = Array.from(text); // indices are in code points, not UTF-16 units
+  const [from, to] = displayRange(tweet, chars.length);
+  const paragraph = el('p', 'text');
+  paragraph.setAttribute('dir', 'auto');
+  const lang = str(tweet.lang);
+  if (/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/.test(lang)) paragraph.setAttribute('lang', lang);
+
+  const entities = collectEntities(tweet.entities, chars.length);
+  let cursor = from;
+  for (const item of entities) {
+    if (item.start < from || item.end > to) continue;
+    appendHighlighted(paragraph, chars.slice(cursor, item.start).join(''), matcher);
+    const node = entityNode(item, chars.slice(item.start, item.end).join(''), matcher, hiddenUrl);
+    if (node) paragraph.append(node);
+    cursor = item.end;
+  }
+  appendHighlighted(paragraph, chars.slice(cursor, to).join('').replace(/\s+$/, ''), matcher);
+
+  // Leading @mentions outside the display range are the reply chain: say so, as Twitter does.
+  const replyTo = entities.filter((item) => item.kind === 'mention' && item.end <= from);
+  return { paragraph, replyTo };
+}
+
+function replyLine(replyTo) {
+  const line = el('p', 'reply-to', 'Replying to ');
+  replyTo.forEach((item, i) => {
+    if (i > 0) line.append(' ');
+    const name = str(item.entity.screen_name);
+    line.append(link(profileUrl(name), 'mention', `@${name}`));
+  });
+  return line;
+}
+
+function photos(tweet) {
+  if (tweet.possibly_sensitive === true) return null;
+  const media = tweet.extended_entities?.media ?? tweet.entities?.media;
+  if (!Array.isArray(media)) return null;
+  const box = el('div', 'media');
+  for (const item of media.slice(0, MAX_PHOTOS)) {
+    const src = safeImageSrc(item?.media_url_https);
+    if (!src) continue;
+    const anchor = link(safeHref(item.expanded_url) ?? src, 'media-link');
+    const img = el('img', 'photo');
+    img.setAttribute('src', src);
+    img.setAttribute('alt', str(item.ext_alt_text) || 'Image attached to the tweet');
+    img.setAttribute('loading', 'lazy');
+    img.setAttribute('decoding', 'async');
+    img.setAttribute('referrerpolicy', 'no-referrer');
+    anchor.append(img);
+    box.append(anchor);
+  }
+  if (!box.firstChild) return null;
+  if (box.childElementCount > 1) box.classList.add('media-grid');
+  return box;
+}
+
+function isTweet(value) {
+  return value !== null && typeof value === 'object' && typeof value.id_str === 'string';
+}
+
+/** The quoted tweet, in a bordered box. */
+function quoteBox(quoted, matcher, now) {
+  const user = quoted.user ?? {};
+  const box = el('blockquote', 'quote');
+  box.setAttribute('cite', statusUrl(str(user.screen_name), quoted.id_str));
+  const header = byline(quoted, user, now);
+  header.prepend(avatar(user, true));
+  box.append(header);
+  const { paragraph, replyTo } = tweetText(quoted, matcher, null);
+  if (replyTo.length) box.append(replyLine(replyTo));
+  box.append(paragraph);
+  const media = photos(quoted);
+  if (media) box.append(media);
+  return box;
+}
+
+/**
+ * One card: `<li><article class="tweet" data-id=...>`. A retweet shows "🔁 <name> retweeted" above
+ * the original; a quote shows the quoted tweet nested inside.
+ */
+export function renderTweet(tweet, matcher, now = Date.now()) {
+  const article = el('article', 'tweet');
+  article.dataset.id = tweet.id_str;
+
+  let shown = tweet;
+  if (isTweet(tweet.retweeted_status)) {
+    shown = tweet.retweeted_status;
+    article.classList.add('is-retweet');
+    article.dataset.originalId = shown.id_str;
+    const retweeter = tweet.user ?? {};
+    const line = el('p', 'retweeted-by');
+    const icon = el('span', 'icon', '🔁');
+    icon.setAttribute('aria-hidden', 'true');
+    line.append(icon, ' ');
+    line.append(link(profileUrl(str(retweeter.screen_name)), 'retweeter',
+      str(retweeter.name) || `@${str(retweeter.screen_name)}`));
+    line.append(' retweeted');
+    article.append(line);
+  }
+
+  const user = shown.user ?? {};
+  const body = el('div', 'body');
+  body.append(byline(shown, user, now));
+
+  const quoted = isTweet(shown.quoted_status) ? shown.quoted_status : null;
+  const hiddenUrl = quoted ? (href) => href.includes(`/status/${quoted.id_str}`) : null;
+  const { paragraph, replyTo } = tweetText(shown, matcher, hiddenUrl);
+  if (replyTo.length) body.append(replyLine(replyTo));
+  body.append(paragraph);
+  const media = photos(shown);
+  if (media) body.append(media);
+  if (quoted) body.append(quoteBox(quoted, matcher, now));
+
+  const main = el('div', 'card');
+  const avatarLink = link(profileUrl(str(user.screen_name)), 'avatar-link');
+  avatarLink.setAttribute('tabindex', '-1');
+  avatarLink.setAttribute('aria-hidden', 'true');
+  avatarLink.append(avatar(user, false));
+  main.append(avatarLink, body);
+  article.append(main);
+
+  const item = document.createElement('li');
+  item.append(article);
+  return item;
+}

@@ -1,0 +1,148 @@
+/** The header's live status: the connection indicator (with countdowns) and the tweets-per-second rate. */
+
+const SOURCE_NAMES = { twitter: 'Twitter', emulator: 'the emulator', bluesky: 'Bluesky' };
+
+function secondsUntil(at, now) {
+  return Math.max(0, Math.ceil((at - now) / 1000));
+}
+
+/**
+ * Shows one of these states in `data-state` and in words:
+ *   connecting    opening the WebSocket, or the server is connecting upstream
+ *   live          tweets are flowing (or will, as soon as there are any)
+ *   reconnecting  our WebSocket closed; "Reconnecting in Ns"
+ *   backoff       the server's upstream connection is backing off; "retrying in Ns"
+ *   idle          the server has no upstream connection open right now
+ *   error         a rejected filter, or an upstream error
+ */
+export class Indicator {
+  constructor(element, { retryButton, announcer }) {
+    this.element = element;
+    this.label = element.querySelector('.label') ?? element;
+    this.retryButton = retryButton;
+    this.announcer = announcer;
+    this.phase = 'connecting';
+    this.detail = {};
+    this.upstreamStatus = null; // {state, retryAt, reason}
+    this.source = 'twitter';
+    this.stream = null;
+    this.lastState = null;
+    this.render();
+  }
+
+  /** From the Connection. */
+  socketPhase(phase, detail) {
+    this.phase = phase;
+    this.detail = detail;
+    if (phase !== 'live') this.upstreamStatus = null;
+    this.render();
+  }
+
+  /** From a hello frame. */
+  hello(message) {
+    const fallback = message.mode === 'demo' ? 'emulator' : 'twitter';
+    this.source = Object.hasOwn(SOURCE_NAMES, String(message.source)) ? message.source : fallback;
+    this.stream = message.stream;
+    this.upstreamStatus = null;
+    this.render();
+  }
+
+  /** From a status frame: the state of the server's upstream connection for our stream. */
+  upstream(message, now = Date.now()) {
+    if (this.stream && message.stream && message.stream !== this.stream) return;
+    const retryIn = Number(message.retry_in);
+    this.upstreamStatus = {
+      state: String(message.state ?? ''),
+      retryAt: Number.isFinite(retryIn) ? now + retryIn * 1000 : null,
+      reason: typeof message.reason === 'string' ? message.reason : '',
+    };
+    this.render(now);
+  }
+
+  /** Called every second, for the countdowns. */
+  tick(now = Date.now()) {
+    if (this.phase === 'waiting' || this.upstreamStatus?.retryAt) this.render(now);
+  }
+
+  describe(now) {
+    const source = SOURCE_NAMES[this.source];
+    switch (this.phase) {
+      case 'waiting': {
+        const seconds = secondsUntil(this.detail.retryAt, now);
+        return { state: 'reconnecting', text: seconds > 0 ? `Reconnecting in ${seconds}s` : 'Reconnecting…',
+          title: 'The connection to the server was lost' };
+      }
+      case 'stopped':
+        return { state: 'error', text: 'Not connected', title: 'The server refused this filter. Change it to try again.' };
+      case 'live':
+        break;
+      default:
+        return { state: 'connecting', text: 'Connecting…', title: 'Connecting to the server' };
+    }
+    const upstream = this.upstreamStatus;
+    const retry = upstream?.retryAt ? secondsUntil(upstream.retryAt, now) : 0;
+    switch (upstream?.state) {
+      case 'connecting':
+        return { state: 'connecting', text: `Connecting to ${source}…`, title: upstream.reason };
+      case 'backoff':
+        return { state: 'backoff', text: `Waiting for ${source}${retry ? ` (retry in ${retry}s)` : '…'}`,
+          title: upstream.reason || `The server could not reach ${source} and keeps retrying` };
+      case 'error':
+        return { state: 'error', text: `No connection to ${source}${retry ? ` (retry in ${retry}s)` : ''}`,
+          title: upstream.reason };
+      case 'idle':
+        return { state: 'idle', text: 'Idle', title: upstream.reason || 'Waiting for the stream to start' };
+      default:
+        return { state: 'live', text: 'Live', title: 'Connected: tweets appear as they happen' };
+    }
+  }
+
+  render(now = Date.now()) {
+    const { state, text, title } = this.describe(now);
+    this.element.dataset.state = state;
+    if (this.label.textContent !== text) this.label.textContent = text;
+    if (title) this.element.setAttribute('title', title);
+    else this.element.removeAttribute('title');
+    this.retryButton.hidden = this.phase !== 'waiting';
+    if (state !== this.lastState) {
+      this.lastState = state;
+      // Announce changes of state, not every tick of a countdown.
+      this.announcer.textContent = title && state !== 'live' ? `${text}. ${title}` : text;
+    }
+  }
+}
+
+/** Tweets per second, averaged over the last few whole seconds, in fixed memory. */
+export class RateMeter {
+  constructor(element, { windowSeconds = 5 } = {}) {
+    this.element = element;
+    this.windowSeconds = windowSeconds;
+    this.reset();
+  }
+
+  /** Not connected: show a dash until start(). */
+  reset() {
+    this.active = false;
+    this.buckets = [];
+    this.current = 0;
+    this.element.textContent = '– tweets/s';
+  }
+
+  start() {
+    this.active = true;
+  }
+
+  count(n) {
+    this.current += n;
+  }
+
+  /** Once a second. */
+  tick() {
+    if (!this.active) return;
+    this.buckets.push(this.current);
+    this.current = 0;
+    if (this.buckets.length > this.windowSeconds) this.buckets.shift();
+    const rate = this.buckets.reduce((sum, n) => sum + n, 0) / this.buckets.length;
+    this.element.textContent = `${rate < 10 ? rate.toFixed(1) : Math.round(rate)} tweets/s`;
+  }
+}
