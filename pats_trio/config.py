@@ -91,7 +91,9 @@ def load_settings(**overrides: Any) -> Settings:
         "client_queue_size": env("PATS_CLIENT_QUEUE_SIZE", default=256, cast=int),
         "slow_client_seconds": env("PATS_SLOW_CLIENT_SECONDS", default=30.0, cast=float),
         "emulator_rate": env("PATS_EMULATOR_RATE", default=5.0, cast=float),
-        "emulator_seed": env("PATS_EMULATOR_SEED", default="", cast=lambda v: int(v) if v else None),
+        "emulator_seed": env(
+            "PATS_EMULATOR_SEED", default="", cast=lambda v: int(v) if v else None
+        ),
     }
     values.update(overrides)
     settings = Settings(**values)

@@ -42,7 +42,9 @@ STREAM_TIMEOUT = httpx.Timeout(
 
 MAX_CONNECTIONS = 4
 """Two long-lived streams, plus the overlap while one of them is restarted on a new track."""
-MAX_KEEPALIVE_CONNECTIONS = 2
+MAX_KEEPALIVE_CONNECTIONS = 0
+"""Never reuse a pooled connection: a reconnect after a backoff would meet one the server closed
+while we waited, and fail with a spurious network error. Streams gain nothing from pooling."""
 
 MAX_REASON_BYTES = 4096
 MAX_REASON_CHARS = 200

@@ -1,0 +1,240 @@
+"""The Quart-Trio app: the page, the WebSocket endpoint, and the hub started beside them.
+
+Run it with `hypercorn --worker-class trio pats_trio.app:app` or `pats-trio`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import trio
+from quart import Response, send_from_directory, websocket
+from quart_trio import QuartTrio
+
+from pats_trio import frames
+from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
+from pats_trio.emulator import Emulator, serve_emulator
+from pats_trio.events import STREAM_KINDS, StreamKind
+from pats_trio.hub import Hub, Subscription
+from pats_trio.matching import TrackError, parse_track
+from pats_trio.upstream.client import make_http_client, open_stream
+from pats_trio.upstream.runner import ConnectFn
+
+LOGGER = logging.getLogger(__name__)
+
+FRONTEND_CANDIDATES = (
+    Path(__file__).resolve().parent.parent / "frontend",  # a source checkout
+    Path(__file__).resolve().parent / "frontend",  # an installed wheel
+)
+MAX_BATCH = 64
+MAX_INBOUND_BYTES = 4096
+SHUTDOWN_TIMEOUT = 5.0
+EVICTION_GRACE_SECONDS = 10.0
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def frontend_dir() -> Path:
+    for candidate in FRONTEND_CANDIDATES:
+        if (candidate / "index.html").is_file():
+            return candidate
+    raise FileNotFoundError("frontend/index.html is missing from this installation")
+
+
+class PatsApp(QuartTrio):
+    """QuartTrio with the hub it serves, created when serving starts."""
+
+    settings: Settings
+    hub: Hub
+    http: httpx.AsyncClient
+    emulator: Emulator | None = None
+
+
+def create_app(settings: Settings | None = None) -> PatsApp:
+    """Build the app; nothing connects until hypercorn starts serving it."""
+    settings = settings or load_settings()
+    static = frontend_dir()
+    app = PatsApp(__name__, static_folder=str(static), static_url_path="/static")
+    app.settings = settings
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = SHUTDOWN_TIMEOUT
+    app.config["MAX_CONTENT_LENGTH"] = MAX_INBOUND_BYTES
+
+    @app.before_serving
+    async def start_hub() -> None:
+        app.http = make_http_client()
+        base_url, credentials = settings.twitter_stream_url, settings.credentials
+        source = settings.source
+        if source == "emulator" and base_url == DEFAULT_STREAM_URL:
+            app.emulator = Emulator(rate=settings.emulator_rate, seed=settings.emulator_seed)
+            base_url = await app.nursery.start(serve_emulator, app.emulator)
+            LOGGER.info("no Twitter credentials: serving the built-in emulator at %s", base_url)
+        app.hub = Hub(
+            _connectors(app.http, base_url, credentials),
+            mode="twitter" if source == "twitter" else "demo",
+            source=source,
+            linger=settings.linger_seconds,
+            debounce=settings.filter_debounce_seconds,
+            queue_size=settings.client_queue_size,
+            slow_client_seconds=settings.slow_client_seconds,
+        )
+        await app.nursery.start(app.hub.run)
+
+    @app.after_serving
+    async def close_http() -> None:
+        await app.http.aclose()
+
+    @app.after_request
+    async def add_security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.get("/")
+    async def index() -> Any:
+        return await send_from_directory(static, "index.html")
+
+    @app.get("/healthz")
+    async def healthz() -> Any:
+        return {"ok": True}
+
+    @app.websocket("/ws")
+    async def ws() -> None:
+        await serve_websocket(app)
+
+    return app
+
+
+def _connectors(
+    http: httpx.AsyncClient, base_url: str, credentials: Any
+) -> dict[StreamKind, ConnectFn]:
+    def connector(kind: StreamKind) -> ConnectFn:
+        def connect(track: str) -> Any:
+            return open_stream(http, base_url, kind, track, credentials=credentials)
+
+        return connect
+
+    return {kind: connector(kind) for kind in STREAM_KINDS}
+
+
+async def serve_websocket(app: PatsApp) -> None:
+    """One viewer, from the handshake to the close.
+
+    Error handling: a bad filter gets an `error` frame and close 1008; a viewer that stays too
+    slow gets `error` and close 4001. Neither touches any other viewer.
+    """
+    await websocket.accept()
+    try:
+        track = parse_track(websocket.args.get("filter", ""))
+        async with app.hub.subscribe(track) as sub:
+            abandoned = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_read_commands, app.hub, sub)
+                nursery.start_soon(_abandon_after_eviction, sub, nursery.cancel_scope, abandoned)
+                await _send_frames(sub)
+                nursery.cancel_scope.cancel()
+            if sub.evicted.is_set() and not abandoned.is_set():
+                await _close_with_error(
+                    frames.CLOSE_TOO_SLOW,
+                    "too_slow",
+                    "Your connection could not keep up with the stream, so it was closed.",
+                )
+    except TrackError as exc:
+        await _close_with_error(frames.CLOSE_POLICY_VIOLATION, exc.code, exc.message)
+
+
+async def _abandon_after_eviction(
+    sub: Subscription, scope: trio.CancelScope, abandoned: trio.Event
+) -> None:
+    """An evicted viewer stuck in a send gets a grace period, then its socket is dropped."""
+    await sub.evicted.wait()
+    await trio.sleep(EVICTION_GRACE_SECONDS)
+    abandoned.set()
+    scope.cancel()
+
+
+async def _close_with_error(code: int, error_code: str, message: str) -> None:
+    with trio.move_on_after(SHUTDOWN_TIMEOUT):
+        await websocket.send(frames.error(error_code, message))
+        await websocket.close(code, error_code)
+
+
+async def _send_frames(sub: Subscription) -> None:
+    """The only task that writes to this socket, so frames never interleave."""
+    async for first in sub.messages:
+        if sub.evicted.is_set():
+            return
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(sub.messages.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        for frame in _coalesce(batch):
+            await websocket.send(frame)
+        skipped = sub.take_skipped()
+        if skipped:
+            await websocket.send(frames.skipped(skipped))
+
+
+_TWEET_PREFIX = '{"type":"tweet",'
+
+
+def _coalesce(batch: list[frames.Frame]) -> list[frames.Frame]:
+    """Join runs of consecutive tweet frames into one `tweets` frame; keep everything in order."""
+    out: list[frames.Frame] = []
+    run: list[frames.Frame] = []
+    for frame in batch:
+        if frame.startswith(_TWEET_PREFIX):
+            run.append(frame)
+            continue
+        if run:
+            out.append(run[0] if len(run) == 1 else frames.tweets(run))
+            run = []
+        out.append(frame)
+    if run:
+        out.append(run[0] if len(run) == 1 else frames.tweets(run))
+    return out
+
+
+async def _read_commands(hub: Hub, sub: Subscription) -> None:
+    """In-band filter changes. A bad command gets an `error` frame; the socket stays open."""
+    while True:
+        data = await websocket.receive()
+        if len(data) > MAX_INBOUND_BYTES:
+            hub.notify(sub, frames.error("message_too_large", "Messages are limited to 4 KiB."))
+            continue
+        try:
+            command = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            hub.notify(sub, frames.error("bad_message", "Messages must be JSON objects."))
+            continue
+        if not isinstance(command, dict) or command.get("type") != "filter":
+            hub.notify(
+                sub,
+                frames.error("bad_message", 'Only {"type":"filter","track":"..."} is understood.'),
+            )
+            continue
+        raw = command.get("track", "")
+        if not isinstance(raw, str):
+            hub.notify(sub, frames.error("bad_message", "track must be a string."))
+            continue
+        try:
+            hub.retrack(sub, parse_track(raw))
+        except TrackError as exc:
+            hub.notify(sub, frames.error(exc.code, exc.message))
+
+
+app = create_app()

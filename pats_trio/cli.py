@@ -1,0 +1,87 @@
+"""The `pats-trio` command: serve the app, or run the streaming-API emulator on its own."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from collections.abc import Sequence
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+LOGGER = logging.getLogger("pats_trio")
+
+
+async def _until_signalled() -> None:
+    """Return on the first SIGINT or SIGTERM, so hypercorn can shut down gracefully."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            LOGGER.info("received %s, shutting down", signal.Signals(signum).name)
+            return
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def serve_command(args: argparse.Namespace) -> None:
+    from pats_trio.app import create_app
+    from pats_trio.config import load_settings
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = load_settings(**overrides)
+    _configure_logging(settings.log_level)
+    app = create_app(settings)
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    LOGGER.info("serving on http://%s:%d/", settings.host, settings.port)
+    trio.run(lambda: serve(app, config, shutdown_trigger=_until_signalled))
+
+
+def emulate_command(args: argparse.Namespace) -> None:
+    from pats_trio.emulator import Emulator, serve_emulator
+
+    _configure_logging(args.log_level)
+    emulator = Emulator(rate=args.rate, seed=args.seed)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(
+                lambda task_status: serve_emulator(
+                    emulator, host=args.host, port=args.port, task_status=task_status
+                )
+            )
+            print(f"emulating the Twitter streaming API at {base_url}", flush=True)
+            print(f"point pats-trio at it with TWITTER_STREAM_URL={base_url}", flush=True)
+            await _until_signalled()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pats-trio", description="Realtime tweets in the browser, on Trio."
+    )
+    parser.set_defaults(handler=serve_command, host=None, port=None)
+    commands = parser.add_subparsers(title="commands")
+    run = commands.add_parser("serve", help="serve the app (the default)")
+    run.add_argument("--host", help="address to bind (PATS_HOST, default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to bind (PATS_PORT, default 8000)")
+    run.set_defaults(handler=serve_command)
+    emulate = commands.add_parser("emulate", help="run the streaming-API emulator on its own")
+    emulate.add_argument("--host", default="127.0.0.1")
+    emulate.add_argument("--port", type=int, default=8001)
+    emulate.add_argument("--rate", type=float, default=5.0, help="sample tweets per second")
+    emulate.add_argument("--seed", type=int, default=None, help="make the stream repeatable")
+    emulate.add_argument("--log-level", default="INFO")
+    emulate.set_defaults(handler=emulate_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.handler(args)

@@ -1,0 +1,232 @@
+"""The supervisor: viewers subscribe here, and every upstream event is routed to their channels.
+
+The hub never awaits a viewer. Each one has its own bounded memory channel that is fed with
+`send_nowait`; a viewer that cannot keep up loses tweets (counted and reported to it as
+`skipped`), and one that stays full for too long is closed. Nobody else notices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+from pats_trio import frames
+from pats_trio.events import STREAM_KINDS, Event, NoticeEvent, StatusEvent, StreamKind, TweetEvent
+from pats_trio.matching import MAX_PHRASES, Phrase, TrackError, TrackIndex, format_track
+from pats_trio.upstream.runner import STALL_SECONDS, ConnectFn, StreamRunner
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_SIZE = 256
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One viewer: what it watches and the channel its frames arrive on."""
+
+    kind: StreamKind
+    track: tuple[Phrase, ...]
+    messages: trio.MemoryReceiveChannel[frames.Frame]
+    _send: trio.MemorySendChannel[frames.Frame]
+    id: int = field(default_factory=lambda: next(_ids))
+    skipped: int = 0
+    """Frames dropped since the viewer was last told."""
+    full_since: float | None = None
+    evicted: trio.Event = field(default_factory=trio.Event)
+    """Set when the hub gave up on this viewer for staying full too long."""
+
+    def take_skipped(self) -> int:
+        count, self.skipped = self.skipped, 0
+        return count
+
+
+class Hub:
+    """Subscriptions, the keyword union, and routing. One per process."""
+
+    def __init__(
+        self,
+        connectors: Mapping[StreamKind, ConnectFn],
+        *,
+        mode: str = "demo",
+        source: str = "emulator",
+        linger: float = 30.0,
+        debounce: float = 1.0,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        slow_client_seconds: float = 30.0,
+        stall: float | None = None,
+    ) -> None:
+        self.mode = mode
+        self.source = source
+        self._queue_size = queue_size
+        self._slow_client_seconds = slow_client_seconds
+        self._viewers: dict[StreamKind, set[Subscription]] = {kind: set() for kind in STREAM_KINDS}
+        self._index: TrackIndex[Subscription] = TrackIndex()
+        self._status: dict[StreamKind, StatusEvent | None] = dict.fromkeys(STREAM_KINDS)
+        self.runners: dict[StreamKind, StreamRunner] = {
+            kind: StreamRunner(
+                kind,
+                connectors[kind],
+                self._publisher(kind),
+                linger=linger,
+                debounce=debounce,
+                source=source,
+                stall=STALL_SECONDS if stall is None else stall,
+            )
+            for kind in STREAM_KINDS
+        }
+        self.running = False
+        self.evictions = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run both stream runners until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for runner in self.runners.values():
+                await nursery.start(runner.run)
+            self.running = True
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self.running = False
+
+    def viewer_count(self, kind: StreamKind | None = None) -> int:
+        kinds = STREAM_KINDS if kind is None else (kind,)
+        return sum(len(self._viewers[k]) for k in kinds)
+
+    def union(self) -> tuple[Phrase, ...]:
+        return self._index.union()
+
+    @asynccontextmanager
+    async def subscribe(self, track: tuple[Phrase, ...] = ()) -> AsyncIterator[Subscription]:
+        """Watch the sample stream (no phrases) or the filter stream for `track`.
+
+        Raises TrackError before anything is registered if the union would grow past its limit.
+        """
+        self._check_union(None, track)
+        send, receive = trio.open_memory_channel[frames.Frame](self._queue_size)
+        sub = Subscription(_kind_for(track), track, receive, send)
+        self._attach(sub)
+        try:
+            yield sub
+        finally:
+            self._detach(sub)
+            send.close()
+
+    def retrack(self, sub: Subscription, track: tuple[Phrase, ...]) -> None:
+        """Switch a viewer to another track in place; raises TrackError and changes nothing."""
+        self._check_union(sub, track)
+        self._detach(sub)
+        sub.kind, sub.track = _kind_for(track), track
+        self._attach(sub)
+
+    def notify(self, sub: Subscription, frame: frames.Frame) -> None:
+        """Queue a frame for one viewer, behind what it already has."""
+        self._deliver(sub, frame)
+
+    def hello(self, sub: Subscription) -> frames.Frame:
+        return frames.hello(
+            mode=self.mode,
+            source=self.source,
+            stream=sub.kind,
+            track=[phrase.text for phrase in sub.track],
+        )
+
+    def _check_union(self, sub: Subscription | None, track: tuple[Phrase, ...]) -> None:
+        if not track:
+            return
+        size = self._index.union_size_with(sub, track) if sub else self._union_size_adding(track)
+        if size > MAX_PHRASES:
+            raise TrackError(
+                "too_many_phrases",
+                f"All viewers together may follow at most {MAX_PHRASES} phrases; "
+                f"adding yours would make {size}. Try fewer or more common phrases.",
+            )
+
+    def _union_size_adding(self, track: tuple[Phrase, ...]) -> int:
+        current = {phrase.text for phrase in self._index.union()}
+        return len(current | {phrase.text for phrase in track})
+
+    def _attach(self, sub: Subscription) -> None:
+        self._viewers[sub.kind].add(sub)
+        if sub.track:
+            self._index.set(sub, sub.track)
+        self._deliver(sub, self.hello(sub))
+        status = self._status[sub.kind]
+        if status is not None:
+            self._deliver(sub, status.frame)
+        self._update_demand(sub.kind)
+
+    def _detach(self, sub: Subscription) -> None:
+        self._viewers[sub.kind].discard(sub)
+        self._index.discard(sub)
+        self._update_demand(sub.kind)
+
+    def _update_demand(self, kind: StreamKind) -> None:
+        viewers = bool(self._viewers[kind])
+        track = format_track(self._index.union()) if kind == "filter" else ""
+        self.runners[kind].demand(active=viewers, track=track)
+
+    def _publisher(self, kind: StreamKind) -> Callable[[Event], None]:
+        def publish(event: Event) -> None:
+            self.route(kind, event)
+
+        return publish
+
+    def route(self, kind: StreamKind, event: Event) -> None:
+        """Hand one upstream event to every viewer it concerns. Never blocks."""
+        if isinstance(event, TweetEvent):
+            if kind == "filter":
+                targets: set[Subscription] = self._index.subscribers_for(event.terms)
+                targets &= self._viewers["filter"]
+            else:
+                targets = self._viewers["sample"]
+            for sub in tuple(targets):
+                self._deliver(sub, event.frame)
+        elif isinstance(event, StatusEvent):
+            self._status[kind] = event
+            self._broadcast(kind, event.frame)
+        elif isinstance(event, NoticeEvent):
+            self._broadcast(kind, event.frame)
+
+    def _broadcast(self, kind: StreamKind, frame: frames.Frame) -> None:
+        for sub in tuple(self._viewers[kind]):
+            self._deliver(sub, frame)
+
+    def _deliver(self, sub: Subscription, frame: frames.Frame) -> None:
+        if sub.evicted.is_set():
+            return
+        try:
+            sub._send.send_nowait(frame)
+        except trio.WouldBlock:
+            sub.skipped += 1
+            now = trio.current_time()
+            if sub.full_since is None:
+                sub.full_since = now
+            elif now - sub.full_since >= self._slow_client_seconds:
+                self._evict(sub)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return
+        else:
+            sub.full_since = None
+
+    def _evict(self, sub: Subscription) -> None:
+        LOGGER.warning(
+            "closing viewer %d: its queue stayed full for %.0fs (%d frames skipped)",
+            sub.id,
+            self._slow_client_seconds,
+            sub.skipped,
+        )
+        self.evictions += 1
+        sub.evicted.set()
+        sub._send.close()
+
+
+def _kind_for(track: tuple[Phrase, ...]) -> StreamKind:
+    return "filter" if track else "sample"

@@ -1,0 +1,282 @@
+"""The lifecycle of one upstream stream kind.
+
+It connects when the first viewer arrives, lingers after the last one leaves, reconnects with
+Twitter's backoff, watches for stalls, and restarts the filter connection when the keyword union
+changes: the new connection is opened first and the old one is cancelled only once the new one
+answers, with duplicates dropped by tweet id across the switch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from pats_trio import events, frames
+from pats_trio.events import Event, StreamKind
+from pats_trio.upstream import protocol
+from pats_trio.upstream.backoff import Backoff, classify
+from pats_trio.upstream.client import StreamHTTPError, StreamNetworkError
+
+LOGGER = logging.getLogger(__name__)
+
+STALL_SECONDS = 90.0
+DEDUP_WINDOW = 10_000
+# A burst of filter changes is coalesced, but a steady trickle must not postpone a restart forever.
+DEBOUNCE_MAX_FACTOR = 5.0
+
+ConnectFn = Callable[[str], AbstractAsyncContextManager[AsyncIterator[bytes]]]
+Publish = Callable[[Event], None]
+
+
+class StreamStalledError(Exception):
+    """No byte, not even a keep-alive, arrived within the stall limit."""
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One connection attempt for one track, with its own cancel scope."""
+
+    track: str
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    last_limit: int = 0
+
+
+@dataclass
+class RunnerStats:
+    connects: int = 0
+    tweets: int = 0
+    duplicates: int = 0
+
+
+class StreamRunner:
+    """Owns every connection of one stream kind. The hub tells it what is wanted with `demand`."""
+
+    def __init__(
+        self,
+        kind: StreamKind,
+        connect: ConnectFn,
+        publish: Publish,
+        *,
+        linger: float,
+        debounce: float,
+        stall: float = STALL_SECONDS,
+        source: str = "twitter",
+        delimited: bool = False,
+    ) -> None:
+        self.kind = kind
+        self._connect = connect
+        self._publish = publish
+        self._linger = linger
+        self._debounce = debounce
+        self._stall = stall
+        self._source = source
+        self._delimited = delimited
+        self._active = False
+        self._track = ""
+        self._changed = trio.Event()
+        self._current: _Slot | None = None
+        self._pending: _Slot | None = None
+        self._seen: set[str] = set()
+        self._seen_order: deque[str] = deque()
+        self.state = "idle"
+        self.stats = RunnerStats()
+
+    @property
+    def serving_track(self) -> str | None:
+        """The track of the connection viewers are being served from, if any."""
+        return self._current.track if self._current is not None else None
+
+    def demand(self, *, active: bool, track: str = "") -> None:
+        """Say whether anyone watches this stream and, for filter, the union they need."""
+        if active == self._active and track == self._track:
+            return
+        self._active = active
+        self._track = track
+        self._changed.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve demand forever.
+
+        Resource handling: every connection lives in a nursery opened here, so cancelling `run`
+        closes them all. Error handling: upstream failures never escape; they become `status`
+        events and a backoff.
+        """
+        task_status.started()
+        while True:
+            self._changed = trio.Event()
+            if self._wanted():
+                await self._session()
+            else:
+                await self._changed.wait()
+
+    def _wanted(self) -> bool:
+        return self._active and (self.kind == "sample" or bool(self._track))
+
+    async def _session(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._start_slot(nursery, self._track)
+            while True:
+                self._changed = trio.Event()
+                if not self._active:
+                    if not await self._still_wanted_after(self._linger):
+                        LOGGER.info(
+                            "%s: no viewers for %.1fs, disconnecting", self.kind, self._linger
+                        )
+                        break
+                    continue
+                if self._wanted() and self._track != self._target_track():
+                    await self._quiet_period()
+                    if self._wanted() and self._track != self._target_track():
+                        self._start_slot(nursery, self._track)
+                    continue
+                await self._changed.wait()
+            nursery.cancel_scope.cancel()
+        self._current = self._pending = None
+        self._set_state(None, "idle")
+
+    def _target_track(self) -> str | None:
+        slot = self._pending or self._current
+        return slot.track if slot is not None else None
+
+    async def _still_wanted_after(self, seconds: float) -> bool:
+        with trio.move_on_after(seconds):
+            while not self._active:
+                self._changed = trio.Event()
+                await self._changed.wait()
+        return self._active
+
+    async def _quiet_period(self) -> None:
+        """Wait until demand stops changing for `debounce` seconds (bounded), to coalesce bursts."""
+        cap = trio.current_time() + self._debounce * DEBOUNCE_MAX_FACTOR
+        while True:
+            self._changed = trio.Event()
+            with trio.move_on_at(min(trio.current_time() + self._debounce, cap)) as quiet:
+                await self._changed.wait()
+            if quiet.cancelled_caught or trio.current_time() >= cap:
+                return
+
+    def _start_slot(self, nursery: trio.Nursery, track: str) -> None:
+        if self._pending is not None:
+            self._pending.scope.cancel()
+        slot = _Slot(track)
+        self._pending = slot
+        nursery.start_soon(self._run_slot, slot)
+
+    def _promote(self, slot: _Slot) -> None:
+        if slot is self._pending:
+            old, self._current, self._pending = self._current, slot, None
+            if old is not None:
+                old.scope.cancel()
+
+    def _visible(self, slot: _Slot | None) -> bool:
+        return slot is None or slot is self._current or self._current is None
+
+    def _set_state(self, slot: _Slot | None, state: str, **details: Any) -> None:
+        if not self._visible(slot):
+            return
+        self.state = state
+        self._publish(events.status_event(self.kind, state, **details))
+
+    async def _run_slot(self, slot: _Slot) -> None:
+        backoff = Backoff()
+        with slot.scope:
+            while True:
+                self._set_state(slot, "connecting")
+                connected_at: float | None = None
+                try:
+                    async with self._connect(slot.track) as chunks:
+                        connected_at = trio.current_time()
+                        self.stats.connects += 1
+                        backoff.reset()
+                        self._promote(slot)
+                        LOGGER.info("%s: connected (track=%d bytes)", self.kind, len(slot.track))
+                        self._set_state(slot, "connected")
+                        await self._pump(slot, chunks)
+                    delay = backoff.after_drop(uptime=trio.current_time() - connected_at)
+                    reason = "stream ended"
+                except StreamStalledError:
+                    assert connected_at is not None
+                    delay = backoff.after_drop(uptime=trio.current_time() - connected_at)
+                    reason = f"no data for {self._stall:.0f}s"
+                except StreamNetworkError as exc:
+                    if connected_at is None:
+                        delay = backoff.after_network_error()
+                    else:
+                        delay = backoff.after_drop(uptime=trio.current_time() - connected_at)
+                    reason = f"network error: {exc}"
+                except StreamHTTPError as exc:
+                    verdict = classify(exc.status_code)
+                    if verdict == "fatal":
+                        delay = backoff.after_fatal(exc.status_code)
+                        reason = f"HTTP {exc.status_code}: {exc.reason}"
+                        LOGGER.error("%s: %s, retrying in %.0fs", self.kind, reason, delay)
+                        self._set_state(slot, "error", reason=reason, retry_in=delay)
+                        await trio.sleep(delay)
+                        continue
+                    delay = backoff.after_http_error(exc.status_code)
+                    reason = f"HTTP {exc.status_code}: {exc.reason}"
+                slot.last_limit = 0
+                if delay > 0:
+                    LOGGER.warning("%s: %s, reconnecting in %.2fs", self.kind, reason, delay)
+                    self._set_state(slot, "backoff", retry_in=delay, reason=reason)
+                    await trio.sleep(delay)
+                else:
+                    LOGGER.info("%s: %s, reconnecting now", self.kind, reason)
+
+    async def _pump(self, slot: _Slot, chunks: AsyncIterator[bytes]) -> None:
+        decoder = protocol.StreamDecoder(delimited=self._delimited)
+        with trio.CancelScope(deadline=trio.current_time() + self._stall) as watch:
+            async for chunk in chunks:
+                watch.deadline = trio.current_time() + self._stall
+                for message in decoder.feed(chunk):
+                    self._handle(slot, message)
+        if watch.cancelled_caught:
+            raise StreamStalledError
+
+    def _handle(self, slot: _Slot, message: protocol.Message) -> None:
+        if isinstance(message, protocol.Tweet):
+            self._handle_tweet(message.status)
+        elif isinstance(message, protocol.Limit):
+            undelivered = message.track - slot.last_limit
+            slot.last_limit = message.track
+            if undelivered > 0 and slot is self._current:
+                self._publish(events.NoticeEvent(frames.limit(undelivered)))
+        elif isinstance(message, protocol.Disconnect):
+            LOGGER.warning(
+                "%s: upstream disconnect code=%d reason=%s",
+                self.kind,
+                message.code,
+                message.reason,
+            )
+        elif isinstance(message, protocol.StallWarning):
+            LOGGER.warning(
+                "%s: stall warning %s (%s%% full)", self.kind, message.code, message.percent_full
+            )
+        else:
+            notice = events.notice_for(message)
+            if notice is not None:
+                self._publish(notice)
+
+    def _handle_tweet(self, status: dict[str, Any]) -> None:
+        id_str = status.get("id_str")
+        if isinstance(id_str, str):
+            if id_str in self._seen:
+                self.stats.duplicates += 1
+                return
+            self._remember(id_str)
+        event = events.tweet_event(status, source=self._source)
+        if event is not None:
+            self.stats.tweets += 1
+            self._publish(event)
+
+    def _remember(self, id_str: str) -> None:
+        self._seen.add(id_str)
+        self._seen_order.append(id_str)
+        if len(self._seen_order) > DEDUP_WINDOW:
+            self._seen.discard(self._seen_order.popleft())

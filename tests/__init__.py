@@ -1,0 +1,1 @@
+"""pats-trio tests: real servers on loopback, virtual time for timing logic."""

@@ -1,0 +1,52 @@
+"""Fixtures that build real servers on loopback port 0: the emulator and the app under hypercorn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from pats_trio.app import create_app
+from pats_trio.config import Settings
+from pats_trio.emulator import Emulator, serve_emulator
+from tests.support import Served
+
+
+def settings_for_tests(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "linger_seconds": 0.5,
+        "filter_debounce_seconds": 0.05,
+        "emulator_rate": 0.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_served(
+    nursery: trio.Nursery,
+) -> Callable[..., Any]:
+    """Start an emulator and the app reading from it; returns an async factory."""
+
+    async def start(emulator: Emulator | None = None, **overrides: Any) -> Served:
+        emulator = emulator or Emulator(rate=0, filter_rate=0, seed=1)
+        base_url = await nursery.start(serve_emulator, emulator)
+        app = create_app(settings_for_tests(twitter_stream_url=base_url, **overrides))
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.accesslog = None
+        binds = await nursery.start(serve, app, config)
+        http_url = binds[0]
+        return Served(app, emulator, http_url, "ws" + http_url.removeprefix("http") + "/ws")
+
+    return start
+
+
+@pytest.fixture
+async def served(make_served: Callable[..., Any]) -> Served:
+    served: Served = await make_served()
+    return served

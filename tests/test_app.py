@@ -1,0 +1,310 @@
+"""The app over real sockets: hypercorn, the emulator over HTTP, and trio-websocket viewers."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from tests.support import Served, Viewer, close_code, status
+
+TIMEOUT = 15
+
+_ids = itertools.count(10_000)
+
+
+def new_id() -> int:
+    return next(_ids)
+
+
+async def wait_for_filter_track(served: Served, track: str) -> None:
+    await served.emulator.wait_until(
+        lambda emu: any(c.track == track for c in emu.open_connections("filter"))
+    )
+
+
+async def test_page_is_served_with_security_headers(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient() as client:
+            page = await client.get(served.http_url + "/")
+            script = await client.get(served.http_url + "/static/main.js")
+    assert page.status_code == 200
+    assert "<html" in page.text.lower()
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+
+
+async def test_sample_viewer_gets_hello_then_trimmed_tweets(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(served.ws_url) as ws:
+            viewer = Viewer(ws)
+            hello = await viewer.next_of("hello")
+            assert hello == {
+                "type": "hello",
+                "mode": "demo",
+                "source": "emulator",
+                "stream": "sample",
+                "track": [],
+            }
+            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+            sent = [status(f"tweet number {i}", new_id()) for i in range(5)]
+            for tweet in sent:
+                served.emulator.inject(tweet)
+            got = await viewer.tweets(5)
+    assert [t["id_str"] for t in got] == [t["id_str"] for t in sent]
+    first = got[0]
+    assert first["text"] == "tweet number 0"
+    assert first["user"]["screen_name"] == "someone"
+    assert isinstance(first["timestamp_ms"], int)
+    assert {"created_at", "entities"} <= first.keys()
+
+
+async def test_filter_routing_follows_and_or_rules(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_websocket_url(served.ws_url + "?filter=python,%20trio%20rust") as ws_a,
+            open_websocket_url(served.ws_url + "?filter=rust") as ws_b,
+        ):
+            a, b = Viewer(ws_a), Viewer(ws_b)
+            assert (await a.next_of("hello"))["track"] == ["python", "trio rust"]
+            assert (await b.next_of("hello"))["track"] == ["rust"]
+            await wait_for_filter_track(served, "python,rust,trio rust")
+            cases = {
+                "I love Python!": {"a"},
+                "rust meets trio": {"a", "b"},
+                "only trio here": set(),
+                "rust alone": {"b"},
+                "#python tips": {"a"},
+                "TRIO and RUST shouting": {"a", "b"},
+            }
+            sent: dict[str, set[str]] = {}
+            for text, who in cases.items():
+                tweet = status(text, new_id())
+                if text.startswith("#"):
+                    tweet["entities"]["hashtags"] = [{"text": "python", "indices": [0, 7]}]
+                served.emulator.inject(tweet)
+                sent[tweet["id_str"]] = who
+            # A last tweet both match marks the end of each viewer's stream.
+            marker = status("python rust trio marker", new_id())
+            served.emulator.inject(marker)
+            got_a = await a.tweets(1 + sum("a" in w for w in sent.values()))
+            got_b = await b.tweets(1 + sum("b" in w for w in sent.values()))
+    assert [t["id_str"] for t in got_a] == [i for i, w in sent.items() if "a" in w] + [
+        marker["id_str"]
+    ]
+    assert [t["id_str"] for t in got_b] == [i for i, w in sent.items() if "b" in w] + [
+        marker["id_str"]
+    ]
+
+
+async def test_union_change_restarts_filter_without_gap_or_duplicates(served: Served) -> None:
+    emulator = served.emulator
+    injected: list[str] = []
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(served.ws_url + "?filter=python") as ws_a:
+            a = Viewer(ws_a)
+            await a.next_of("hello")
+            await wait_for_filter_track(served, "python")
+            first_connection = emulator.open_connections("filter")[0]
+            async with trio.open_nursery() as nursery:
+                stop = trio.Event()
+
+                async def feed() -> None:
+                    while not stop.is_set():
+                        tweet = status(f"python news {len(injected)}", new_id())
+                        emulator.inject(tweet)
+                        injected.append(tweet["id_str"])
+                        await trio.sleep(0.002)
+
+                nursery.start_soon(feed)
+                await trio.sleep(0.05)
+                async with open_websocket_url(served.ws_url + "?filter=rust") as ws_b:
+                    await Viewer(ws_b).next_of("hello")
+                    await wait_for_filter_track(served, "python,rust")
+                    await emulator.wait_until(lambda _: first_connection.closed_at is not None)
+                    await trio.sleep(0.05)
+                    stop.set()
+                last = status("python last one", new_id())
+                emulator.inject(last)
+                injected.append(last["id_str"])
+            got = await a.tweets(len(injected))
+    assert [t["id_str"] for t in got] == injected
+    second = next(c for c in emulator.connections if c.track == "python,rust")
+    assert first_connection.closed_at is not None
+    assert second.opened_at <= first_connection.closed_at, "new connection opens before old closes"
+
+
+async def test_bad_filter_is_refused_with_error_and_1008(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(served.ws_url) as ws_ok:
+            ok = Viewer(ws_ok)
+            await ok.next_of("hello")
+            for query, code in (("a,,b", "empty_phrase"), ("x" * 61, "phrase_too_long")):
+                async with open_websocket_url(served.ws_url + "?filter=" + query) as ws_bad:
+                    bad = Viewer(ws_bad)
+                    error = await bad.next_of("error")
+                    assert error["code"] == code
+                    assert error["message"]
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await bad.next_frame()
+                    assert close_code(closed.value) == 1008
+            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+            tweet = status("still flowing", new_id())
+            served.emulator.inject(tweet)
+            assert [t["id_str"] for t in await ok.tweets(1)] == [tweet["id_str"]]
+
+
+async def test_union_over_400_phrases_is_refused_for_the_newcomer_only(served: Served) -> None:
+    first = ",".join(f"w{i}" for i in range(400))
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(served.ws_url + "?filter=" + first) as ws_full:
+            full = Viewer(ws_full)
+            assert len((await full.next_of("hello"))["track"]) == 400
+            async with open_websocket_url(served.ws_url + "?filter=one%20more") as ws_extra:
+                extra = Viewer(ws_extra)
+                assert (await extra.next_of("error"))["code"] == "too_many_phrases"
+                with pytest.raises(ConnectionClosed) as closed:
+                    await extra.next_frame()
+                assert close_code(closed.value) == 1008
+            await served.emulator.wait_until(
+                lambda emu: any(len(c.track.split(",")) == 400 for c in emu.open_connections())
+            )
+            tweet = status("w399 is here", new_id())
+            served.emulator.inject(tweet)
+            assert [t["id_str"] for t in await full.tweets(1)] == [tweet["id_str"]]
+
+
+async def test_in_band_filter_change_switches_stream_without_reconnecting(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(served.ws_url) as ws:
+            viewer = Viewer(ws)
+            assert (await viewer.next_of("hello"))["stream"] == "sample"
+            await ws.send_message('{"type":"filter","track":"a,,b"}')
+            assert (await viewer.next_of("error"))["code"] == "empty_phrase"
+            await ws.send_message("not json")
+            assert (await viewer.next_of("error"))["code"] == "bad_message"
+            await ws.send_message('{"type":"filter","track":"Python"}')
+            hello = await viewer.next_of("hello")
+            assert (hello["stream"], hello["track"]) == ("filter", ["python"])
+            await wait_for_filter_track(served, "python")
+            miss, hit = status("nothing here", new_id()), status("python here", new_id())
+            served.emulator.inject(miss)
+            served.emulator.inject(hit)
+            got = await viewer.tweets(1)
+    assert [t["id_str"] for t in got] == [hit["id_str"]]
+
+
+async def inject_paced(served: Served, texts: list[str], *, batch: int = 20) -> list[str]:
+    """Inject tweets in small batches, so a viewer that reads keeps up."""
+    ids = []
+    for n, text in enumerate(texts):
+        tweet = status(text, new_id())
+        served.emulator.inject(tweet)
+        ids.append(tweet["id_str"])
+        if n % batch == batch - 1:
+            await trio.sleep(0.005)
+    return ids
+
+
+PADDING = " and some more words to make this tweet long" * 5
+
+
+async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., Any]) -> None:
+    served: Served = await make_served(client_queue_size=64, slow_client_seconds=3600)
+    count = 3000
+    got_fast: list[dict[str, Any]] = []
+    with trio.fail_after(90):
+        async with (
+            open_websocket_url(served.ws_url) as ws_slow,
+            open_websocket_url(served.ws_url) as ws_fast,
+        ):
+            slow, fast = Viewer(ws_slow), Viewer(ws_fast)
+            await slow.next_of("hello")
+            await fast.next_of("hello")
+            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+            async with trio.open_nursery() as nursery:
+
+                async def read_fast() -> None:
+                    got_fast.extend(await fast.tweets(count))
+
+                nursery.start_soon(read_fast)
+                sent = await inject_paced(served, [f"tweet {i}{PADDING}" for i in range(count)])
+            assert [t["id_str"] for t in got_fast] == sent
+            assert not any(f["type"] == "skipped" for f in fast.frames)
+            # Now the slow viewer reads what it has; it must be told what it missed. Markers
+            # keep coming until one gets through, since the first may meet a full buffer.
+            received: list[str] = []
+            skipped = 0
+            markers: list[str] = []
+            async with trio.open_nursery() as nursery:
+
+                async def send_markers() -> None:
+                    while True:
+                        marker = status(f"marker {len(markers)}", new_id())
+                        served.emulator.inject(marker)
+                        markers.append(marker["id_str"])
+                        await trio.sleep(0.05)
+
+                async def read_until(wanted: list[str]) -> None:
+                    nonlocal skipped
+                    while not set(wanted) & set(received):
+                        frame = await slow.next_frame()
+                        if frame["type"] == "skipped":
+                            skipped += frame["count"]
+                        elif frame["type"] == "tweet":
+                            received.append(frame["tweet"]["id_str"])
+                        elif frame["type"] == "tweets":
+                            received.extend(t["id_str"] for t in frame["tweets"])
+
+                nursery.start_soon(send_markers)
+                await read_until(markers)
+                nursery.cancel_scope.cancel()
+            # Caught up: a last tweet queued now arrives behind every `skipped` report.
+            closing = status("closing", new_id())
+            served.emulator.inject(closing)
+            markers.append(closing["id_str"])
+            await read_until([closing["id_str"]])
+    assert skipped > 0
+    assert len(received) + skipped == count + len(markers)
+    order = {id_: n for n, id_ in enumerate([*sent, *markers])}
+    positions = [order[id_] for id_ in received]
+    assert positions == sorted(set(positions)), "what the slow viewer got is in order, once"
+
+
+async def test_viewer_that_stays_full_is_closed_with_4001(make_served: Callable[..., Any]) -> None:
+    served: Served = await make_served(client_queue_size=32, slow_client_seconds=0.2)
+    with trio.fail_after(90):
+        async with (
+            open_websocket_url(served.ws_url) as ws_slow,
+            open_websocket_url(served.ws_url) as ws_fast,
+        ):
+            slow, fast = Viewer(ws_slow), Viewer(ws_fast)
+            await slow.next_of("hello")
+            await fast.next_of("hello")
+            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+            sent: list[str] = []
+            end = status("after the close", new_id())
+            received: list[str] = []
+            async with trio.open_nursery() as nursery:
+
+                async def read_fast() -> None:
+                    while end["id_str"] not in received:
+                        received.extend(t["id_str"] for t in await fast.tweets(1))
+
+                nursery.start_soon(read_fast)
+                while served.app.hub.evictions == 0:
+                    sent += await inject_paced(served, [f"tweet {len(sent)}{PADDING}"] * 40)
+                served.emulator.inject(end)
+            assert received == [*sent, end["id_str"]], "the other viewer lost nothing"
+            error = await slow.next_of("error")
+            assert error["code"] == "too_slow"
+            with pytest.raises(ConnectionClosed) as closed:
+                await slow.read_until_closed()
+            assert close_code(closed.value) == 4001

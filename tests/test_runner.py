@@ -1,0 +1,232 @@
+"""The upstream lifecycle against the real emulator over loopback, on Trio's virtual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import trio
+import trio.testing
+
+from pats_trio.emulator import Emulator, serve_emulator
+from pats_trio.events import Event, StatusEvent, StreamKind, TweetEvent
+from pats_trio.upstream.client import make_http_client, open_stream
+from pats_trio.upstream.runner import StreamRunner
+from tests.support import status
+
+TIMEOUT = 30  # seconds of virtual time are free; this bounds a hang
+
+
+@dataclass
+class Recorder:
+    """The runner's publish callback: keeps every event and wakes whoever waits on them."""
+
+    events: list[Event] = field(default_factory=list)
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, predicate: Callable[[list[Event]], bool]) -> None:
+        while not predicate(self.events):
+            await self._changed.wait()
+
+
+@dataclass
+class Harness:
+    emulator: Emulator
+    runner: StreamRunner
+    recorder: Recorder
+
+    @property
+    def events(self) -> list[Event]:
+        return self.recorder.events
+
+    def statuses(self) -> list[StatusEvent]:
+        return [e for e in self.events if isinstance(e, StatusEvent)]
+
+    def backoffs(self) -> list[float]:
+        return [s.details["retry_in"] for s in self.statuses() if s.state == "backoff"]
+
+    def tweet_ids(self) -> list[str]:
+        return [e.id_str for e in self.events if isinstance(e, TweetEvent)]
+
+
+async def start(
+    nursery: trio.Nursery,
+    kind: StreamKind,
+    *,
+    base_url: str | None = None,
+    linger: float = 30.0,
+    debounce: float = 1.0,
+) -> Harness:
+    emulator = Emulator(rate=0, filter_rate=0, seed=3)
+    emulator_url = await nursery.start(serve_emulator, emulator)
+    http = make_http_client()
+    url = base_url or emulator_url
+    recorder = Recorder()
+
+    def connect(track: str):  # type: ignore[no-untyped-def]
+        return open_stream(http, url, kind, track, credentials=None)
+
+    runner = StreamRunner(kind, connect, recorder, linger=linger, debounce=debounce)
+    await nursery.start(runner.run)
+    return Harness(emulator, runner, recorder)
+
+
+@pytest.fixture
+async def sample(nursery: trio.Nursery) -> Harness:
+    return await start(nursery, "sample")
+
+
+async def test_connects_only_when_someone_watches(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 100):
+        await trio.sleep(600)
+        assert sample.emulator.connections == []
+        sample.runner.demand(active=True)
+        await sample.emulator.wait_until(lambda emu: len(emu.open_connections("sample")) == 1)
+        sample.emulator.inject(status("hello", 1))
+        await sample.emulator.wait_until(lambda _: sample.tweet_ids() == ["1"])
+    assert [s.state for s in sample.statuses()] == ["connecting", "connected"]
+
+
+async def test_lingers_then_disconnects(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        sample.runner.demand(active=True)
+        await sample.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        connection = sample.emulator.connections[0]
+        left_at = trio.current_time()
+        sample.runner.demand(active=False)
+        await trio.sleep(29)
+        assert connection.closed_at is None, "still lingering"
+        # A viewer coming back within the linger reuses the connection.
+        sample.runner.demand(active=True)
+        await trio.sleep(60)
+        assert connection.closed_at is None
+        left_at = trio.current_time()
+        sample.runner.demand(active=False)
+        await sample.emulator.wait_until(lambda _: connection.closed_at is not None)
+    closed_at: float | None = connection.closed_at
+    assert closed_at is not None
+    assert 30 <= closed_at - left_at < 31
+    assert len(sample.emulator.connections) == 1
+    assert sample.runner.state == "idle"
+
+
+async def test_reconnects_at_once_after_a_drop(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        sample.runner.demand(active=True)
+        await sample.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        await trio.sleep(60)
+        dropped_at = trio.current_time()
+        sample.emulator.drop_streams()
+        await sample.emulator.wait_until(lambda emu: len(emu.connections) == 2)
+        assert trio.current_time() - dropped_at < 0.1
+        await sample.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+
+
+async def test_http_errors_back_off_exponentially_then_reset(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 100):
+        sample.runner.demand(active=True)
+        await sample.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        await trio.sleep(60)
+        sample.emulator.fail_next(503, count=3)
+        sample.emulator.drop_streams()
+        await sample.recorder.wait_for(
+            lambda _: sample.runner.state == "connected" and len(sample.statuses()) >= 4
+        )
+    waits = [s.details["retry_in"] for s in sample.statuses() if s.state == "backoff"]
+    assert waits == [5, 10, 20]
+    assert sample.statuses()[-1].state == "connected"
+
+
+async def test_network_errors_back_off_linearly(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    harness = await start(nursery, "sample", base_url=f"http://127.0.0.1:{closed_port}/1.1")
+    with trio.fail_after(TIMEOUT * 10):
+        harness.runner.demand(active=True)
+        await harness.recorder.wait_for(
+            lambda _: sum(s.state == "backoff" for s in harness.statuses()) >= 6
+        )
+    waits = [s.details["retry_in"] for s in harness.statuses() if s.state == "backoff"]
+    assert waits[:6] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
+
+
+async def test_a_stream_that_keeps_closing_at_once_is_not_hammered(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        sample.runner.demand(active=True)
+        for drops in range(1, 5):
+            await sample.recorder.wait_for(lambda _: sample.runner.state == "connected")
+            sample.emulator.drop_streams()
+            await sample.recorder.wait_for(
+                lambda _, drops=drops: len(sample.backoffs()) == drops  # type: ignore[misc]
+            )
+    assert sample.backoffs() == [0.25, 0.5, 0.75, 1.0]
+
+
+async def test_a_stalled_stream_is_replaced_after_90_seconds(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        sample.runner.demand(active=True)
+        await sample.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        stalled_at = trio.current_time()
+        sample.emulator.stall_streams()
+        await sample.emulator.wait_until(lambda emu: len(emu.connections) == 2)
+    assert 90 <= trio.current_time() - stalled_at < 91
+
+
+async def test_a_burst_of_filter_changes_costs_one_restart(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness = await start(nursery, "filter")
+    with trio.fail_after(TIMEOUT * 10):
+        harness.runner.demand(active=True, track="python")
+        await harness.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        for i in range(50):
+            harness.runner.demand(active=True, track=f"python,w{i}")
+            await trio.sleep(0.02)
+        await trio.sleep(10)
+    tracks = [c.track for c in harness.emulator.connections]
+    assert tracks == ["python", "python,w49"]
+    assert len(harness.emulator.open_connections()) == 1
+
+
+async def test_restart_keeps_the_old_connection_until_the_new_one_answers(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness = await start(nursery, "filter", debounce=0.5)
+    emulator = harness.emulator
+    with trio.fail_after(TIMEOUT * 100):
+        harness.runner.demand(active=True, track="python")
+        await emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        old = emulator.connections[0]
+        emulator.fail_next(503)
+        harness.runner.demand(active=True, track="python,rust")
+        # The new connection is refused once; viewers keep the old one meanwhile.
+        await trio.sleep(3)
+        assert old.closed_at is None
+        emulator.inject(status("python during the retry", 5))
+        await emulator.wait_until(lambda _: harness.tweet_ids() == ["5"])
+        await emulator.wait_until(lambda _: old.closed_at is not None)
+    new = emulator.connections[-1]
+    assert new.track == "python,rust"
+    assert new.opened_at <= old.closed_at  # type: ignore[operator]
+    assert harness.runner.serving_track == "python,rust"

@@ -1,0 +1,94 @@
+"""The two ways people start the server, run as real processes on the built-in emulator."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+from functools import partial
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import trio
+from trio_websocket import open_websocket_url
+
+STARTUP_TIMEOUT = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pats_trio_command(port: int) -> list[str]:
+    exe = shutil.which("pats-trio")
+    base = [exe] if exe else [sys.executable, "-m", "pats_trio"]
+    return [*base, "serve", "--port", str(port)]
+
+
+def hypercorn_command(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--worker-class",
+        "trio",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "pats_trio.app:app",
+    ]
+
+
+async def wait_until_serving(url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                if (await client.get(url + "/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await trio.sleep(0.1)
+
+
+@pytest.mark.parametrize("command", [pats_trio_command, hypercorn_command])
+async def test_server_process_shows_demo_tweets_without_credentials(
+    command: object, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
+    env |= {"PATS_EMULATOR_RATE": "20", "LOG_LEVEL": "INFO"}
+    argv = command(port)  # type: ignore[operator]
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(trio.run_process, argv, cwd=tmp_path, env=env, check=False)
+        )
+        try:
+            with trio.fail_after(STARTUP_TIMEOUT):
+                await wait_until_serving(f"http://127.0.0.1:{port}")
+                async with httpx.AsyncClient() as client:
+                    page = await client.get(f"http://127.0.0.1:{port}/")
+                assert page.status_code == 200
+                assert "pats-trio" in page.text
+                async with open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
+                    hello = orjson.loads(await ws.get_message())
+                    assert (hello["type"], hello["mode"]) == ("hello", "demo")
+                    while True:
+                        frame = orjson.loads(await ws.get_message())
+                        if frame["type"] in ("tweet", "tweets"):
+                            break
+                tweet = frame["tweet"] if frame["type"] == "tweet" else frame["tweets"][0]
+                assert tweet["text"]
+                assert tweet["user"]["screen_name"]
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(15):
+                await process.wait()
+            assert process.returncode == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
