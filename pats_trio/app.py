@@ -89,6 +89,8 @@ def create_app(settings: Settings | None = None) -> PatsApp:
             debounce=settings.filter_debounce_seconds,
             queue_size=settings.client_queue_size,
             slow_client_seconds=settings.slow_client_seconds,
+            min_reconnect=settings.min_reconnect_seconds,
+            max_connects_per_window=settings.max_connects_per_5min,
         )
         await app.nursery.start(app.hub.run)
 

@@ -40,6 +40,8 @@ class Settings:
     redis_url: str = field(default="", repr=False)
     linger_seconds: float = 30.0
     filter_debounce_seconds: float = 1.0
+    min_reconnect_seconds: float = 5.0
+    max_connects_per_5min: int = 20
     client_queue_size: int = 256
     slow_client_seconds: float = 30.0
     emulator_rate: float = 5.0
@@ -88,6 +90,8 @@ def load_settings(**overrides: Any) -> Settings:
         "redis_url": env("REDIS_URL", default=""),
         "linger_seconds": env("PATS_LINGER_SECONDS", default=30.0, cast=float),
         "filter_debounce_seconds": env("PATS_FILTER_DEBOUNCE_SECONDS", default=1.0, cast=float),
+        "min_reconnect_seconds": env("PATS_MIN_RECONNECT_SECONDS", default=5.0, cast=float),
+        "max_connects_per_5min": env("PATS_MAX_CONNECTS_PER_5MIN", default=20, cast=int),
         "client_queue_size": env("PATS_CLIENT_QUEUE_SIZE", default=256, cast=int),
         "slow_client_seconds": env("PATS_SLOW_CLIENT_SECONDS", default=30.0, cast=float),
         "emulator_rate": env("PATS_EMULATOR_RATE", default=5.0, cast=float),
@@ -113,6 +117,10 @@ def validate(settings: Settings) -> None:
         raise SettingsError("PATS_LINGER_SECONDS must be 0 or more")
     if settings.filter_debounce_seconds < 0:
         raise SettingsError("PATS_FILTER_DEBOUNCE_SECONDS must be 0 or more")
+    if settings.min_reconnect_seconds < 0:
+        raise SettingsError("PATS_MIN_RECONNECT_SECONDS must be 0 or more")
+    if settings.max_connects_per_5min < 2:
+        raise SettingsError("PATS_MAX_CONNECTS_PER_5MIN must be at least 2 (a restart needs two)")
     _positive("PATS_SLOW_CLIENT_SECONDS", settings.slow_client_seconds)
     if settings.emulator_rate < 0:
         raise SettingsError("PATS_EMULATOR_RATE must be 0 or more")

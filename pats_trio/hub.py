@@ -18,6 +18,7 @@ import trio
 from pats_trio import frames
 from pats_trio.events import STREAM_KINDS, Event, NoticeEvent, StatusEvent, StreamKind, TweetEvent
 from pats_trio.matching import MAX_PHRASES, Phrase, TrackError, TrackIndex, format_track
+from pats_trio.upstream.backoff import ConnectionBudget
 from pats_trio.upstream.runner import STALL_SECONDS, ConnectFn, StreamRunner
 
 LOGGER = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class Hub:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         slow_client_seconds: float = 30.0,
         stall: float | None = None,
+        min_reconnect: float = 0.0,
+        max_connects_per_window: int = 1_000_000,
     ) -> None:
         self.mode = mode
         self.source = source
@@ -78,6 +81,9 @@ class Hub:
                 debounce=debounce,
                 source=source,
                 stall=STALL_SECONDS if stall is None else stall,
+                budget=ConnectionBudget(
+                    min_interval=min_reconnect, max_per_window=max_connects_per_window
+                ),
             )
             for kind in STREAM_KINDS
         }

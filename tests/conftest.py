@@ -20,6 +20,7 @@ def settings_for_tests(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "linger_seconds": 0.5,
         "filter_debounce_seconds": 0.05,
+        "min_reconnect_seconds": 0.0,
         "emulator_rate": 0.0,
     }
     values.update(overrides)

@@ -308,3 +308,59 @@ async def test_viewer_that_stays_full_is_closed_with_4001(make_served: Callable[
             with pytest.raises(ConnectionClosed) as closed:
                 await slow.read_until_closed()
             assert close_code(closed.value) == 4001
+
+
+async def test_control_messages_reach_the_viewers_they_concern(served: Served) -> None:
+    emulator = served.emulator
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_websocket_url(served.ws_url) as ws_sample,
+            open_websocket_url(served.ws_url + "?filter=python") as ws_filter,
+        ):
+            sample, filtered = Viewer(ws_sample), Viewer(ws_filter)
+            await sample.next_of("hello")
+            await filtered.next_of("hello")
+            await emulator.wait_until(lambda emu: len(emu.open_connections()) == 2)
+            shown = status("python with a place", new_id(), place={"full_name": "Oslo"})
+            shown["coordinates"] = {"type": "Point", "coordinates": [10.7, 59.9]}
+            emulator.inject(shown)
+            tweet = (await filtered.tweets(1))[0]
+            assert not {"place", "coordinates", "geo"} & tweet.keys(), "geo is never forwarded"
+            gone = shown["id_str"]
+            emulator.inject_raw(
+                b'{"delete":{"status":{"id":%s,"id_str":"%s","user_id":7,"user_id_str":"7"}}}\r\n'
+                % (gone.encode(), gone.encode())
+            )
+            assert (await sample.next_of("delete"))["id_str"] == gone
+            assert (await filtered.next_of("delete"))["id_str"] == gone
+            withheld = b'{"status_withheld":{"id":5,"user_id":7,"withheld_in_countries":["DE"]}}'
+            emulator.inject_raw(withheld + b"\r\n", kind="filter")
+            assert (await filtered.next_of("delete"))["id_str"] == "5"
+            # Twitter's limit count is cumulative per connection: viewers get the difference.
+            emulator.inject_raw(b'{"limit":{"track":5}}\r\n', kind="filter")
+            emulator.inject_raw(b'{"limit":{"track":12}}\r\n', kind="filter")
+            first, second = await filtered.next_of("limit"), await filtered.next_of("limit")
+            assert (first["undelivered"], second["undelivered"]) == (5, 7)
+            marker = status("python marker", new_id())
+            emulator.inject(marker)
+            await filtered.tweets(1)
+            await sample.tweets(1)
+    assert not any(f["type"] == "limit" for f in sample.frames), "limit is for filter viewers"
+
+
+async def test_viewers_are_told_the_upstream_state(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(served.ws_url) as ws:
+            viewer = Viewer(ws)
+            await viewer.next_of("hello")
+            while (await viewer.next_of("status"))["state"] != "connected":
+                pass
+            served.emulator.fail_next(503)
+            served.emulator.drop_streams()
+            states: list[str] = []
+            while not states or states[-1] != "connected":
+                states.append((await viewer.next_of("status"))["state"])
+    assert "backoff" in states
+    backoff = next(f for f in viewer.frames if f.get("state") == "backoff")
+    assert backoff["retry_in"] > 0
+    assert backoff["reason"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,6 +12,7 @@ import trio.testing
 
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.events import Event, StatusEvent, StreamKind, TweetEvent
+from pats_trio.upstream.backoff import ConnectionBudget
 from pats_trio.upstream.client import make_http_client, open_stream
 from pats_trio.upstream.runner import StreamRunner
 from tests.support import status
@@ -62,6 +64,7 @@ async def start(
     base_url: str | None = None,
     linger: float = 30.0,
     debounce: float = 1.0,
+    budget: ConnectionBudget | None = None,
 ) -> Harness:
     emulator = Emulator(rate=0, filter_rate=0, seed=3)
     emulator_url = await nursery.start(serve_emulator, emulator)
@@ -72,7 +75,7 @@ async def start(
     def connect(track: str):  # type: ignore[no-untyped-def]
         return open_stream(http, url, kind, track, credentials=None)
 
-    runner = StreamRunner(kind, connect, recorder, linger=linger, debounce=debounce)
+    runner = StreamRunner(kind, connect, recorder, linger=linger, debounce=debounce, budget=budget)
     await nursery.start(runner.run)
     return Harness(emulator, runner, recorder)
 
@@ -230,3 +233,107 @@ async def test_restart_keeps_the_old_connection_until_the_new_one_answers(
     assert new.track == "python,rust"
     assert new.opened_at <= old.closed_at  # type: ignore[operator]
     assert harness.runner.serving_track == "python,rust"
+
+
+async def test_rate_limiting_backs_off_from_a_minute(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 100):
+        sample.emulator.fail_next(420, count=2)
+        sample.runner.demand(active=True)
+        await sample.recorder.wait_for(lambda _: sample.runner.state == "connected")
+    assert sample.backoffs() == [60, 120]
+
+
+async def test_errors_that_need_a_person_are_reported_and_retried_slowly(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 100):
+        sample.emulator.fail_next(401, count=2, body=b'{"errors":[{"message":"Unauthorized"}]}')
+        started = trio.current_time()
+        sample.runner.demand(active=True)
+        await sample.recorder.wait_for(lambda _: sample.runner.state == "connected")
+    errors = [s for s in sample.statuses() if s.state == "error"]
+    assert len(errors) == 2
+    assert "401" in errors[0].details["reason"]
+    assert errors[0].details["retry_in"] == 300
+    assert trio.current_time() - started >= 600, "no hot loop"
+    assert len(sample.emulator.connections) == 3
+
+
+async def test_a_disconnect_that_needs_a_person_is_reported(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 100):
+        sample.runner.demand(active=True)
+        await sample.recorder.wait_for(lambda _: sample.runner.state == "connected")
+        revoked = (
+            b'{"disconnect":{"code":6,"stream_name":"me-sample","reason":"token revoked"}}\r\n'
+        )
+        sample.emulator.inject_raw(revoked)
+        await sample.recorder.wait_for(lambda _: sample.runner.state == "error")
+        failed_at = trio.current_time()
+        await sample.recorder.wait_for(lambda _: sample.runner.state == "connected")
+    error = next(s for s in sample.statuses() if s.state == "error")
+    assert "disconnect" in error.details["reason"]
+    assert trio.current_time() - failed_at >= 300
+
+
+async def test_stray_upstream_lines_are_counted_and_the_stream_lives_on(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        sample.runner.demand(active=True)
+        await sample.recorder.wait_for(lambda _: sample.runner.state == "connected")
+        sample.emulator.inject_raw(b"{not json\r\n")
+        sample.emulator.inject_raw(b'{"brand_new_message":{}}\r\n')
+        warning = b'{"warning":{"code":"FALLING_BEHIND","message":"behind","percent_full":60}}'
+        sample.emulator.inject_raw(warning + b"\r\n")
+        sample.emulator.inject(status("still alive", 77))
+        await sample.recorder.wait_for(lambda _: sample.tweet_ids() == ["77"])
+        sample.emulator.drop_streams()
+        await sample.recorder.wait_for(lambda _: sample.runner.stats.malformed == 1)
+    assert (sample.runner.stats.unknown, sample.runner.stats.stall_warnings) == (1, 1)
+
+
+async def test_reconnects_keep_a_minimum_interval_and_a_five_minute_cap(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    budget = ConnectionBudget(min_interval=10, max_per_window=3)
+    harness = await start(nursery, "filter", debounce=0.5, budget=budget)
+    with trio.fail_after(TIMEOUT * 100):
+        for n in range(4):
+            harness.runner.demand(active=True, track=f"python,w{n}")
+            await harness.emulator.wait_until(
+                lambda emu, n=n: any(  # type: ignore[misc]
+                    c.track == f"python,w{n}" for c in emu.open_connections()
+                )
+            )
+    opened = [c.opened_at for c in harness.emulator.connections]
+    gaps = [b - a for a, b in itertools.pairwise(opened)]
+    assert all(gap >= 10 for gap in gaps)
+    assert opened[3] - opened[0] >= 300, "a fourth attempt waits for the five-minute window"
+
+
+async def test_a_union_change_during_a_backoff_connects_with_the_newest_union(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    harness = await start(nursery, "filter", debounce=0.5)
+    emulator = harness.emulator
+    with trio.fail_after(TIMEOUT * 100):
+        harness.runner.demand(active=True, track="python")
+        await emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        old = emulator.connections[0]
+        emulator.fail_next(503, count=2)
+        harness.runner.demand(active=True, track="python,rust")
+        await emulator.wait_until(lambda emu: emu.connections[-1].status == 503)
+        harness.runner.demand(active=True, track="go,python,rust")
+        await emulator.wait_until(
+            lambda emu: any(c.track == "go,python,rust" for c in emu.open_connections())
+        )
+        await emulator.wait_until(lambda _: old.closed_at is not None)
+    assert harness.runner.serving_track == "go,python,rust"
+    assert [c.track for c in emulator.connections if c.status == 200] == [
+        "python",
+        "go,python,rust",
+    ]

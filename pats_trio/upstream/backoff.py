@@ -8,6 +8,7 @@ all of them restart at `reset()`, which the caller makes when a connection answe
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Literal
 
 NETWORK_ERROR_STEP_SECONDS = 0.25
@@ -110,3 +111,51 @@ class Backoff:
     def after_fatal(self, status: int) -> float:
         """An answer that needs a person (see `FATAL_STATUSES`): a slow, fixed retry."""
         return FATAL_RETRY_SECONDS
+
+
+RECONNECT_WINDOW_SECONDS = 300.0
+"""Twitter judged excessive reconnects over minutes; we cap attempts per five-minute window."""
+
+
+class ConnectionBudget:
+    """How soon the next connection attempt may start, whatever caused it.
+
+    Filter changes come from viewers, not from errors, so no backoff ladder covers them: a busy
+    page could otherwise reconnect every few seconds and get the account rate-limited. All times
+    are passed in, so this stays pure.
+
+    >>> budget = ConnectionBudget(min_interval=5.0, max_per_window=2)
+    >>> budget.record(0.0); budget.delay(1.0)
+    4.0
+    >>> budget.record(6.0); budget.delay(7.0)
+    293.0
+    """
+
+    def __init__(
+        self,
+        *,
+        min_interval: float,
+        max_per_window: int,
+        window: float = RECONNECT_WINDOW_SECONDS,
+    ) -> None:
+        if max_per_window < 1:
+            raise ValueError("max_per_window must be at least 1")
+        self.min_interval = min_interval
+        self.max_per_window = max_per_window
+        self.window = window
+        self._attempts: deque[float] = deque()
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait from `now` before an attempt is within budget (0 if it is)."""
+        while self._attempts and self._attempts[0] <= now - self.window:
+            self._attempts.popleft()
+        wait = 0.0
+        if self._attempts:
+            wait = self._attempts[-1] + self.min_interval - now
+        if len(self._attempts) >= self.max_per_window:
+            wait = max(wait, self._attempts[0] + self.window - now)
+        return max(wait, 0.0)
+
+    def record(self, now: float) -> None:
+        """An attempt starts now."""
+        self._attempts.append(now)

@@ -20,7 +20,7 @@ import trio
 from pats_trio import events, frames
 from pats_trio.events import Event, StreamKind
 from pats_trio.upstream import protocol
-from pats_trio.upstream.backoff import Backoff, classify
+from pats_trio.upstream.backoff import FATAL_RETRY_SECONDS, Backoff, ConnectionBudget, classify
 from pats_trio.upstream.client import StreamHTTPError, StreamNetworkError
 
 LOGGER = logging.getLogger(__name__)
@@ -38,6 +38,14 @@ class StreamStalledError(Exception):
     """No byte, not even a keep-alive, arrived within the stall limit."""
 
 
+class UpstreamDisconnectError(Exception):
+    """The upstream said it is closing the stream, and why."""
+
+    def __init__(self, message: protocol.Disconnect) -> None:
+        super().__init__(message.name)
+        self.message = message
+
+
 @dataclass(eq=False)
 class _Slot:
     """One connection attempt for one track, with its own cancel scope."""
@@ -49,9 +57,15 @@ class _Slot:
 
 @dataclass
 class RunnerStats:
+    """Counters over the runner's life, for logs, tests and metrics."""
+
     connects: int = 0
     tweets: int = 0
     duplicates: int = 0
+    stall_warnings: int = 0
+    unknown: int = 0
+    malformed: int = 0
+    oversized: int = 0
 
 
 class StreamRunner:
@@ -68,6 +82,7 @@ class StreamRunner:
         stall: float = STALL_SECONDS,
         source: str = "twitter",
         delimited: bool = False,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self.kind = kind
         self._connect = connect
@@ -77,6 +92,7 @@ class StreamRunner:
         self._stall = stall
         self._source = source
         self._delimited = delimited
+        self._budget = budget or ConnectionBudget(min_interval=0.0, max_per_window=1_000_000)
         self._active = False
         self._track = ""
         self._changed = trio.Event()
@@ -174,11 +190,12 @@ class StreamRunner:
             if old is not None:
                 old.scope.cancel()
 
-    def _visible(self, slot: _Slot | None) -> bool:
-        return slot is None or slot is self._current or self._current is None
+    def _visible(self, slot: _Slot | None, state: str) -> bool:
+        """Viewers hear about the connection they are served from; errors they always hear."""
+        return state == "error" or slot is None or slot is self._current or self._current is None
 
     def _set_state(self, slot: _Slot | None, state: str, **details: Any) -> None:
-        if not self._visible(slot):
+        if not self._visible(slot, state):
             return
         self.state = state
         self._publish(events.status_event(self.kind, state, **details))
@@ -187,6 +204,7 @@ class StreamRunner:
         backoff = Backoff()
         with slot.scope:
             while True:
+                await self._within_budget(slot)
                 self._set_state(slot, "connecting")
                 connected_at: float | None = None
                 try:
@@ -200,6 +218,13 @@ class StreamRunner:
                         await self._pump(slot, chunks)
                     delay = backoff.after_drop(uptime=trio.current_time() - connected_at)
                     reason = "stream ended"
+                except UpstreamDisconnectError as exc:
+                    reason = f"upstream disconnect: {exc.message.name} ({exc.message.reason})"
+                    if exc.message.fatal:
+                        await self._fatal(slot, reason, FATAL_RETRY_SECONDS)
+                        continue
+                    assert connected_at is not None
+                    delay = backoff.after_drop(uptime=trio.current_time() - connected_at)
                 except StreamStalledError:
                     assert connected_at is not None
                     delay = backoff.after_drop(uptime=trio.current_time() - connected_at)
@@ -213,11 +238,8 @@ class StreamRunner:
                 except StreamHTTPError as exc:
                     verdict = classify(exc.status_code)
                     if verdict == "fatal":
-                        delay = backoff.after_fatal(exc.status_code)
                         reason = f"HTTP {exc.status_code}: {exc.reason}"
-                        LOGGER.error("%s: %s, retrying in %.0fs", self.kind, reason, delay)
-                        self._set_state(slot, "error", reason=reason, retry_in=delay)
-                        await trio.sleep(delay)
+                        await self._fatal(slot, reason, backoff.after_fatal(exc.status_code))
                         continue
                     delay = backoff.after_http_error(exc.status_code)
                     reason = f"HTTP {exc.status_code}: {exc.reason}"
@@ -229,13 +251,33 @@ class StreamRunner:
                 else:
                     LOGGER.info("%s: %s, reconnecting now", self.kind, reason)
 
+    async def _fatal(self, slot: _Slot, reason: str, delay: float) -> None:
+        """An error that needs a person: say so, then retry slowly (a new union retries sooner)."""
+        LOGGER.error("%s: %s, retrying in %.0fs", self.kind, reason, delay)
+        self._set_state(slot, "error", reason=reason, retry_in=delay)
+        await trio.sleep(delay)
+
+    async def _within_budget(self, slot: _Slot) -> None:
+        wait = self._budget.delay(trio.current_time())
+        if wait > 0:
+            LOGGER.info(
+                "%s: holding the next connection %.1fs to stay within budget", self.kind, wait
+            )
+            self._set_state(slot, "backoff", retry_in=wait, reason="pacing reconnects")
+            await trio.sleep(wait)
+        self._budget.record(trio.current_time())
+
     async def _pump(self, slot: _Slot, chunks: AsyncIterator[bytes]) -> None:
         decoder = protocol.StreamDecoder(delimited=self._delimited)
-        with trio.CancelScope(deadline=trio.current_time() + self._stall) as watch:
-            async for chunk in chunks:
-                watch.deadline = trio.current_time() + self._stall
-                for message in decoder.feed(chunk):
-                    self._handle(slot, message)
+        try:
+            with trio.CancelScope(deadline=trio.current_time() + self._stall) as watch:
+                async for chunk in chunks:
+                    watch.deadline = trio.current_time() + self._stall
+                    for message in decoder.feed(chunk):
+                        self._handle(slot, message)
+        finally:
+            self.stats.malformed += decoder.stats.malformed
+            self.stats.oversized += decoder.stats.oversized
         if watch.cancelled_caught:
             raise StreamStalledError
 
@@ -248,13 +290,11 @@ class StreamRunner:
             if undelivered > 0 and slot is self._current:
                 self._publish(events.NoticeEvent(frames.limit(undelivered)))
         elif isinstance(message, protocol.Disconnect):
-            LOGGER.warning(
-                "%s: upstream disconnect code=%d reason=%s",
-                self.kind,
-                message.code,
-                message.reason,
-            )
+            raise UpstreamDisconnectError(message)
+        elif isinstance(message, protocol.Unknown):
+            self.stats.unknown += 1
         elif isinstance(message, protocol.StallWarning):
+            self.stats.stall_warnings += 1
             LOGGER.warning(
                 "%s: stall warning %s (%s%% full)", self.kind, message.code, message.percent_full
             )
