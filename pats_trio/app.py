@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> PatsApp:
             base_url = await app.nursery.start(serve_emulator, app.emulator)
             LOGGER.info("no Twitter credentials: serving the built-in emulator at %s", base_url)
         app.hub = Hub(
-            _connectors(app.http, base_url, credentials),
+            _connectors(app.http, base_url, credentials, delimited=settings.twitter_delimited),
             mode="twitter" if source == "twitter" else "demo",
             source=source,
             linger=settings.linger_seconds,
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> PatsApp:
             slow_client_seconds=settings.slow_client_seconds,
             min_reconnect=settings.min_reconnect_seconds,
             max_connects_per_window=settings.max_connects_per_5min,
+            delimited=settings.twitter_delimited,
         )
         await app.nursery.start(app.hub.run)
 
@@ -120,11 +121,13 @@ def create_app(settings: Settings | None = None) -> PatsApp:
 
 
 def _connectors(
-    http: httpx.AsyncClient, base_url: str, credentials: Any
+    http: httpx.AsyncClient, base_url: str, credentials: Any, *, delimited: bool
 ) -> dict[StreamKind, ConnectFn]:
     def connector(kind: StreamKind) -> ConnectFn:
         def connect(track: str) -> Any:
-            return open_stream(http, base_url, kind, track, credentials=credentials)
+            return open_stream(
+                http, base_url, kind, track, credentials=credentials, delimited=delimited
+            )
 
         return connect
 

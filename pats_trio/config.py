@@ -34,6 +34,7 @@ class Settings:
     twitter_consumer_secret: str = field(default="", repr=False)
     twitter_access_token: str = field(default="", repr=False)
     twitter_access_token_secret: str = field(default="", repr=False)
+    twitter_delimited: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
@@ -75,6 +76,12 @@ class Settings:
         return f"Settings({shown}, {masked})"
 
 
+def _delimited(value: str) -> bool:
+    if value.strip().lower() not in ("", "length"):
+        raise SettingsError(f"TWITTER_DELIMITED must be empty or 'length', got {value!r}")
+    return bool(value.strip())
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment and `.env`; keyword overrides win (tests, CLI flags)."""
     env = AutoConfig(search_path=".")
@@ -84,6 +91,7 @@ def load_settings(**overrides: Any) -> Settings:
         "twitter_consumer_secret": env("TWITTER_CONSUMER_SECRET", default=""),
         "twitter_access_token": env("TWITTER_ACCESS_TOKEN", default=""),
         "twitter_access_token_secret": env("TWITTER_ACCESS_TOKEN_SECRET", default=""),
+        "twitter_delimited": env("TWITTER_DELIMITED", default="", cast=_delimited),
         "host": env("PATS_HOST", default="127.0.0.1"),
         "port": env("PATS_PORT", default=8000, cast=int),
         "log_level": env("LOG_LEVEL", default="INFO").upper(),

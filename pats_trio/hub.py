@@ -64,6 +64,7 @@ class Hub:
         stall: float | None = None,
         min_reconnect: float = 0.0,
         max_connects_per_window: int = 1_000_000,
+        delimited: bool = False,
     ) -> None:
         self.mode = mode
         self.source = source
@@ -80,6 +81,7 @@ class Hub:
                 linger=linger,
                 debounce=debounce,
                 source=source,
+                delimited=delimited,
                 stall=STALL_SECONDS if stall is None else stall,
                 budget=ConnectionBudget(
                     min_interval=min_reconnect, max_per_window=max_connects_per_window

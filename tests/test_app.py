@@ -364,3 +364,20 @@ async def test_viewers_are_told_the_upstream_state(served: Served) -> None:
     backoff = next(f for f in viewer.frames if f.get("state") == "backoff")
     assert backoff["retry_in"] > 0
     assert backoff["reason"]
+
+
+async def test_length_delimited_upstream_delivers_the_same_tweets(
+    make_served: Callable[..., Any],
+) -> None:
+    served: Served = await make_served(twitter_delimited=True)
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(served.ws_url + "?filter=python") as ws:
+            viewer = Viewer(ws)
+            await viewer.next_of("hello")
+            await wait_for_filter_track(served, "python")
+            assert served.emulator.open_connections("filter")[0].delimited
+            tweets = [status(f"python ✨ {n}", new_id()) for n in range(3)]
+            for tweet in tweets:
+                served.emulator.inject(tweet)
+            got = await viewer.tweets(3)
+    assert [t["text"] for t in got] == [t["text"] for t in tweets]

@@ -7,7 +7,7 @@ import doctest
 import pytest
 
 from pats_trio.upstream import backoff as backoff_module
-from pats_trio.upstream.backoff import FATAL_RETRY_SECONDS, Backoff, classify
+from pats_trio.upstream.backoff import FATAL_RETRY_SECONDS, Backoff, ConnectionBudget, classify
 
 
 def test_network_errors_climb_linearly_by_a_quarter_second_to_16() -> None:
@@ -149,3 +149,21 @@ def test_docstring_examples_hold() -> None:
     result = doctest.testmod(backoff_module)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_connection_budget_keeps_a_minimum_interval() -> None:
+    budget = ConnectionBudget(min_interval=5.0, max_per_window=100)
+    assert budget.delay(0.0) == 0.0
+    budget.record(0.0)
+    assert budget.delay(2.0) == 3.0
+    assert budget.delay(5.0) == 0.0
+
+
+def test_connection_budget_caps_attempts_per_five_minutes() -> None:
+    budget = ConnectionBudget(min_interval=0.0, max_per_window=3)
+    for now in (0.0, 10.0, 20.0):
+        assert budget.delay(now) == 0.0
+        budget.record(now)
+    assert budget.delay(30.0) == 270.0, "the fourth waits until the first leaves the window"
+    budget.record(300.0)
+    assert budget.delay(305.0) == 5.0, "then the second one's turn decides"
