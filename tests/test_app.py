@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -201,6 +202,20 @@ async def test_in_band_filter_change_switches_stream_without_reconnecting(served
     assert [t["id_str"] for t in got] == [hit["id_str"]]
 
 
+@asynccontextmanager
+async def two_sample_viewers(served: Served) -> AsyncIterator[tuple[Viewer, Viewer]]:
+    """Two sample viewers, both greeted, with the upstream sample stream open."""
+    async with (
+        open_websocket_url(served.ws_url) as ws_one,
+        open_websocket_url(served.ws_url) as ws_two,
+    ):
+        one, two = Viewer(ws_one), Viewer(ws_two)
+        await one.next_of("hello")
+        await two.next_of("hello")
+        await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+        yield one, two
+
+
 async def inject_paced(served: Served, texts: list[str], *, batch: int = 20) -> list[str]:
     """Inject tweets in small batches, so a viewer that reads keeps up."""
     ids = []
@@ -221,14 +236,7 @@ async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., 
     count = 3000
     got_fast: list[dict[str, Any]] = []
     with trio.fail_after(90):
-        async with (
-            open_websocket_url(served.ws_url) as ws_slow,
-            open_websocket_url(served.ws_url) as ws_fast,
-        ):
-            slow, fast = Viewer(ws_slow), Viewer(ws_fast)
-            await slow.next_of("hello")
-            await fast.next_of("hello")
-            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+        async with two_sample_viewers(served) as (slow, fast):
             async with trio.open_nursery() as nursery:
 
                 async def read_fast() -> None:
@@ -281,14 +289,7 @@ async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., 
 async def test_viewer_that_stays_full_is_closed_with_4001(make_served: Callable[..., Any]) -> None:
     served: Served = await make_served(client_queue_size=32, slow_client_seconds=0.2)
     with trio.fail_after(90):
-        async with (
-            open_websocket_url(served.ws_url) as ws_slow,
-            open_websocket_url(served.ws_url) as ws_fast,
-        ):
-            slow, fast = Viewer(ws_slow), Viewer(ws_fast)
-            await slow.next_of("hello")
-            await fast.next_of("hello")
-            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+        async with two_sample_viewers(served) as (slow, fast):
             sent: list[str] = []
             end = status("after the close", new_id())
             received: list[str] = []

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from pats_trio.emulator import Emulator, serve_emulator
+from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
 from pats_trio.events import Event, StatusEvent, StreamKind, TweetEvent
 from pats_trio.upstream.backoff import ConnectionBudget
 from pats_trio.upstream.client import make_http_client, open_stream
@@ -78,6 +78,13 @@ async def start(
     runner = StreamRunner(kind, connect, recorder, linger=linger, debounce=debounce, budget=budget)
     await nursery.start(runner.run)
     return Harness(emulator, runner, recorder)
+
+
+async def first_connection(harness: Harness, track: str) -> ConnectionRecord:
+    """Ask for `track` and return the connection that serves it once it is open."""
+    harness.runner.demand(active=True, track=track)
+    await harness.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+    return harness.emulator.connections[0]
 
 
 @pytest.fixture
@@ -218,9 +225,7 @@ async def test_restart_keeps_the_old_connection_until_the_new_one_answers(
     harness = await start(nursery, "filter", debounce=0.5)
     emulator = harness.emulator
     with trio.fail_after(TIMEOUT * 100):
-        harness.runner.demand(active=True, track="python")
-        await emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
-        old = emulator.connections[0]
+        old = await first_connection(harness, "python")
         emulator.fail_next(503)
         harness.runner.demand(active=True, track="python,rust")
         # The new connection is refused once; viewers keep the old one meanwhile.
@@ -321,9 +326,7 @@ async def test_a_union_change_during_a_backoff_connects_with_the_newest_union(
     harness = await start(nursery, "filter", debounce=0.5)
     emulator = harness.emulator
     with trio.fail_after(TIMEOUT * 100):
-        harness.runner.demand(active=True, track="python")
-        await emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
-        old = emulator.connections[0]
+        old = await first_connection(harness, "python")
         emulator.fail_next(503, count=2)
         harness.runner.demand(active=True, track="python,rust")
         await emulator.wait_until(lambda emu: emu.connections[-1].status == 503)
