@@ -20,6 +20,7 @@ from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.hub import Hub, Subscription
+from pats_trio.logs import configure_logging
 from pats_trio.matching import TrackError, parse_track
 from pats_trio.upstream.client import make_http_client, open_stream
 from pats_trio.upstream.runner import ConnectFn
@@ -66,6 +67,7 @@ class PatsApp(QuartTrio):
 def create_app(settings: Settings | None = None) -> PatsApp:
     """Build the app; nothing connects until hypercorn starts serving it."""
     settings = settings or load_settings()
+    configure_logging(settings.log_level)
     static = frontend_dir()
     app = PatsApp(__name__, static_folder=str(static), static_url_path="/static")
     app.settings = settings
