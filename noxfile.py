@@ -1,26 +1,44 @@
-"""Test and lint sessions: `nox` runs both."""
+"""Test, lint and browser sessions: `nox` runs all three."""
 
 from __future__ import annotations
 
+import os
+
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "lint", "browser"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
+# Debian's chromium; Playwright never downloads a browser here.
+CHROMIUM = os.environ.get("PATS_CHROMIUM", "/usr/bin/chromium")
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite against a fresh install of the package."""
     session.install(".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "--ignore=tests/browser", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff (lint and format check) and mypy --strict."""
-    session.install(".[test,lint]", "nox")
+    # playwright too: mypy reads the browser tests' types.
+    session.install(".[test,lint,browser]", "nox")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def browser(session: nox.Session) -> None:
+    """The page in a real browser: Debian's chromium driven by Playwright, against the server and
+    the emulator as real processes. `PATS_UPDATE_SCREENSHOT=1` rewrites docs/screenshot.png."""
+    if not os.access(CHROMIUM, os.X_OK):
+        session.error(
+            f"no chromium at {CHROMIUM}: apt-get install chromium (CI's .ci/run does), "
+            "or set PATS_CHROMIUM to a Chromium binary"
+        )
+    session.install(".[test,browser]")
+    session.run("pytest", "tests/browser", *session.posargs)

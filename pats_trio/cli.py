@@ -11,6 +11,8 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from pats_trio.logs import configure_logging
+
 LOGGER = logging.getLogger("pats_trio")
 
 
@@ -22,17 +24,12 @@ async def _until_signalled() -> None:
             return
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def serve_command(args: argparse.Namespace) -> None:
     from pats_trio.app import create_app
     from pats_trio.config import load_settings
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)
-    _configure_logging(settings.log_level)
     app = create_app(settings)
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
@@ -44,8 +41,8 @@ def serve_command(args: argparse.Namespace) -> None:
 def emulate_command(args: argparse.Namespace) -> None:
     from pats_trio.emulator import Emulator, serve_emulator
 
-    _configure_logging(args.log_level)
-    emulator = Emulator(rate=args.rate, seed=args.seed)
+    configure_logging(args.log_level)
+    emulator = Emulator(rate=args.rate, seed=args.seed, control=args.control)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -77,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--port", type=int, default=8001)
     emulate.add_argument("--rate", type=float, default=5.0, help="sample tweets per second")
     emulate.add_argument("--seed", type=int, default=None, help="make the stream repeatable")
+    emulate.add_argument(
+        "--control",
+        action="store_true",
+        help="serve the test control API under /_control (inject tweets, list connections)",
+    )
     emulate.add_argument("--log-level", default="INFO")
     emulate.set_defaults(handler=emulate_command)
     return parser

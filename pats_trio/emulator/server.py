@@ -18,6 +18,9 @@ reader: a stream whose channel is full misses the message, and the miss is count
 `ConnectionRecord`. With ``stall_warnings=true`` it is told, like Twitter did, with a
 ``FALLING_BEHIND`` warning once its queue passes `FALLING_BEHIND_PERCENT`.
 
+An emulator built with ``control=True`` also answers the HTTP control API of
+`pats_trio.emulator.control` under ``/_control``, for tests that run it as its own process.
+
 Tests drive faults with `fail_next`, `drop_streams`, `stall_streams`, `inject` and `inject_raw`,
 and observe with `connections`, `sent` and `wait_until`. All scheduling uses trio's clock, so a
 `trio.testing.MockClock` drives keep-alives and the generator.
@@ -41,6 +44,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from pats_trio.emulator.control import CONTROL_PREFIX, serve_control
 from pats_trio.emulator.corpus import TweetFactory
 from pats_trio.matching import Phrase, TrackError, matches_any, parse_track, tweet_terms
 from pats_trio.tweets import TweetShapeError, trim
@@ -141,7 +145,8 @@ class Emulator:
 
     `rate` is sample tweets per second (0: only injected ones); `filter_rate` (default `rate`) is
     tweets per second written for each filter stream's own track. Arrivals are Poisson, drawn
-    from `seed` like the tweets themselves.
+    from `seed` like the tweets themselves. `control` mounts the HTTP control API
+    (`pats_trio.emulator.control`) under ``/_control``; leave it off anywhere but tests.
     """
 
     def __init__(
@@ -151,6 +156,7 @@ class Emulator:
         seed: int | None = None,
         keepalive_interval: float = 30.0,
         filter_rate: float | None = None,
+        control: bool = False,
     ) -> None:
         if rate < 0 or (filter_rate is not None and filter_rate < 0):
             raise ValueError("rates must not be negative")
@@ -159,6 +165,7 @@ class Emulator:
         self.rate = rate
         self.filter_rate = rate if filter_rate is None else filter_rate
         self.keepalive_interval = keepalive_interval
+        self.control = control
         self.factory = TweetFactory(seed)
         self.connections: list[ConnectionRecord] = []
         self.sent = 0
@@ -314,8 +321,11 @@ class Emulator:
             return
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
         path = scope["path"]
+        if self.control and (path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")):
+            await serve_control(self, scope, receive, send)
+            return
+        body = await _read_body(receive)
         if path == SAMPLE_PATH:
             kind: StreamKind = "sample"
         elif path == FILTER_PATH:
@@ -556,4 +566,6 @@ async def serve_emulator(
         nursery.start_soon(emulator.generate)
         base_url = binds[0] + API_PREFIX
         LOGGER.info("emulator: streaming API at %s (%.1f tweets/s)", base_url, emulator.rate)
+        if emulator.control:
+            LOGGER.warning("emulator: control API open at %s%s", binds[0], CONTROL_PREFIX)
         task_status.started(base_url)

@@ -1,0 +1,140 @@
+"""A small HTTP control API for an emulator run as its own process, so tests can drive it.
+
+Mounted under ``/_control`` only when the emulator is built with ``Emulator(control=True)``
+(``pats-trio emulate --control``). The app's built-in emulator never has it.
+
+* ``POST /_control/inject``: a JSON v1.1 status, or a JSON array of them, each sent with
+  `Emulator.inject`. Answers ``{"injected": n}``.
+* ``POST /_control/raw?kind=sample|filter``: the body bytes, written unframed with
+  `Emulator.inject_raw` to the open streams of that kind (all without `kind`). Answers
+  ``{"streams": n}``, the number of open streams it was written to.
+* ``GET /_control/connections``: every `ConnectionRecord` so far, oldest first, as JSON objects
+  with an ``open`` flag (and without the authorization header).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+
+if TYPE_CHECKING:
+    from pats_trio.emulator.server import ConnectionRecord, Emulator, Receive, Send
+
+LOGGER = logging.getLogger(__name__)
+
+CONTROL_PREFIX = "/_control"
+# A batch of a few hundred statuses fits.
+MAX_CONTROL_BODY_BYTES = 4 * 1024 * 1024
+STREAM_KINDS = ("sample", "filter")
+
+
+class ControlError(Exception):
+    """A control request the emulator cannot carry out: answered with `status` and `message`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def serve_control(
+    emulator: Emulator, scope: Mapping[str, Any], receive: Receive, send: Send
+) -> None:
+    """Answer one HTTP request under ``/_control``."""
+    try:
+        body = await _read_body(receive)
+        result = _dispatch(emulator, scope, body)
+    except ControlError as error:
+        await _respond(send, error.status, orjson.dumps({"error": error.message}))
+        return
+    await _respond(send, 200, orjson.dumps(result))
+
+
+def _dispatch(emulator: Emulator, scope: Mapping[str, Any], body: bytes) -> Any:
+    path = scope["path"].removeprefix(CONTROL_PREFIX)
+    method = scope["method"]
+    routes = {"/inject": "POST", "/raw": "POST", "/connections": "GET"}
+    if path not in routes:
+        raise ControlError(404, f"no control endpoint {scope['path']}")
+    if method != routes[path]:
+        raise ControlError(405, f"{scope['path']} takes {routes[path]}")
+    if path == "/inject":
+        return {"injected": _inject(emulator, body)}
+    if path == "/raw":
+        kind = _kind(scope["query_string"].decode("latin-1"))
+        streams = len(emulator.open_connections(kind))
+        emulator.inject_raw(body, kind)
+        LOGGER.info("emulator control: %d raw bytes to %d streams", len(body), streams)
+        return {"streams": streams}
+    return [_record(record) for record in emulator.connections]
+
+
+def _inject(emulator: Emulator, body: bytes) -> int:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ControlError(400, f"body is not JSON: {error}") from None
+    statuses = value if isinstance(value, list) else [value]
+    if not all(isinstance(status, dict) for status in statuses):
+        raise ControlError(400, "body must be a status object or an array of them")
+    for status in statuses:
+        emulator.inject(status)
+    LOGGER.info("emulator control: injected %d statuses", len(statuses))
+    return len(statuses)
+
+
+def _kind(query: str) -> str | None:
+    values = parse_qs(query).get("kind")
+    if not values:
+        return None
+    if values[-1] not in STREAM_KINDS:
+        raise ControlError(400, "kind must be sample or filter")
+    return values[-1]
+
+
+def _record(record: ConnectionRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "kind": record.kind,
+        "track": record.track,
+        "method": record.method,
+        "delimited": record.delimited,
+        "status": record.status,
+        "opened_at": record.opened_at,
+        "closed_at": record.closed_at,
+        "open": record.closed_at is None,
+        "sent": record.sent,
+        "skipped": record.skipped,
+    }
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        if message["type"] != "http.request":
+            continue
+        chunk = bytes(message.get("body", b""))
+        size += len(chunk)
+        if size > MAX_CONTROL_BODY_BYTES:
+            raise ControlError(413, f"body over {MAX_CONTROL_BODY_BYTES} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: bytes) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
