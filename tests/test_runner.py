@@ -13,7 +13,7 @@ import trio.testing
 from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
 from pats_trio.events import Event, StatusEvent, StreamKind, TweetEvent
 from pats_trio.upstream.backoff import ConnectionBudget
-from pats_trio.upstream.client import make_http_client, open_stream
+from pats_trio.upstream.client import Credentials, make_http_client, open_stream
 from pats_trio.upstream.runner import StreamRunner
 from tests.support import status
 
@@ -65,15 +65,17 @@ async def start(
     linger: float = 30.0,
     debounce: float = 1.0,
     budget: ConnectionBudget | None = None,
+    credentials: Credentials | None = None,
+    emulator_credentials: Credentials | None = None,
 ) -> Harness:
-    emulator = Emulator(rate=0, filter_rate=0, seed=3)
+    emulator = Emulator(rate=0, filter_rate=0, seed=3, credentials=emulator_credentials)
     emulator_url = await nursery.start(serve_emulator, emulator)
     http = make_http_client()
     url = base_url or emulator_url
     recorder = Recorder()
 
     def connect(track: str):  # type: ignore[no-untyped-def]
-        return open_stream(http, url, kind, track, credentials=None)
+        return open_stream(http, url, kind, track, credentials=credentials)
 
     runner = StreamRunner(kind, connect, recorder, linger=linger, debounce=debounce, budget=budget)
     await nursery.start(runner.run)
@@ -340,3 +342,37 @@ async def test_a_union_change_during_a_backoff_connects_with_the_newest_union(
         "python",
         "go,python,rust",
     ]
+
+
+ACCOUNT = Credentials("consumer-key", "consumer-secret", "access-token", "access-token-secret")
+
+
+@pytest.mark.parametrize(("kind", "track"), [("sample", ""), ("filter", "python,trio rust")])
+async def test_both_endpoints_accept_our_oauth_signature(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    kind: StreamKind,
+    track: str,
+) -> None:
+    harness = await start(nursery, kind, credentials=ACCOUNT, emulator_credentials=ACCOUNT)
+    with trio.fail_after(TIMEOUT):
+        harness.runner.demand(active=True, track=track)
+        await harness.recorder.wait_for(lambda _: harness.runner.state == "connected")
+    record = harness.emulator.connections[0]
+    assert (record.status, record.method) == (200, "GET" if kind == "sample" else "POST")
+    assert record.authorization is not None
+    assert record.authorization.startswith("OAuth ")
+
+
+async def test_a_wrong_secret_is_refused_and_reported(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    wrong = Credentials("consumer-key", "not-the-secret", "access-token", "access-token-secret")
+    harness = await start(nursery, "filter", credentials=wrong, emulator_credentials=ACCOUNT)
+    with trio.fail_after(TIMEOUT):
+        harness.runner.demand(active=True, track="python")
+        await harness.recorder.wait_for(lambda _: harness.runner.state == "error")
+    error = harness.statuses()[-1]
+    assert "401" in error.details["reason"]
+    assert "not-the-secret" not in error.details["reason"]
+    assert harness.emulator.connections[0].status == 401

@@ -46,8 +46,10 @@ from hypercorn.trio import serve
 
 from pats_trio.emulator.control import CONTROL_PREFIX, serve_control
 from pats_trio.emulator.corpus import TweetFactory
+from pats_trio.emulator.oauth import OAuthCheck
 from pats_trio.matching import Phrase, TrackError, matches_any, parse_track, tweet_terms
 from pats_trio.tweets import TweetShapeError, trim
+from pats_trio.upstream.client import Credentials
 
 LOGGER = logging.getLogger(__name__)
 # hypercorn's own messages; its "Running on ... (CTRL + C to quit)" would be mistaken for the app's.
@@ -72,6 +74,7 @@ SHUTDOWN_GRACE = 1.0
 CRLF = b"\r\n"
 KEEPALIVE = CRLF
 MISSING_TRACK = b"Parameter track is missing"
+UNAUTHORIZED = b'{"errors":[{"code":32,"message":"Could not authenticate you."}]}'
 
 StreamKind = Literal["sample", "filter"]
 Message = MutableMapping[str, Any]
@@ -146,7 +149,8 @@ class Emulator:
     `rate` is sample tweets per second (0: only injected ones); `filter_rate` (default `rate`) is
     tweets per second written for each filter stream's own track. Arrivals are Poisson, drawn
     from `seed` like the tweets themselves. `control` mounts the HTTP control API
-    (`pats_trio.emulator.control`) under ``/_control``; leave it off anywhere but tests.
+    (`pats_trio.emulator.control`) under ``/_control``; leave it off anywhere but tests. With
+    `credentials`, every request must carry an OAuth 1.0a signature made with them, or gets 401.
     """
 
     def __init__(
@@ -157,6 +161,7 @@ class Emulator:
         keepalive_interval: float = 30.0,
         filter_rate: float | None = None,
         control: bool = False,
+        credentials: Credentials | None = None,
     ) -> None:
         if rate < 0 or (filter_rate is not None and filter_rate < 0):
             raise ValueError("rates must not be negative")
@@ -166,6 +171,7 @@ class Emulator:
         self.filter_rate = rate if filter_rate is None else filter_rate
         self.keepalive_interval = keepalive_interval
         self.control = control
+        self._oauth = OAuthCheck(credentials) if credentials is not None else None
         self.factory = TweetFactory(seed)
         self.connections: list[ConnectionRecord] = []
         self.sent = 0
@@ -368,6 +374,9 @@ class Emulator:
             authorization=authorization,
         )
         self.connections.append(record)
+        if self._oauth is not None and not self._signed(scope, method, body):
+            await self._refuse(record, send, 401, UNAUTHORIZED)
+            return
         if self._failures:
             status, text = self._failures.popleft()
             await self._refuse(record, send, status, text)
@@ -384,6 +393,21 @@ class Emulator:
                 await self._refuse(record, send, 406, MISSING_TRACK)
                 return
         await self._stream(record, phrases, param("stall_warnings") == "true", receive, send)
+
+    def _signed(self, scope: Mapping[str, Any], method: str, body: bytes) -> bool:
+        assert self._oauth is not None
+        headers = {
+            name.decode("latin-1").title(): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in (b"authorization", b"content-type", b"host")
+        }
+        if "Authorization" not in headers:
+            return False
+        query = scope["query_string"].decode("latin-1")
+        uri = f"http://{headers.get('Host', 'localhost')}{scope['path']}" + (
+            f"?{query}" if query else ""
+        )
+        return self._oauth.verifies(method, uri, body.decode("utf-8", "replace"), headers)
 
     async def _refuse(self, record: ConnectionRecord, send: Send, status: int, body: bytes) -> None:
         record.status = status
