@@ -376,3 +376,21 @@ async def test_a_wrong_secret_is_refused_and_reported(
     assert "401" in error.details["reason"]
     assert "not-the-secret" not in error.details["reason"]
     assert harness.emulator.connections[0].status == 401
+
+
+async def test_withheld_tweets_are_not_shown(
+    sample: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        sample.runner.demand(active=True)
+        await sample.recorder.wait_for(lambda _: sample.runner.state == "connected")
+        sample.emulator.inject(status("withheld here", 31, withheld_in_countries=["DE"]))
+        withheld_user = status("from a withheld user", 32)
+        withheld_user["user"]["withheld_in_countries"] = ["FR"]
+        sample.emulator.inject(withheld_user)
+        notice = b'{"user_withheld":{"id":7,"withheld_in_countries":["DE"]}}\r\n'
+        sample.emulator.inject_raw(notice)
+        sample.emulator.inject(status("fine", 33))
+        await sample.recorder.wait_for(lambda _: bool(sample.tweet_ids()))
+    assert sample.tweet_ids() == ["33"]
+    assert sample.runner.stats.withheld == 3

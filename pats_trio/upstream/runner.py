@@ -63,6 +63,7 @@ class RunnerStats:
     tweets: int = 0
     duplicates: int = 0
     stall_warnings: int = 0
+    withheld: int = 0
     unknown: int = 0
     malformed: int = 0
     oversized: int = 0
@@ -291,6 +292,14 @@ class StreamRunner:
                 self._publish(events.NoticeEvent(frames.limit(undelivered)))
         elif isinstance(message, protocol.Disconnect):
             raise UpstreamDisconnectError(message)
+        elif isinstance(message, protocol.UserWithheld):
+            self.stats.withheld += 1
+            LOGGER.info(
+                "%s: user %s withheld in %s",
+                self.kind,
+                message.user_id_str,
+                ",".join(message.withheld_in_countries),
+            )
         elif isinstance(message, protocol.Unknown):
             self.stats.unknown += 1
         elif isinstance(message, protocol.StallWarning):
@@ -304,6 +313,11 @@ class StreamRunner:
                 self._publish(notice)
 
     def _handle_tweet(self, status: dict[str, Any]) -> None:
+        if status.get("withheld_in_countries") or (status.get("user") or {}).get(
+            "withheld_in_countries"
+        ):
+            self.stats.withheld += 1
+            return
         id_str = status.get("id_str")
         if isinstance(id_str, str):
             if id_str in self._seen:
