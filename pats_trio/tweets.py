@@ -163,6 +163,46 @@ def _trim_user(user: object) -> dict[str, Any]:
     }
 
 
+_HTML_ESCAPES = {"&amp;": "&", "&lt;": "<", "&gt;": ">"}
+
+
+def _unescape_text(payload: dict[str, Any]) -> None:
+    """Undo the v1.1 API's HTML escaping of `&`, `<` and `>`, sliding every index to match.
+
+    Twitter counts entity indices in the escaped text, so `&amp;` before a link shifts it by four.
+    The browser renders text as text nodes, so the escaped form would show literally.
+    """
+    text: str = payload["text"]
+    if "&" not in text:
+        return
+    out: list[str] = []
+    new_index: list[int] = []
+    i = 0
+    while i < len(text):
+        new_index.append(len(out))
+        entity = next((e for e in _HTML_ESCAPES if text.startswith(e, i)), None)
+        if entity is None:
+            out.append(text[i])
+            i += 1
+            continue
+        new_index.extend([len(out)] * (len(entity) - 1))
+        out.append(_HTML_ESCAPES[entity])
+        i += len(entity)
+    new_index.append(len(out))
+
+    def slide(span: list[int] | None) -> list[int] | None:
+        if span is None:
+            return None
+        return [new_index[min(max(at, 0), len(text))] for at in span]
+
+    payload["text"] = "".join(out)
+    if "display_text_range" in payload:
+        payload["display_text_range"] = slide(payload["display_text_range"])
+    for items in payload["entities"].values():
+        for item in items:
+            item["indices"] = slide(item.get("indices"))
+
+
 def _trim(status: Mapping[str, Any], source: str, depth: int) -> dict[str, Any]:
     id_str = status.get("id_str")
     if not isinstance(id_str, str) or not id_str:
@@ -203,6 +243,7 @@ def _trim(status: Mapping[str, Any], source: str, depth: int) -> dict[str, Any]:
         text_range = _indices(status.get("display_text_range"))
     if text_range is not None:
         payload["display_text_range"] = text_range
+    _unescape_text(payload)
     for key in _NESTED_BY_DEPTH[depth]:
         inner = status.get(key)
         if isinstance(inner, Mapping):

@@ -397,3 +397,32 @@ def test_any_timestamp_either_trims_or_is_refused_cleanly(
     assert orjson.loads(orjson.dumps(payload)) == payload
     assert isinstance(payload["created_at"], str)
     assert abs(payload["timestamp_ms"]) < 2**53
+
+
+def test_html_escapes_are_undone_and_entity_indices_slide_with_them() -> None:
+    text = "Fish &amp; chips &lt;3 #food https://t.co/x"
+    status = {
+        "id_str": "1",
+        "text": text,
+        "timestamp_ms": "1539202764000",
+        "user": {"screen_name": "cook", "name": "Cook"},
+        "display_text_range": [0, len(text)],
+        "entities": {
+            "hashtags": [{"text": "food", "indices": [23, 28]}],
+            "urls": [
+                {
+                    "url": "https://t.co/x",
+                    "expanded_url": "https://example.com/a",
+                    "display_url": "example.com/a",
+                    "indices": [29, 43],
+                }
+            ],
+        },
+    }
+    trimmed = trim(status)
+    assert trimmed["text"] == "Fish & chips <3 #food https://t.co/x"
+    tag = trimmed["entities"]["hashtags"][0]["indices"]
+    url = trimmed["entities"]["urls"][0]["indices"]
+    assert trimmed["text"][tag[0] : tag[1]] == "#food"
+    assert trimmed["text"][url[0] : url[1]] == "https://t.co/x"
+    assert trimmed["display_text_range"] == [0, len(trimmed["text"])]
