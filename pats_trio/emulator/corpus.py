@@ -1058,6 +1058,8 @@ class _Draft:
         return "".join(self.parts)
 
     def add(self, text: str) -> None:
+        # The v1.1 API HTML-escapes &, < and > and counts indices in the escaped text.
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         self.parts.append(text)
         self.length += len(text)
 
