@@ -59,6 +59,12 @@ def emulate_command(args: argparse.Namespace) -> None:
     trio.run(main)
 
 
+def tail_command(args: argparse.Namespace) -> None:
+    from pats_trio.tail import run
+
+    raise SystemExit(run(args.url, track=args.filter, json_lines=args.json))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pats-trio", description="Realtime tweets in the browser, on Trio."
@@ -81,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulate.add_argument("--log-level", default="INFO")
     emulate.set_defaults(handler=emulate_command)
+    tail = commands.add_parser("tail", help="follow the stream in a terminal, reconnecting")
+    tail.add_argument("--filter", help='keywords, as in the page: "python, trio rust"')
+    tail.add_argument("--url", default="ws://127.0.0.1:8000/ws", help="the server's /ws URL")
+    tail.add_argument(
+        "--json", action="store_true", help="one JSON object per tweet, for piping (jq, ...)"
+    )
+    tail.set_defaults(handler=tail_command)
     return parser
 
 
