@@ -16,12 +16,21 @@ from quart import Response, send_from_directory, websocket
 from quart_trio import QuartTrio
 
 from pats_trio import frames
+from pats_trio.admission import (
+    AdmissionError,
+    ChangeRate,
+    ClientCounter,
+    Limits,
+    client_address,
+    origin_allowed,
+)
 from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.hub import Hub, Subscription
 from pats_trio.logs import configure_logging
 from pats_trio.matching import TrackError, parse_track
+from pats_trio.observability import register_observability
 from pats_trio.upstream.client import make_http_client, open_stream
 from pats_trio.upstream.runner import ConnectFn
 
@@ -32,7 +41,6 @@ FRONTEND_CANDIDATES = (
     Path(__file__).resolve().parent / "frontend",  # an installed wheel
 )
 MAX_BATCH = 64
-MAX_INBOUND_BYTES = 4096
 SHUTDOWN_TIMEOUT = 5.0
 EVICTION_GRACE_SECONDS = 10.0
 
@@ -62,17 +70,27 @@ class PatsApp(QuartTrio):
     hub: Hub
     http: httpx.AsyncClient
     emulator: Emulator | None = None
+    limits: Limits
+    clients: ClientCounter
 
 
 def create_app(settings: Settings | None = None) -> PatsApp:
     """Build the app; nothing connects until hypercorn starts serving it."""
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     static = frontend_dir()
     app = PatsApp(__name__, static_folder=str(static), static_url_path="/static")
     app.settings = settings
+    app.limits = Limits(
+        max_clients=settings.max_clients,
+        max_clients_per_ip=settings.max_clients_per_ip,
+        max_filter_length=settings.max_filter_length,
+        max_message_bytes=settings.max_message_bytes,
+        filter_changes_per_minute=settings.filter_changes_per_minute,
+    )
+    app.clients = ClientCounter(app.limits)
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = SHUTDOWN_TIMEOUT
-    app.config["MAX_CONTENT_LENGTH"] = MAX_INBOUND_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = app.limits.max_message_bytes
 
     @app.before_serving
     async def start_hub() -> None:
@@ -116,9 +134,10 @@ def create_app(settings: Settings | None = None) -> PatsApp:
         return {"ok": True}
 
     @app.websocket("/ws")
-    async def ws() -> None:
-        await serve_websocket(app)
+    async def ws() -> Response | None:
+        return await serve_websocket(app)
 
+    register_observability(app)
     return app
 
 
@@ -136,30 +155,51 @@ def _connectors(
     return {kind: connector(kind) for kind in STREAM_KINDS}
 
 
-async def serve_websocket(app: PatsApp) -> None:
+async def serve_websocket(app: PatsApp) -> Response | None:
     """One viewer, from the handshake to the close.
 
-    Error handling: a bad filter gets an `error` frame and close 1008; a viewer that stays too
-    slow gets `error` and close 4001. Neither touches any other viewer.
+    Error handling: a page from a foreign origin gets HTTP 403 at the handshake. Past it, every
+    refusal is an `error` frame and a close: 1008 for a bad filter, 1013 when the server or the
+    viewer's address has too many viewers, 4001 for a viewer that stays too slow. None of them
+    touches any other viewer.
     """
+    settings, limits = app.settings, app.limits
+    origin = websocket.headers.get("Origin")
+    if not origin_allowed(origin, websocket.headers.get("Host"), settings.allowed_origins):
+        LOGGER.warning("refused a WebSocket from foreign origin %s", origin)
+        return Response("This origin may not open the stream.", status=403)
+    address = client_address(
+        websocket.remote_addr or "", dict(websocket.headers), settings.trusted_proxy_header
+    )
     await websocket.accept()
     try:
-        track = parse_track(websocket.args.get("filter", ""))
-        async with app.hub.subscribe(track) as sub:
-            abandoned = trio.Event()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_read_commands, app.hub, sub)
-                nursery.start_soon(_abandon_after_eviction, sub, nursery.cancel_scope, abandoned)
-                await _send_frames(sub)
-                nursery.cancel_scope.cancel()
-            if sub.evicted.is_set() and not abandoned.is_set():
-                await _close_with_error(
-                    frames.CLOSE_TOO_SLOW,
-                    "too_slow",
-                    "Your connection could not keep up with the stream, so it was closed.",
-                )
+        raw_filter = websocket.args.get("filter", "")
+        if len(raw_filter) > limits.max_filter_length:
+            raise TrackError(
+                "filter_too_long", f"Filters are limited to {limits.max_filter_length} characters."
+            )
+        with app.clients.admit(address):
+            track = parse_track(raw_filter)
+            async with app.hub.subscribe(track) as sub:
+                abandoned = trio.Event()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_read_commands, app.hub, sub, limits)
+                    nursery.start_soon(
+                        _abandon_after_eviction, sub, nursery.cancel_scope, abandoned
+                    )
+                    await _send_frames(sub)
+                    nursery.cancel_scope.cancel()
+                if sub.evicted.is_set() and not abandoned.is_set():
+                    await _close_with_error(
+                        frames.CLOSE_TOO_SLOW,
+                        "too_slow",
+                        "Your connection could not keep up with the stream, so it was closed.",
+                    )
     except TrackError as exc:
         await _close_with_error(frames.CLOSE_POLICY_VIOLATION, exc.code, exc.message)
+    except AdmissionError as exc:
+        await _close_with_error(frames.CLOSE_TRY_AGAIN_LATER, exc.code, exc.message)
+    return None
 
 
 async def _abandon_after_eviction(
@@ -216,12 +256,15 @@ def _coalesce(batch: list[frames.Frame]) -> list[frames.Frame]:
     return out
 
 
-async def _read_commands(hub: Hub, sub: Subscription) -> None:
+async def _read_commands(hub: Hub, sub: Subscription, limits: Limits) -> None:
     """In-band filter changes. A bad command gets an `error` frame; the socket stays open."""
+    changes = ChangeRate(limits.filter_changes_per_minute)
     while True:
         data = await websocket.receive()
-        if len(data) > MAX_INBOUND_BYTES:
-            hub.notify(sub, frames.error("message_too_large", "Messages are limited to 4 KiB."))
+        size = len(data.encode() if isinstance(data, str) else data)
+        if size > limits.max_message_bytes:
+            message = f"Messages are limited to {limits.max_message_bytes} bytes."
+            hub.notify(sub, frames.error("message_too_large", message))
             continue
         try:
             command = orjson.loads(data)
@@ -237,6 +280,17 @@ async def _read_commands(hub: Hub, sub: Subscription) -> None:
         raw = command.get("track", "")
         if not isinstance(raw, str):
             hub.notify(sub, frames.error("bad_message", "track must be a string."))
+            continue
+        if len(raw) > limits.max_filter_length:
+            message = f"Filters are limited to {limits.max_filter_length} characters."
+            hub.notify(sub, frames.error("filter_too_long", message))
+            continue
+        if not changes.allow(trio.current_time()):
+            message = (
+                f"At most {limits.filter_changes_per_minute} filter changes a minute; "
+                "this one was not applied."
+            )
+            hub.notify(sub, frames.error("too_many_changes", message))
             continue
         try:
             hub.retrack(sub, parse_track(raw))

@@ -13,6 +13,8 @@ from pats_trio.upstream.client import Credentials
 DEFAULT_STREAM_URL = "https://stream.twitter.com/1.1"
 
 Source = Literal["emulator", "twitter"]
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -38,6 +40,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    log_format: LogFormat = "text"
     redis_url: str = field(default="", repr=False)
     linger_seconds: float = 30.0
     filter_debounce_seconds: float = 1.0
@@ -45,6 +48,13 @@ class Settings:
     max_connects_per_5min: int = 20
     client_queue_size: int = 256
     slow_client_seconds: float = 30.0
+    allowed_origins: frozenset[str] = frozenset()
+    trusted_proxy_header: str = ""
+    max_clients: int = 10_000
+    max_clients_per_ip: int = 50
+    max_filter_length: int = 4096
+    max_message_bytes: int = 4096
+    filter_changes_per_minute: int = 30
     emulator_rate: float = 5.0
     emulator_seed: int | None = None
 
@@ -76,6 +86,14 @@ class Settings:
         return f"Settings({shown}, {masked})"
 
 
+def _origins(value: str) -> frozenset[str]:
+    origins = frozenset(o.strip().rstrip("/").lower() for o in value.split(",") if o.strip())
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")):
+            raise SettingsError(f"PATS_ALLOWED_ORIGINS entries must be http(s) origins: {origin!r}")
+    return origins
+
+
 def _delimited(value: str) -> bool:
     if value.strip().lower() not in ("", "length"):
         raise SettingsError(f"TWITTER_DELIMITED must be empty or 'length', got {value!r}")
@@ -95,12 +113,20 @@ def load_settings(**overrides: Any) -> Settings:
         "host": env("PATS_HOST", default="127.0.0.1"),
         "port": env("PATS_PORT", default=8000, cast=int),
         "log_level": env("LOG_LEVEL", default="INFO").upper(),
+        "log_format": env("LOG_FORMAT", default="text").strip().lower(),
         "redis_url": env("REDIS_URL", default=""),
         "linger_seconds": env("PATS_LINGER_SECONDS", default=30.0, cast=float),
         "filter_debounce_seconds": env("PATS_FILTER_DEBOUNCE_SECONDS", default=1.0, cast=float),
         "min_reconnect_seconds": env("PATS_MIN_RECONNECT_SECONDS", default=5.0, cast=float),
         "max_connects_per_5min": env("PATS_MAX_CONNECTS_PER_5MIN", default=20, cast=int),
         "client_queue_size": env("PATS_CLIENT_QUEUE_SIZE", default=256, cast=int),
+        "allowed_origins": env("PATS_ALLOWED_ORIGINS", default="", cast=_origins),
+        "trusted_proxy_header": env("PATS_TRUSTED_PROXY_HEADER", default=""),
+        "max_clients": env("PATS_MAX_CLIENTS", default=10_000, cast=int),
+        "max_clients_per_ip": env("PATS_MAX_CLIENTS_PER_IP", default=50, cast=int),
+        "max_filter_length": env("PATS_MAX_FILTER_LENGTH", default=4096, cast=int),
+        "max_message_bytes": env("PATS_MAX_MESSAGE_BYTES", default=4096, cast=int),
+        "filter_changes_per_minute": env("PATS_FILTER_CHANGES_PER_MINUTE", default=30, cast=int),
         "slow_client_seconds": env("PATS_SLOW_CLIENT_SECONDS", default=30.0, cast=float),
         "emulator_rate": env("PATS_EMULATOR_RATE", default=5.0, cast=float),
         "emulator_seed": env(
@@ -117,6 +143,8 @@ def validate(settings: Settings) -> None:
     """Fail at start-up, with the setting's name, rather than at the first viewer."""
     if settings.log_level not in logging.getLevelNamesMapping():
         raise SettingsError(f"LOG_LEVEL must be a logging level name, got {settings.log_level!r}")
+    if settings.log_format not in LOG_FORMATS:
+        raise SettingsError(f"LOG_FORMAT must be 'text' or 'json', got {settings.log_format!r}")
     if not 0 <= settings.port <= 65535:
         raise SettingsError(f"PATS_PORT must be 0..65535, got {settings.port}")
     if settings.client_queue_size < 1:
@@ -129,6 +157,15 @@ def validate(settings: Settings) -> None:
         raise SettingsError("PATS_MIN_RECONNECT_SECONDS must be 0 or more")
     if settings.max_connects_per_5min < 2:
         raise SettingsError("PATS_MAX_CONNECTS_PER_5MIN must be at least 2 (a restart needs two)")
+    for name, limit in (
+        ("PATS_MAX_CLIENTS", settings.max_clients),
+        ("PATS_MAX_CLIENTS_PER_IP", settings.max_clients_per_ip),
+        ("PATS_MAX_FILTER_LENGTH", settings.max_filter_length),
+        ("PATS_MAX_MESSAGE_BYTES", settings.max_message_bytes),
+        ("PATS_FILTER_CHANGES_PER_MINUTE", settings.filter_changes_per_minute),
+    ):
+        if limit < 1:
+            raise SettingsError(f"{name} must be at least 1, got {limit}")
     _positive("PATS_SLOW_CLIENT_SECONDS", settings.slow_client_seconds)
     if settings.emulator_rate < 0:
         raise SettingsError("PATS_EMULATOR_RATE must be 0 or more")

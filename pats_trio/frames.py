@@ -10,6 +10,7 @@ import orjson
 # Close codes. 1008 is the standard "policy violation"; 4000-4999 are ours.
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_TOO_SLOW = 4001
 
 Frame = str

@@ -91,6 +91,10 @@ class Hub:
         }
         self.running = False
         self.evictions = 0
+        self.delivered: dict[StreamKind, int] = dict.fromkeys(STREAM_KINDS, 0)
+        """Frames queued for viewers, by the viewer's stream kind."""
+        self.skipped: dict[StreamKind, int] = dict.fromkeys(STREAM_KINDS, 0)
+        """Frames dropped because a viewer's queue was full, by the viewer's stream kind."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run both stream runners until cancelled."""
@@ -214,6 +218,7 @@ class Hub:
             sub._send.send_nowait(frame)
         except trio.WouldBlock:
             sub.skipped += 1
+            self.skipped[sub.kind] += 1
             now = trio.current_time()
             if sub.full_since is None:
                 sub.full_since = now
@@ -223,6 +228,7 @@ class Hub:
             return
         else:
             sub.full_since = None
+            self.delivered[sub.kind] += 1
 
     def _evict(self, sub: Subscription) -> None:
         LOGGER.warning(

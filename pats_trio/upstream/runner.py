@@ -9,7 +9,7 @@ answers, with duplicates dropped by tweet id across the switch.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -29,6 +29,9 @@ STALL_SECONDS = 90.0
 DEDUP_WINDOW = 10_000
 # A burst of filter changes is coalesced, but a steady trickle must not postpone a restart forever.
 DEBOUNCE_MAX_FACTOR = 5.0
+
+DISCONNECT_REASONS = ("stream ended", "stall", "network", "http", "fatal", "disconnect")
+"""Reason classes for `RunnerStats.disconnects`; "fatal" is anything that needs a person."""
 
 ConnectFn = Callable[[str], AbstractAsyncContextManager[AsyncIterator[bytes]]]
 Publish = Callable[[Event], None]
@@ -67,6 +70,8 @@ class RunnerStats:
     unknown: int = 0
     malformed: int = 0
     oversized: int = 0
+    disconnects: Counter[str] = field(default_factory=Counter)
+    """Connections that ended or failed, by reason class (see `DISCONNECT_REASONS`)."""
 
 
 class StreamRunner:
@@ -102,6 +107,8 @@ class StreamRunner:
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
         self.state = "idle"
+        self.retry_in = 0.0
+        """Seconds of the current backoff or error wait, as last told to viewers; else 0."""
         self.stats = RunnerStats()
 
     @property
@@ -199,6 +206,9 @@ class StreamRunner:
         if not self._visible(slot, state):
             return
         self.state = state
+        self.retry_in = (
+            float(details.get("retry_in", 0.0)) if state in ("backoff", "error") else 0.0
+        )
         self._publish(events.status_event(self.kind, state, **details))
 
     async def _run_slot(self, slot: _Slot) -> None:
@@ -219,23 +229,27 @@ class StreamRunner:
                         await self._pump(slot, chunks)
                     delay = backoff.after_drop(uptime=trio.current_time() - connected_at)
                     reason = "stream ended"
+                    self.stats.disconnects["stream ended"] += 1
                 except UpstreamDisconnectError as exc:
                     reason = f"upstream disconnect: {exc.message.name} ({exc.message.reason})"
                     if exc.message.fatal:
                         await self._fatal(slot, reason, FATAL_RETRY_SECONDS)
                         continue
                     assert connected_at is not None
+                    self.stats.disconnects["disconnect"] += 1
                     delay = backoff.after_drop(uptime=trio.current_time() - connected_at)
                 except StreamStalledError:
                     assert connected_at is not None
                     delay = backoff.after_drop(uptime=trio.current_time() - connected_at)
                     reason = f"no data for {self._stall:.0f}s"
+                    self.stats.disconnects["stall"] += 1
                 except StreamNetworkError as exc:
                     if connected_at is None:
                         delay = backoff.after_network_error()
                     else:
                         delay = backoff.after_drop(uptime=trio.current_time() - connected_at)
                     reason = f"network error: {exc}"
+                    self.stats.disconnects["network"] += 1
                 except StreamHTTPError as exc:
                     verdict = classify(exc.status_code)
                     if verdict == "fatal":
@@ -244,6 +258,7 @@ class StreamRunner:
                         continue
                     delay = backoff.after_http_error(exc.status_code)
                     reason = f"HTTP {exc.status_code}: {exc.reason}"
+                    self.stats.disconnects["http"] += 1
                 slot.last_limit = 0
                 if delay > 0:
                     LOGGER.warning("%s: %s, reconnecting in %.2fs", self.kind, reason, delay)
@@ -255,6 +270,7 @@ class StreamRunner:
     async def _fatal(self, slot: _Slot, reason: str, delay: float) -> None:
         """An error that needs a person: say so, then retry slowly (a new union retries sooner)."""
         LOGGER.error("%s: %s, retrying in %.0fs", self.kind, reason, delay)
+        self.stats.disconnects["fatal"] += 1
         self._set_state(slot, "error", reason=reason, retry_in=delay)
         await trio.sleep(delay)
 

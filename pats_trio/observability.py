@@ -1,0 +1,180 @@
+"""Readiness and Prometheus metrics: GET /readyz and GET /metrics, read live from the hub.
+
+Nothing here sits on the hot path. The hub and the runners keep plain integer counters; the
+collector reads them (and the viewer counts, states and keyword union) only when scraped.
+Each app gets its own `CollectorRegistry`, so several apps in one process never collide.
+
+No label or value carries a setting: kinds, states and reason classes are fixed vocabularies,
+so no credential or URL can reach a scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from quart import Response
+
+from pats_trio.events import STREAM_KINDS
+from pats_trio.upstream.runner import DISCONNECT_REASONS, RunnerStats
+
+if TYPE_CHECKING:
+    from pats_trio.app import PatsApp
+    from pats_trio.hub import Hub
+
+LOGGER = logging.getLogger(__name__)
+
+NAMESPACE = "pats"
+UPSTREAM_STATES = ("idle", "connecting", "connected", "backoff", "error")
+
+RUNNER_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    # (RunnerStats field, metric name without _total, help)
+    ("tweets", "upstream_tweets", "Tweets received upstream and handed to the hub."),
+    ("connects", "upstream_connects", "Upstream connections that answered HTTP 200."),
+    ("duplicates", "upstream_duplicates", "Tweets dropped as already seen (filter restarts)."),
+    ("stall_warnings", "upstream_stall_warnings", "FALLING_BEHIND warnings from upstream."),
+    ("withheld", "upstream_withheld", "Withheld tweets not shown, and user_withheld notices."),
+    ("unknown", "upstream_unknown_messages", "Upstream messages of an unknown type, dropped."),
+    ("malformed", "upstream_malformed_messages", "Upstream lines that were not JSON, dropped."),
+    ("oversized", "upstream_oversized_messages", "Upstream messages over the size cap, dropped."),
+)
+
+
+def hub_of(app: PatsApp) -> Hub | None:
+    """The app's hub once serving has started it, else None."""
+    hub: Hub | None = getattr(app, "hub", None)
+    return hub
+
+
+def readiness(app: PatsApp) -> tuple[bool, dict[str, Any]]:
+    """Whether this process can serve viewers now, and the state of what that depends on."""
+    hub = hub_of(app)
+    if hub is None:
+        return False, {"ready": False, "hub": "starting"}
+    body: dict[str, Any] = {
+        "hub": "running" if hub.running else "stopped",
+        "upstream": {kind: hub.runners[kind].state for kind in STREAM_KINDS},
+        "viewers": {kind: hub.viewer_count(kind) for kind in STREAM_KINDS},
+    }
+    ready = hub.running
+    # The Redis broker (REDIS_URL) is not implemented yet. When it lands, check it here (lease
+    # held or stream readable), add its state to `body` as "broker", and fold it into `ready`.
+    return ready, {"ready": ready, **body}
+
+
+class HubCollector(Collector):
+    """Reads the hub and its runners at scrape time; yields nothing before serving starts."""
+
+    def __init__(self, app: PatsApp) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        hub = hub_of(self._app)
+        if hub is None:
+            return
+        yield from _hub_metrics(hub)
+        yield from _runner_metrics(hub)
+
+
+def _hub_metrics(hub: Hub) -> Iterator[Metric]:
+    viewers = GaugeMetricFamily(
+        f"{NAMESPACE}_viewers", "WebSocket viewers connected, by stream kind.", labels=["kind"]
+    )
+    delivered = CounterMetricFamily(
+        f"{NAMESPACE}_frames_delivered",
+        "Frames queued for viewers, by the viewer's stream kind.",
+        labels=["kind"],
+    )
+    skipped = CounterMetricFamily(
+        f"{NAMESPACE}_frames_skipped",
+        "Frames dropped because a viewer's queue was full, by the viewer's stream kind.",
+        labels=["kind"],
+    )
+    for kind in STREAM_KINDS:
+        viewers.add_metric([kind], hub.viewer_count(kind))
+        delivered.add_metric([kind], hub.delivered[kind])
+        skipped.add_metric([kind], hub.skipped[kind])
+    yield viewers
+    yield delivered
+    yield skipped
+    yield CounterMetricFamily(
+        f"{NAMESPACE}_slow_viewer_closes",
+        "Viewers closed (code 4001) because their queue stayed full too long.",
+        value=hub.evictions,
+    )
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_filter_union_phrases",
+        "Phrases in the keyword union the filter connection carries.",
+        value=len(hub.union()),
+    )
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_hub_running", "1 while the hub runs, else 0.", value=int(hub.running)
+    )
+
+
+def _runner_metrics(hub: Hub) -> Iterator[Metric]:
+    runners = hub.runners
+    stats: dict[str, RunnerStats] = {kind: runners[kind].stats for kind in STREAM_KINDS}
+    for field, name, help_text in RUNNER_COUNTERS:
+        family = CounterMetricFamily(f"{NAMESPACE}_{name}", help_text, labels=["kind"])
+        for kind in STREAM_KINDS:
+            family.add_metric([kind], getattr(stats[kind], field))
+        yield family
+    disconnects = CounterMetricFamily(
+        f"{NAMESPACE}_upstream_disconnects",
+        "Upstream connections that ended or failed, by stream kind and reason class.",
+        labels=["kind", "reason"],
+    )
+    backoff = GaugeMetricFamily(
+        f"{NAMESPACE}_upstream_backoff_seconds",
+        "The current wait before reconnecting (backoff or error), else 0.",
+        labels=["kind"],
+    )
+    state = GaugeMetricFamily(
+        f"{NAMESPACE}_upstream_state",
+        "1 for the upstream connection's current state, 0 for the others.",
+        labels=["kind", "state"],
+    )
+    for kind in STREAM_KINDS:
+        runner = runners[kind]
+        for reason in DISCONNECT_REASONS:
+            disconnects.add_metric([kind, reason], stats[kind].disconnects[reason])
+        backoff.add_metric([kind], runner.retry_in)
+        for state_name in UPSTREAM_STATES:
+            state.add_metric([kind, state_name], int(runner.state == state_name))
+    yield disconnects
+    yield backoff
+    yield state
+
+
+def make_registry(app: PatsApp) -> CollectorRegistry:
+    """A registry of this app's own: the hub collector plus the standard process collectors."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(app))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def register_observability(app: PatsApp) -> CollectorRegistry:
+    """Add GET /readyz and GET /metrics to `app`; returns the registry /metrics serves."""
+    registry = make_registry(app)
+
+    @app.get("/readyz")
+    async def readyz() -> Any:
+        ready, body = readiness(app)
+        return body, 200 if ready else 503
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    return registry
