@@ -1,4 +1,4 @@
-"""The `pats-trio` command: serve the app, or run the streaming-API emulator on its own."""
+"""The `pats-trio` command: serve the app, run the streaming-API emulator, or tail the stream."""
 
 from __future__ import annotations
 
