@@ -6,6 +6,7 @@ Run it with `hypercorn --worker-class trio pats_trio.app:app` or `pats-trio`.
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,23 @@ def frontend_dir() -> Path:
 class PatsApp(QuartTrio):
     """QuartTrio with the hub it serves, created when serving starts."""
 
+    async def until_shutdown(self) -> None:
+        """A hypercorn `shutdown_trigger`: on SIGINT or SIGTERM, close every viewer with 1001.
+
+        Returning makes hypercorn stop accepting connections and wait, up to its graceful
+        timeout, for the viewers' handlers to finish their close; then the hub and the upstream
+        connections are cancelled.
+        """
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                LOGGER.info(
+                    "%s: closing %d viewers and shutting down",
+                    signal.Signals(signum).name,
+                    self.hub.viewer_count(),
+                )
+                break
+        self.hub.close_all()
+
     settings: Settings
     hub: Hub
     http: httpx.AsyncClient
@@ -116,7 +134,9 @@ def create_app(settings: Settings | None = None) -> PatsApp:
         await app.nursery.start(app.hub.run)
 
     @app.after_serving
-    async def close_http() -> None:
+    async def stop_hub() -> None:
+        # Viewers are gone by now; the upstream closes at once rather than at quart-trio's deadline.
+        app.nursery.cancel_scope.cancel()
         await app.http.aclose()
 
     @app.after_request
@@ -189,7 +209,10 @@ async def serve_websocket(app: PatsApp) -> Response | None:
                     )
                     await _send_frames(sub)
                     nursery.cancel_scope.cancel()
-                if sub.evicted.is_set() and not abandoned.is_set():
+                if sub.going_away:
+                    with trio.move_on_after(SHUTDOWN_TIMEOUT):
+                        await websocket.close(frames.CLOSE_GOING_AWAY, "server shutting down")
+                elif sub.evicted.is_set() and not abandoned.is_set():
                     await _close_with_error(
                         frames.CLOSE_TOO_SLOW,
                         "too_slow",
@@ -198,7 +221,9 @@ async def serve_websocket(app: PatsApp) -> Response | None:
     except TrackError as exc:
         await _close_with_error(frames.CLOSE_POLICY_VIOLATION, exc.code, exc.message)
     except AdmissionError as exc:
-        await _close_with_error(frames.CLOSE_TRY_AGAIN_LATER, exc.code, exc.message)
+        going = exc.code == "shutting_down"
+        code = frames.CLOSE_GOING_AWAY if going else frames.CLOSE_TRY_AGAIN_LATER
+        await _close_with_error(code, exc.code, exc.message)
     return None
 
 

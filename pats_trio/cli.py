@@ -34,8 +34,9 @@ def serve_command(args: argparse.Namespace) -> None:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
+    config.graceful_timeout = settings.shutdown_grace_seconds
     LOGGER.info("serving on http://%s:%d/", settings.host, settings.port)
-    trio.run(lambda: serve(app, config, shutdown_trigger=_until_signalled))
+    trio.run(lambda: serve(app, config, shutdown_trigger=app.until_shutdown))
 
 
 def emulate_command(args: argparse.Namespace) -> None:

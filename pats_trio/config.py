@@ -48,6 +48,7 @@ class Settings:
     max_connects_per_5min: int = 20
     client_queue_size: int = 256
     slow_client_seconds: float = 30.0
+    shutdown_grace_seconds: float = 10.0
     allowed_origins: frozenset[str] = frozenset()
     trusted_proxy_header: str = ""
     max_clients: int = 10_000
@@ -127,6 +128,7 @@ def load_settings(**overrides: Any) -> Settings:
         "max_filter_length": env("PATS_MAX_FILTER_LENGTH", default=4096, cast=int),
         "max_message_bytes": env("PATS_MAX_MESSAGE_BYTES", default=4096, cast=int),
         "filter_changes_per_minute": env("PATS_FILTER_CHANGES_PER_MINUTE", default=30, cast=int),
+        "shutdown_grace_seconds": env("PATS_SHUTDOWN_GRACE_SECONDS", default=10.0, cast=float),
         "slow_client_seconds": env("PATS_SLOW_CLIENT_SECONDS", default=30.0, cast=float),
         "emulator_rate": env("PATS_EMULATOR_RATE", default=5.0, cast=float),
         "emulator_seed": env(
@@ -166,6 +168,7 @@ def validate(settings: Settings) -> None:
     ):
         if limit < 1:
             raise SettingsError(f"{name} must be at least 1, got {limit}")
+    _positive("PATS_SHUTDOWN_GRACE_SECONDS", settings.shutdown_grace_seconds)
     _positive("PATS_SLOW_CLIENT_SECONDS", settings.slow_client_seconds)
     if settings.emulator_rate < 0:
         raise SettingsError("PATS_EMULATOR_RATE must be 0 or more")

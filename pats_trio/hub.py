@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import trio
 
 from pats_trio import frames
+from pats_trio.admission import AdmissionError
 from pats_trio.events import STREAM_KINDS, Event, NoticeEvent, StatusEvent, StreamKind, TweetEvent
 from pats_trio.matching import MAX_PHRASES, Phrase, TrackError, TrackIndex, format_track
 from pats_trio.upstream.backoff import ConnectionBudget
@@ -40,6 +41,8 @@ class Subscription:
     skipped: int = 0
     """Frames dropped since the viewer was last told."""
     full_since: float | None = None
+    going_away: bool = False
+    """The server is shutting down: the viewer is closed with 1001."""
     evicted: trio.Event = field(default_factory=trio.Event)
     """Set when the hub gave up on this viewer for staying full too long."""
 
@@ -90,6 +93,7 @@ class Hub:
             for kind in STREAM_KINDS
         }
         self.running = False
+        self.closing = False
         self.evictions = 0
         self.delivered: dict[StreamKind, int] = dict.fromkeys(STREAM_KINDS, 0)
         """Frames queued for viewers, by the viewer's stream kind."""
@@ -121,6 +125,8 @@ class Hub:
 
         Raises TrackError before anything is registered if the union would grow past its limit.
         """
+        if self.closing:
+            raise AdmissionError("shutting_down", "The server is shutting down.")
         self._check_union(None, track)
         send, receive = trio.open_memory_channel[frames.Frame](self._queue_size)
         sub = Subscription(_kind_for(track), track, receive, send)
@@ -137,6 +143,14 @@ class Hub:
         self._detach(sub)
         sub.kind, sub.track = _kind_for(track), track
         self._attach(sub)
+
+    def close_all(self) -> None:
+        """Shutting down: every viewer's channel ends, and nobody new is let in."""
+        self.closing = True
+        for kind in STREAM_KINDS:
+            for sub in tuple(self._viewers[kind]):
+                sub.going_away = True
+                sub._send.close()
 
     def notify(self, sub: Subscription, frame: frames.Frame) -> None:
         """Queue a frame for one viewer, behind what it already has."""

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 STARTUP_TIMEOUT = 30
 
@@ -89,6 +89,51 @@ async def test_server_process_shows_demo_tweets_without_credentials(
             with trio.fail_after(15):
                 await process.wait()
             assert process.returncode == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+
+
+async def read_until_closed(ws: WebSocketConnection) -> None:
+    while True:
+        await ws.get_message()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_closes_every_viewer_with_1001_and_exits_in_the_grace_period(
+    signum: signal.Signals, tmp_path: Path
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
+    env |= {"PATS_EMULATOR_RATE": "20", "PATS_SHUTDOWN_GRACE_SECONDS": "5"}
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(trio.run_process, pats_trio_command(port), cwd=tmp_path, env=env, check=False)
+        )
+        try:
+            with trio.fail_after(STARTUP_TIMEOUT):
+                await wait_until_serving(url)
+            with trio.fail_after(15):
+                async with (
+                    open_websocket_url(f"ws://127.0.0.1:{port}/ws") as sample,
+                    open_websocket_url(f"ws://127.0.0.1:{port}/ws?filter=python") as filtered,
+                ):
+                    for ws in (sample, filtered):
+                        assert orjson.loads(await ws.get_message())["type"] == "hello"
+                    signalled_at = trio.current_time()
+                    process.send_signal(signum)
+                    for ws in (sample, filtered):
+                        with pytest.raises(ConnectionClosed) as closed:
+                            await read_until_closed(ws)
+                        assert closed.value.reason is not None
+                        assert closed.value.reason.code == 1001
+                await process.wait()
+            assert process.returncode == 0
+            assert trio.current_time() - signalled_at < 5 + 2
+            with pytest.raises(httpx.TransportError):
+                async with httpx.AsyncClient() as client:
+                    await client.get(url + "/healthz")
         finally:
             if process.returncode is None:
                 process.kill()
