@@ -286,6 +286,9 @@ async def _read_commands(hub: Hub, sub: Subscription, limits: Limits) -> None:
     changes = ChangeRate(limits.filter_changes_per_minute)
     while True:
         data = await websocket.receive()
+        if not data:  # an empty frame arrives as None or ""
+            hub.notify(sub, frames.error("bad_message", "Messages must be JSON objects."))
+            continue
         size = len(data.encode() if isinstance(data, str) else data)
         if size > limits.max_message_bytes:
             message = f"Messages are limited to {limits.max_message_bytes} bytes."
