@@ -207,7 +207,7 @@ SECRETS = {
 }
 
 
-async def test_no_secret_reaches_metrics_readyz_or_logs(
+async def test_no_secret_reaches_frames_metrics_readyz_or_logs(
     make_served: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -224,8 +224,14 @@ async def test_no_secret_reaches_metrics_readyz_or_logs(
             served.emulator.inject(status("python secrets stay secret", next(_ids)))
             await viewer.tweets(1)
             await Viewer(ws_filter).tweets(1)
-            served.emulator.fail_next(401)
+            # An upstream that echoes a credential back must not get it to anyone.
+            echo = f'{{"errors":[{{"message":"bad {SECRETS["twitter_consumer_secret"]}"}}]}}'
+            served.emulator.fail_next(401, body=echo.encode())
             served.emulator.drop_streams("sample")
+            error = await viewer.next_of("status")
+            while error["state"] != "error":
+                error = await viewer.next_of("status")
+            assert "401" in error["reason"]
             await scrape_until(
                 client,
                 served,
@@ -239,7 +245,9 @@ async def test_no_secret_reaches_metrics_readyz_or_logs(
         [caplog.text, *(str(record.__dict__) for record in caplog.records)],
     )
     assert "HTTP 401" in logs  # the session did log, so the check below means something
+    frames = orjson.dumps(viewer.frames).decode()
     for secret in SECRETS.values():
+        assert secret not in frames
         assert secret not in metrics
         assert secret not in ready
         assert secret not in logs
