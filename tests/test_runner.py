@@ -82,7 +82,7 @@ async def start(
     return Harness(emulator, runner, recorder)
 
 
-async def first_connection(harness: Harness, track: str) -> ConnectionRecord:
+async def first_connection(harness: Harness, track: str = "") -> ConnectionRecord:
     """Ask for `track` and return the connection that serves it once it is open."""
     harness.runner.demand(active=True, track=track)
     await harness.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
@@ -111,8 +111,7 @@ async def test_lingers_then_disconnects(
     sample: Harness, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(TIMEOUT * 10):
-        sample.runner.demand(active=True)
-        await sample.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        await first_connection(sample)
         connection = sample.emulator.connections[0]
         left_at = trio.current_time()
         sample.runner.demand(active=False)
@@ -136,8 +135,7 @@ async def test_reconnects_at_once_after_a_drop(
     sample: Harness, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(TIMEOUT * 10):
-        sample.runner.demand(active=True)
-        await sample.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        await first_connection(sample)
         await trio.sleep(60)
         dropped_at = trio.current_time()
         sample.emulator.drop_streams()
@@ -150,8 +148,7 @@ async def test_http_errors_back_off_exponentially_then_reset(
     sample: Harness, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(TIMEOUT * 100):
-        sample.runner.demand(active=True)
-        await sample.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        await first_connection(sample)
         await trio.sleep(60)
         sample.emulator.fail_next(503, count=3)
         sample.emulator.drop_streams()
@@ -197,8 +194,7 @@ async def test_a_stalled_stream_is_replaced_after_90_seconds(
     sample: Harness, autojump_clock: trio.testing.MockClock
 ) -> None:
     with trio.fail_after(TIMEOUT * 10):
-        sample.runner.demand(active=True)
-        await sample.emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        await first_connection(sample)
         stalled_at = trio.current_time()
         sample.emulator.stall_streams()
         await sample.emulator.wait_until(lambda emu: len(emu.connections) == 2)
