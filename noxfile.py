@@ -1,4 +1,4 @@
-"""Test, lint and browser sessions: `nox` runs all three."""
+"""Test, lint and browser sessions: `nox` runs all three. `nox -s bench` runs the benchmarks."""
 
 from __future__ import annotations
 
@@ -42,3 +42,10 @@ def browser(session: nox.Session) -> None:
         )
     session.install(".[test,browser]")
     session.run("pytest", "tests/browser", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The matching benchmark (benchmarks/README.md); never part of `nox`. `-- --quick` is short."""
+    session.install(".")
+    session.run("python", "benchmarks/bench_matching.py", *session.posargs)
