@@ -127,9 +127,14 @@ class Hub:
         """
         if self.closing:
             raise AdmissionError("shutting_down", "The server is shutting down.")
-        self._check_union(None, track)
         send, receive = trio.open_memory_channel[frames.Frame](self._queue_size)
         sub = Subscription(_kind_for(track), track, receive, send)
+        try:
+            self._check_union(sub, track)
+        except TrackError:
+            send.close()
+            receive.close()
+            raise
         self._attach(sub)
         try:
             yield sub
@@ -164,20 +169,16 @@ class Hub:
             track=[phrase.text for phrase in sub.track],
         )
 
-    def _check_union(self, sub: Subscription | None, track: tuple[Phrase, ...]) -> None:
+    def _check_union(self, sub: Subscription, track: tuple[Phrase, ...]) -> None:
         if not track:
             return
-        size = self._index.union_size_with(sub, track) if sub else self._union_size_adding(track)
+        size = self._index.union_size_with(sub, track)
         if size > MAX_PHRASES:
             raise TrackError(
                 "too_many_phrases",
                 f"All viewers together may follow at most {MAX_PHRASES} phrases; "
                 f"adding yours would make {size}. Try fewer or more common phrases.",
             )
-
-    def _union_size_adding(self, track: tuple[Phrase, ...]) -> int:
-        current = {phrase.text for phrase in self._index.union()}
-        return len(current | {phrase.text for phrase in track})
 
     def _attach(self, sub: Subscription) -> None:
         self._viewers[sub.kind].add(sub)
@@ -209,8 +210,8 @@ class Hub:
         """Hand one upstream event to every viewer it concerns. Never blocks."""
         if isinstance(event, TweetEvent):
             if kind == "filter":
+                # Only filter viewers have phrases, so the index holds nobody else.
                 targets: set[Subscription] = self._index.subscribers_for(event.terms)
-                targets &= self._viewers["filter"]
             else:
                 targets = self._viewers["sample"]
             for sub in tuple(targets):
