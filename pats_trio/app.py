@@ -25,6 +25,7 @@ from pats_trio.admission import (
     client_address,
     origin_allowed,
 )
+from pats_trio.broker.factory import WORKER_ID, make_broker, warn_if_workers_share_no_broker
 from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.events import STREAM_KINDS, StreamKind
@@ -34,6 +35,8 @@ from pats_trio.matching import TrackError, parse_track
 from pats_trio.observability import register_observability
 from pats_trio.upstream.client import make_http_client, open_stream
 from pats_trio.upstream.runner import ConnectFn
+from pats_trio.upstream.source import Publish, Upstream
+from pats_trio.upstream.twitter import TwitterUpstream
 
 LOGGER = logging.getLogger(__name__)
 
@@ -92,8 +95,11 @@ class PatsApp(QuartTrio):
     clients: ClientCounter
 
 
-def create_app(settings: Settings | None = None) -> PatsApp:
-    """Build the app; nothing connects until hypercorn starts serving it."""
+def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) -> PatsApp:
+    """Build the app; nothing connects until hypercorn starts serving it.
+
+    `worker_id` tells this app apart from others in the deployment; one per process by default.
+    """
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     static = frontend_dir()
@@ -119,18 +125,32 @@ def create_app(settings: Settings | None = None) -> PatsApp:
             app.emulator = Emulator(rate=settings.emulator_rate, seed=settings.emulator_seed)
             base_url = await app.nursery.start(serve_emulator, app.emulator)
             LOGGER.info("no Twitter credentials: serving the built-in emulator at %s", base_url)
+        connectors = _connectors(
+            app.http, base_url, credentials, delimited=settings.twitter_delimited
+        )
+
+        def make_upstream(publish: Publish) -> Upstream:
+            return TwitterUpstream(
+                publish,
+                connectors,
+                source=source,
+                linger=settings.linger_seconds,
+                debounce=settings.filter_debounce_seconds,
+                min_reconnect=settings.min_reconnect_seconds,
+                max_connects_per_window=settings.max_connects_per_5min,
+                delimited=settings.twitter_delimited,
+            )
+
         app.hub = Hub(
-            _connectors(app.http, base_url, credentials, delimited=settings.twitter_delimited),
+            make_broker(settings, make_upstream, worker_id),
             mode="twitter" if source == "twitter" else "demo",
             source=source,
-            linger=settings.linger_seconds,
-            debounce=settings.filter_debounce_seconds,
             queue_size=settings.client_queue_size,
             slow_client_seconds=settings.slow_client_seconds,
-            min_reconnect=settings.min_reconnect_seconds,
-            max_connects_per_window=settings.max_connects_per_5min,
-            delimited=settings.twitter_delimited,
+            history_size=settings.history_size,
+            worker_id=worker_id,
         )
+        warn_if_workers_share_no_broker(settings)
         await app.nursery.start(app.hub.run)
 
     @app.after_serving

@@ -42,6 +42,11 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = "text"
     redis_url: str = field(default="", repr=False)
+    redis_prefix: str = "pats"
+    redis_lease_seconds: float = 10.0
+    redis_heartbeat_seconds: float = 2.0
+    redis_stream_maxlen: int = 10_000
+    history_size: int = 20
     linger_seconds: float = 30.0
     filter_debounce_seconds: float = 1.0
     min_reconnect_seconds: float = 5.0
@@ -115,7 +120,12 @@ def load_settings(**overrides: Any) -> Settings:
         "port": env("PATS_PORT", default=8000, cast=int),
         "log_level": env("LOG_LEVEL", default="INFO").upper(),
         "log_format": env("LOG_FORMAT", default="text").strip().lower(),
-        "redis_url": env("REDIS_URL", default=""),
+        "redis_url": env("REDIS_URL", default="").strip(),
+        "redis_prefix": env("PATS_REDIS_PREFIX", default="pats"),
+        "redis_lease_seconds": env("PATS_REDIS_LEASE_SECONDS", default=10.0, cast=float),
+        "redis_heartbeat_seconds": env("PATS_REDIS_HEARTBEAT_SECONDS", default=2.0, cast=float),
+        "redis_stream_maxlen": env("PATS_REDIS_STREAM_MAXLEN", default=10_000, cast=int),
+        "history_size": env("PATS_HISTORY", default=20, cast=int),
         "linger_seconds": env("PATS_LINGER_SECONDS", default=30.0, cast=float),
         "filter_debounce_seconds": env("PATS_FILTER_DEBOUNCE_SECONDS", default=1.0, cast=float),
         "min_reconnect_seconds": env("PATS_MIN_RECONNECT_SECONDS", default=5.0, cast=float),
@@ -174,3 +184,18 @@ def validate(settings: Settings) -> None:
         raise SettingsError("PATS_EMULATOR_RATE must be 0 or more")
     if not settings.twitter_stream_url.startswith(("http://", "https://")):
         raise SettingsError("TWITTER_STREAM_URL must be an http(s) URL")
+    if settings.history_size < 0:
+        raise SettingsError("PATS_HISTORY must be 0 or more")
+    if settings.redis_url:
+        from pats_trio.broker.redis_url import RedisURLError, parse_redis_url
+
+        try:
+            parse_redis_url(settings.redis_url)
+        except RedisURLError as exc:
+            raise SettingsError(f"REDIS_URL: {exc}") from None
+        _positive("PATS_REDIS_LEASE_SECONDS", settings.redis_lease_seconds)
+        _positive("PATS_REDIS_HEARTBEAT_SECONDS", settings.redis_heartbeat_seconds)
+        if settings.redis_stream_maxlen < 100:
+            raise SettingsError("PATS_REDIS_STREAM_MAXLEN must be at least 100")
+        if not settings.redis_prefix or any(c.isspace() for c in settings.redis_prefix):
+            raise SettingsError("PATS_REDIS_PREFIX must be a non-empty word")

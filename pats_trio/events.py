@@ -24,6 +24,7 @@ class TweetEvent:
     id_str: str
     frame: frames.Frame
     terms: frozenset[str]
+    timestamp_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class NoticeEvent:
     """A frame every viewer of the stream gets (delete, withheld, limit)."""
 
     frame: frames.Frame
+    deletes: str | None = None
+    """The id of a tweet this notice takes back, so history forgets it too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +59,13 @@ def tweet_event(status: dict[str, Any], *, source: str = "twitter") -> TweetEven
     except TweetShapeError as exc:
         LOGGER.warning("skipping malformed tweet: %s", exc)
         return None
-    return TweetEvent(trimmed["id_str"], frames.tweet(trimmed), tweet_terms(trimmed))
+    return TweetEvent(
+        trimmed["id_str"], frames.tweet(trimmed), tweet_terms(trimmed), trimmed["timestamp_ms"]
+    )
 
 
 def notice_for(message: protocol.Message) -> NoticeEvent | None:
     """Control messages that viewers see; the rest are handled by the runner or ignored."""
-    if isinstance(message, protocol.Delete):
-        return NoticeEvent(frames.delete(message.id_str))
-    if isinstance(message, protocol.StatusWithheld):
-        return NoticeEvent(frames.delete(message.id_str))
+    if isinstance(message, protocol.Delete | protocol.StatusWithheld):
+        return NoticeEvent(frames.delete(message.id_str), deletes=message.id_str)
     return None

@@ -21,9 +21,17 @@ def _encode(payload: Mapping[str, Any]) -> Frame:
     return orjson.dumps(payload).decode()
 
 
-def hello(*, mode: str, source: str, stream: str, track: Iterable[str]) -> Frame:
+def hello(*, mode: str, source: str, stream: str, track: Iterable[str], worker: str) -> Frame:
+    """`worker` is an opaque id of the process serving this socket, for telling workers apart."""
     return _encode(
-        {"type": "hello", "mode": mode, "source": source, "stream": stream, "track": list(track)}
+        {
+            "type": "hello",
+            "mode": mode,
+            "source": source,
+            "stream": stream,
+            "track": list(track),
+            "worker": worker,
+        }
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -17,10 +17,10 @@ import trio
 
 from pats_trio import frames
 from pats_trio.admission import AdmissionError
+from pats_trio.broker import Broker
 from pats_trio.events import STREAM_KINDS, Event, NoticeEvent, StatusEvent, StreamKind, TweetEvent
+from pats_trio.history import History
 from pats_trio.matching import MAX_PHRASES, Phrase, TrackError, TrackIndex, format_track
-from pats_trio.upstream.backoff import ConnectionBudget
-from pats_trio.upstream.runner import STALL_SECONDS, ConnectFn, StreamRunner
 
 LOGGER = logging.getLogger(__name__)
 
@@ -56,19 +56,17 @@ class Hub:
 
     def __init__(
         self,
-        connectors: Mapping[StreamKind, ConnectFn],
+        broker: Broker,
         *,
         mode: str = "demo",
         source: str = "emulator",
-        linger: float = 30.0,
-        debounce: float = 1.0,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         slow_client_seconds: float = 30.0,
-        stall: float | None = None,
-        min_reconnect: float = 0.0,
-        max_connects_per_window: int = 1_000_000,
-        delimited: bool = False,
+        history_size: int = 0,
+        worker_id: str = "",
     ) -> None:
+        self.broker = broker
+        self.worker_id = worker_id
         self.mode = mode
         self.source = source
         self._queue_size = queue_size
@@ -76,22 +74,7 @@ class Hub:
         self._viewers: dict[StreamKind, set[Subscription]] = {kind: set() for kind in STREAM_KINDS}
         self._index: TrackIndex[Subscription] = TrackIndex()
         self._status: dict[StreamKind, StatusEvent | None] = dict.fromkeys(STREAM_KINDS)
-        self.runners: dict[StreamKind, StreamRunner] = {
-            kind: StreamRunner(
-                kind,
-                connectors[kind],
-                self._publisher(kind),
-                linger=linger,
-                debounce=debounce,
-                source=source,
-                delimited=delimited,
-                stall=STALL_SECONDS if stall is None else stall,
-                budget=ConnectionBudget(
-                    min_interval=min_reconnect, max_per_window=max_connects_per_window
-                ),
-            )
-            for kind in STREAM_KINDS
-        }
+        self._history = History(history_size)
         self.running = False
         self.closing = False
         self.evictions = 0
@@ -101,10 +84,9 @@ class Hub:
         """Frames dropped because a viewer's queue was full, by the viewer's stream kind."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run both stream runners until cancelled."""
+        """Run the broker, which feeds `route`, until cancelled."""
         async with trio.open_nursery() as nursery:
-            for runner in self.runners.values():
-                await nursery.start(runner.run)
+            await nursery.start(self.broker.run, self)
             self.running = True
             task_status.started()
             try:
@@ -118,6 +100,11 @@ class Hub:
 
     def union(self) -> tuple[Phrase, ...]:
         return self._index.union()
+
+    def upstream_state(self, kind: StreamKind) -> str:
+        """The state viewers of `kind` were last told, wherever the upstream runs."""
+        status = self._status[kind]
+        return status.state if status is not None else "idle"
 
     @asynccontextmanager
     async def subscribe(self, track: tuple[Phrase, ...] = ()) -> AsyncIterator[Subscription]:
@@ -167,6 +154,7 @@ class Hub:
             source=self.source,
             stream=sub.kind,
             track=[phrase.text for phrase in sub.track],
+            worker=self.worker_id,
         )
 
     def _check_union(self, sub: Subscription, track: tuple[Phrase, ...]) -> None:
@@ -188,6 +176,8 @@ class Hub:
         status = self._status[sub.kind]
         if status is not None:
             self._deliver(sub, status.frame)
+        for event in self._history.recent_for(sub.track):
+            self._deliver(sub, event.frame)
         self._update_demand(sub.kind)
 
     def _detach(self, sub: Subscription) -> None:
@@ -198,17 +188,19 @@ class Hub:
     def _update_demand(self, kind: StreamKind) -> None:
         viewers = bool(self._viewers[kind])
         track = format_track(self._index.union()) if kind == "filter" else ""
-        self.runners[kind].demand(active=viewers, track=track)
+        self.broker.demand(kind, active=viewers, track=track)
 
-    def _publisher(self, kind: StreamKind) -> Callable[[Event], None]:
-        def publish(event: Event) -> None:
-            self.route(kind, event)
-
-        return publish
+    def remember(self, kind: StreamKind, event: Event) -> None:
+        """An event from before this worker started: history only, nobody is sent it."""
+        if isinstance(event, TweetEvent):
+            self._history.add(kind, event)
+        elif isinstance(event, NoticeEvent) and event.deletes is not None:
+            self._history.forget(event.deletes)
 
     def route(self, kind: StreamKind, event: Event) -> None:
         """Hand one upstream event to every viewer it concerns. Never blocks."""
         if isinstance(event, TweetEvent):
+            self._history.add(kind, event)
             if kind == "filter":
                 # Only filter viewers have phrases, so the index holds nobody else.
                 targets: set[Subscription] = self._index.subscribers_for(event.terms)
@@ -220,6 +212,8 @@ class Hub:
             self._status[kind] = event
             self._broadcast(kind, event.frame)
         elif isinstance(event, NoticeEvent):
+            if event.deletes is not None:
+                self._history.forget(event.deletes)
             self._broadcast(kind, event.frame)
 
     def _broadcast(self, kind: StreamKind, frame: frames.Frame) -> None:

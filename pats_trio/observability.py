@@ -11,6 +11,7 @@ so no credential or URL can reach a scrape.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from quart import Response
 
+from pats_trio.broker.redis import RedisBroker
 from pats_trio.events import STREAM_KINDS
 from pats_trio.upstream.runner import DISCONNECT_REASONS, RunnerStats
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger(__name__)
 
 NAMESPACE = "pats"
-UPSTREAM_STATES = ("idle", "connecting", "connected", "backoff", "error")
+UPSTREAM_STATES = ("idle", "connecting", "connected", "backoff", "error", "degraded")
 
 RUNNER_COUNTERS: tuple[tuple[str, str, str], ...] = (
     # (RunnerStats field, metric name without _total, help)
@@ -60,12 +62,14 @@ def readiness(app: PatsApp) -> tuple[bool, dict[str, Any]]:
         return False, {"ready": False, "hub": "starting"}
     body: dict[str, Any] = {
         "hub": "running" if hub.running else "stopped",
-        "upstream": {kind: hub.runners[kind].state for kind in STREAM_KINDS},
+        "upstream": {kind: hub.upstream_state(kind) for kind in STREAM_KINDS},
         "viewers": {kind: hub.viewer_count(kind) for kind in STREAM_KINDS},
+        "worker": hub.worker_id,
+        "pid": os.getpid(),
     }
-    ready = hub.running
-    # The Redis broker (REDIS_URL) is not implemented yet. When it lands, check it here (lease
-    # held or stream readable), add its state to `body` as "broker", and fold it into `ready`.
+    broker = hub.broker.health()
+    ready = hub.running and bool(broker.pop("ready"))
+    body["broker"] = broker
     return ready, {"ready": ready, **body}
 
 
@@ -81,6 +85,7 @@ class HubCollector(Collector):
             return
         yield from _hub_metrics(hub)
         yield from _runner_metrics(hub)
+        yield from _broker_metrics(hub)
 
 
 def _hub_metrics(hub: Hub) -> Iterator[Metric]:
@@ -119,9 +124,48 @@ def _hub_metrics(hub: Hub) -> Iterator[Metric]:
     )
 
 
+def _broker_metrics(hub: Hub) -> Iterator[Metric]:
+    broker = hub.broker
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_upstream_owner",
+        "1 while this process runs the upstream connections (always, without Redis).",
+        value=int(broker.upstream is not None and getattr(broker, "owner", True)),
+    )
+    if not isinstance(broker, RedisBroker):
+        return
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_redis_connected",
+        "1 while this worker reads the Redis stream, else 0 (viewers see a degraded status).",
+        value=int(broker.connected),
+    )
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_redis_lag_seconds",
+        "How far behind the newest entry of the Redis stream this worker's reader was.",
+        value=broker.lag_seconds,
+    )
+    yield CounterMetricFamily(
+        f"{NAMESPACE}_redis_published",
+        "Events this worker published to Redis while it owned the upstream.",
+        value=broker.published,
+    )
+    yield CounterMetricFamily(
+        f"{NAMESPACE}_redis_publish_failures",
+        "Events this worker could not publish to Redis while it owned the upstream.",
+        value=broker.publish_failures,
+    )
+    yield CounterMetricFamily(
+        f"{NAMESPACE}_upstream_terms_of_office",
+        "Times this worker took the upstream lease.",
+        value=broker.terms_of_office,
+    )
+
+
 def _runner_metrics(hub: Hub) -> Iterator[Metric]:
-    runners = hub.runners
-    stats: dict[str, RunnerStats] = {kind: runners[kind].stats for kind in STREAM_KINDS}
+    upstream = hub.broker.upstream
+    stats: dict[str, RunnerStats] = {
+        kind: upstream.stats_of(kind) if upstream is not None else RunnerStats()
+        for kind in STREAM_KINDS
+    }
     for field, name, help_text in RUNNER_COUNTERS:
         family = CounterMetricFamily(f"{NAMESPACE}_{name}", help_text, labels=["kind"])
         for kind in STREAM_KINDS:
@@ -143,12 +187,12 @@ def _runner_metrics(hub: Hub) -> Iterator[Metric]:
         labels=["kind", "state"],
     )
     for kind in STREAM_KINDS:
-        runner = runners[kind]
         for reason in DISCONNECT_REASONS:
             disconnects.add_metric([kind, reason], stats[kind].disconnects[reason])
-        backoff.add_metric([kind], runner.retry_in)
+        backoff.add_metric([kind], upstream.retry_in_of(kind) if upstream is not None else 0.0)
+        current = hub.upstream_state(kind)
         for state_name in UPSTREAM_STATES:
-            state.add_metric([kind, state_name], int(runner.state == state_name))
+            state.add_metric([kind, state_name], int(current == state_name))
     yield disconnects
     yield backoff
     yield state

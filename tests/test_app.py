@@ -47,6 +47,7 @@ async def test_sample_viewer_gets_hello_then_trimmed_tweets(served: Served) -> N
         async with open_websocket_url(served.ws_url) as ws:
             viewer = Viewer(ws)
             hello = await viewer.next_of("hello")
+            assert isinstance(hello.pop("worker"), str)
             assert hello == {
                 "type": "hello",
                 "mode": "demo",
@@ -382,3 +383,35 @@ async def test_length_delimited_upstream_delivers_the_same_tweets(
                 served.emulator.inject(tweet)
             got = await viewer.tweets(3)
     assert [t["text"] for t in got] == [t["text"] for t in tweets]
+
+
+async def test_a_new_viewer_gets_recent_matching_tweets_at_once_but_never_deleted_ones(
+    make_served: Any,
+) -> None:
+    served: Served = await make_served(history_size=3)
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(served.ws_url) as ws:
+            first = Viewer(ws)
+            await first.next_of("hello")
+            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+            texts = ["python one", "rust two", "python three", "go four", "python five"]
+            for i, text in enumerate(texts):
+                served.emulator.inject(status(text, 9000 + i))
+            await first.tweets(len(texts))
+            served.emulator.inject_raw(
+                b'{"delete":{"status":{"id":9002,"id_str":"9002","user_id":7}}}\r\n'
+            )
+            await first.next_of("delete")
+
+            async with open_websocket_url(served.ws_url) as ws_sample:
+                sample = Viewer(ws_sample)
+                await sample.next_of("hello")
+                got = await sample.tweets(3)
+            assert [t["id_str"] for t in got] == ["9001", "9003", "9004"]
+
+            async with open_websocket_url(served.ws_url + "?filter=python") as ws_python:
+                python = Viewer(ws_python)
+                await python.next_of("hello")
+                got = await python.tweets(2)
+            # From the sample stream's recent tweets: the python ones, less the deleted one.
+            assert [t["id_str"] for t in got] == ["9000", "9004"]

@@ -65,11 +65,15 @@ async def test_readyz_reports_hub_upstreams_and_viewers(served: Served) -> None:
         async with httpx.AsyncClient() as client:
             idle = await client.get(served.http_url + "/readyz")
             assert idle.status_code == 200
-            assert idle.json() == {
+            body = idle.json()
+            assert isinstance(body.pop("worker"), str)
+            assert isinstance(body.pop("pid"), int)
+            assert body == {
                 "ready": True,
                 "hub": "running",
                 "upstream": {"sample": "idle", "filter": "idle"},
                 "viewers": {"sample": 0, "filter": 0},
+                "broker": {"mode": "memory"},
             }
             async with open_websocket_url(served.ws_url + "?filter=python") as ws:
                 await Viewer(ws).next_of("hello")

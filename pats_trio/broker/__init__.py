@@ -1,0 +1,40 @@
+"""How upstream events reach every worker's hub, and how viewers' keywords reach the upstream.
+
+`MemoryBroker` runs the upstream in this process (one worker). `RedisBroker` lets one process per
+deployment own the upstream and feeds every worker through a Redis stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import trio
+
+from pats_trio.events import Event, StreamKind
+from pats_trio.upstream.source import Upstream
+
+
+class Sink(Protocol):
+    """The hub, as a broker sees it."""
+
+    def route(self, kind: StreamKind, event: Event) -> None:
+        """Hand an event to the viewers it concerns."""
+
+    def remember(self, kind: StreamKind, event: Event) -> None:
+        """Keep an old event for new viewers' history, without sending it to anyone."""
+
+
+class Broker(Protocol):
+    upstream: Upstream | None
+    """The upstream this process runs now, if it runs one."""
+
+    def demand(self, kind: StreamKind, *, active: bool, track: str = "") -> None:
+        """This worker's viewers: whether anyone watches `kind`, and the union of their track."""
+
+    async def run(
+        self, sink: Sink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Deliver events to `sink` until cancelled."""
+
+    def health(self) -> dict[str, Any]:
+        """What /readyz reports about the broker; `ready` is False when viewers get no feed."""

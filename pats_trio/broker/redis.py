@@ -1,0 +1,479 @@
+"""The Redis broker: many workers, one upstream owner per deployment, and failover.
+
+Every worker runs the same three tasks:
+
+* the **reader** follows one Redis stream (`<prefix>:events`) from its last id with `XREAD BLOCK`
+  and routes each entry to its own hub. It has a client of its own, and it is never cancelled
+  while a read is pending (a cancelled blocking read can lose its reply and wedge the
+  connection), so a blip costs no entry: the next read resumes from the last id.
+* the **heartbeat** writes this worker's demand (does anyone watch sample; the phrases its filter
+  viewers follow) to `<prefix>:demand:<worker>` with a TTL, so a dead worker's keywords expire.
+* the **contender** tries to take the lease `<prefix>:owner` (`SET NX PX`). The worker that holds it
+  runs the upstream, publishes every event (trimmed and encoded once) with `XADD MAXLEN ~`, and
+  follows the union of every worker's demand. It renews the lease often; the moment a renewal
+  fails, or the lease would expire before the next one, its upstream is cancelled.
+
+Redis down or restarted: viewers keep their sockets and get a `degraded` status; every task retries
+with backoff, and the reader resumes once Redis answers again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import trio
+from glide import (
+    ConditionalChange,
+    ExpirySet,
+    ExpiryType,
+    GlideClient,
+    GlideClientConfiguration,
+    GlideError,
+    MaxId,
+    MinId,
+    NodeAddress,
+    Script,
+    ServerCredentials,
+    StreamAddOptions,
+    StreamReadOptions,
+    TrimByMaxLen,
+)
+
+from pats_trio.broker import Sink
+from pats_trio.broker.codec import EntryError, decode, encode
+from pats_trio.broker.redis_url import RedisTarget
+from pats_trio.events import (
+    STREAM_KINDS,
+    Event,
+    StatusEvent,
+    StreamKind,
+    TweetEvent,
+    status_event,
+)
+from pats_trio.history import SCAN_SIZE
+from pats_trio.matching import MAX_PHRASES
+from pats_trio.upstream.source import Upstream, UpstreamFactory
+
+LOGGER = logging.getLogger(__name__)
+
+READ_BLOCK_MS = 1_000
+READ_COUNT = 512
+PUBLISH_QUEUE = 4_096
+PUBLISH_BATCH = 256
+DEDUP_WINDOW = 10_000
+REQUEST_TIMEOUT_MS = 2_000
+RETRY_MIN, RETRY_MAX = 0.5, 10.0
+
+# Of the lease TTL: the key's own expiry, how often the owner renews, and how often others try.
+# With these, a dead owner's lease is gone and taken within the TTL.
+LEASE_EXPIRY = 0.7
+LEASE_RENEW = 0.15
+LEASE_POLL = 0.05
+UNION_POLL = 0.25
+
+_RENEW = Script(  # type: ignore[no-untyped-call]
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+)
+_RELEASE = Script(  # type: ignore[no-untyped-call]
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('del', KEYS[1]) else return 0 end"
+)
+
+
+def client_config(target: RedisTarget, name: str) -> GlideClientConfiguration:
+    credentials = (
+        ServerCredentials(password=target.password, username=target.username)
+        if target.password
+        else None
+    )
+    return GlideClientConfiguration(
+        [NodeAddress(target.host, target.port)],
+        use_tls=target.tls,
+        credentials=credentials,
+        database_id=target.database,
+        request_timeout=REQUEST_TIMEOUT_MS,
+        client_name=name,
+    )
+
+
+class RedisBroker:
+    """One worker's side of the Redis deployment. See the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        target: RedisTarget,
+        make_upstream: UpstreamFactory,
+        *,
+        worker_id: str,
+        prefix: str = "pats",
+        lease_seconds: float = 10.0,
+        heartbeat_seconds: float = 2.0,
+        maxlen: int = 10_000,
+    ) -> None:
+        self._target = target
+        self._make_upstream = make_upstream
+        self.worker_id = worker_id
+        self._prefix = prefix
+        self._lease_seconds = lease_seconds
+        self._heartbeat = heartbeat_seconds
+        self._maxlen = maxlen
+        self._local: dict[StreamKind, tuple[bool, str]] = dict.fromkeys(STREAM_KINDS, (False, ""))
+        self._local_changed = trio.Event()
+        self._seen: set[str] = set()
+        self._seen_order: deque[str] = deque()
+        self.upstream: Upstream | None = None
+        self.owner = False
+        self.connected = False
+        self.lag_seconds = 0.0
+        """How far behind the stream's newest entry the reader was at its last read."""
+        self.published = 0
+        self.publish_failures = 0
+        self.terms_of_office = 0
+        self.undecodable = 0
+
+    # keys
+    @property
+    def events_key(self) -> str:
+        return f"{self._prefix}:events"
+
+    @property
+    def owner_key(self) -> str:
+        return f"{self._prefix}:owner"
+
+    def _demand_key(self, worker_id: str) -> str:
+        return f"{self._prefix}:demand:{worker_id}"
+
+    def _status_key(self, kind: StreamKind) -> str:
+        return f"{self._prefix}:status:{kind}"
+
+    def demand(self, kind: StreamKind, *, active: bool, track: str = "") -> None:
+        if self._local[kind] != (active, track):
+            self._local[kind] = (active, track)
+            self._local_changed.set()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "mode": "redis",
+            "ready": self.connected,
+            "redis": "connected" if self.connected else "unreachable",
+            "worker": self.worker_id,
+            "owner": self.owner,
+            "lag_seconds": round(self.lag_seconds, 3),
+        }
+
+    async def run(
+        self, sink: Sink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Resource handling: each task gets its own client, closed when the task ends. Error
+        handling: Redis errors never escape; they become a `degraded` status and a retry."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_forever, sink)
+            nursery.start_soon(self._heartbeat_forever)
+            nursery.start_soon(self._contend_forever)
+            task_status.started()
+
+    async def _client(self, name: str) -> GlideClient:
+        """A client, once Redis answers; until then, retry with backoff."""
+        delay = RETRY_MIN
+        while True:
+            try:
+                return await GlideClient.create(
+                    client_config(self._target, f"pats-{name}-{self.worker_id}")
+                )
+            except GlideError as exc:
+                LOGGER.warning("redis %s client: %s; retrying in %.1fs", name, exc, delay)
+            await trio.sleep(_jitter(delay))
+            delay = min(delay * 2, RETRY_MAX)
+
+    # the reader
+
+    async def _read_forever(self, sink: Sink) -> None:
+        client = await self._client("reader")
+        try:
+            last_id: str | None = None
+            delay = RETRY_MIN
+            while True:
+                try:
+                    if last_id is None:
+                        last_id = await self._prime(client, sink)
+                    if not self.connected:
+                        await self._restore_status(client, sink)
+                        self.connected = True
+                        delay = RETRY_MIN
+                    reply = await client.xread(
+                        {self.events_key: last_id},
+                        StreamReadOptions(block_ms=READ_BLOCK_MS, count=READ_COUNT),
+                    )
+                except GlideError as exc:
+                    self._degrade(sink, exc, delay)
+                    await trio.sleep(_jitter(delay))
+                    delay = min(delay * 2, RETRY_MAX)
+                    continue
+                if not reply:
+                    self.lag_seconds = 0.0
+                    continue
+                for entries in reply.values():
+                    for entry_id, pairs in entries.items():
+                        last_id = entry_id.decode()
+                        self._deliver(sink, pairs)
+                    self.lag_seconds = max(0.0, time.time() - _entry_seconds(last_id))
+        finally:
+            self.connected = False
+            await client.close()
+
+    async def _prime(self, client: GlideClient, sink: Sink) -> str:
+        """Fill the hub's history from the stream's tail; return the id to read on from."""
+        newest = await client.xrevrange(self.events_key, MaxId(), MinId(), count=2 * SCAN_SIZE)
+        if not newest:
+            return "0-0"
+        for pairs in reversed(list(newest.values())):
+            try:
+                kind, event = decode(pairs)
+            except EntryError:
+                continue
+            if isinstance(event, TweetEvent):
+                self._remember_id(f"{kind}:{event.id_str}")
+            sink.remember(kind, event)
+        return next(iter(newest)).decode()
+
+    async def _restore_status(self, client: GlideClient, sink: Sink) -> None:
+        """After a start or an outage, viewers hear the upstream's state as the owner set it."""
+        stored = await client.mget([self._status_key(kind) for kind in STREAM_KINDS])
+        for kind, raw in zip(STREAM_KINDS, stored, strict=True):
+            event: StatusEvent | None = None
+            if raw is not None:
+                try:
+                    pairs = [(name.encode(), value.encode()) for name, value in orjson.loads(raw)]
+                    _, decoded = decode(pairs)
+                except (EntryError, orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+                    decoded = None
+                if isinstance(decoded, StatusEvent):
+                    event = decoded
+            if event is None:
+                event = status_event(kind, "connecting", reason="Waiting for the upstream owner")
+            sink.route(kind, event)
+
+    def _degrade(self, sink: Sink, exc: GlideError, retry_in: float) -> None:
+        if self.connected:
+            LOGGER.warning("redis unreachable (%s); retrying in %.1fs", exc, retry_in)
+            for kind in STREAM_KINDS:
+                sink.route(
+                    kind,
+                    status_event(
+                        kind,
+                        "degraded",
+                        reason="The server lost its connection to Redis and is reconnecting",
+                        retry_in=round(retry_in, 1),
+                    ),
+                )
+        else:
+            LOGGER.debug("redis still unreachable (%s); retrying in %.1fs", exc, retry_in)
+        self.connected = False
+
+    def _deliver(self, sink: Sink, pairs: Any) -> None:
+        try:
+            kind, event = decode(pairs)
+        except EntryError as exc:
+            self.undecodable += 1
+            LOGGER.warning("skipping a stream entry: %s", exc)
+            return
+        if isinstance(event, TweetEvent):
+            # The same tweet may come on both streams: each kind is deduplicated on its own.
+            key = f"{kind}:{event.id_str}"
+            if key in self._seen:
+                return
+            self._remember_id(key)
+        sink.route(kind, event)
+
+    def _remember_id(self, key: str) -> None:
+        """Tweets seen recently: a takeover can replay a tweet that was already read."""
+        self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > DEDUP_WINDOW:
+            self._seen.discard(self._seen_order.popleft())
+
+    # the heartbeat
+
+    async def _heartbeat_forever(self) -> None:
+        client = await self._client("heartbeat")
+        key, ttl_ms = self._demand_key(self.worker_id), int(self._heartbeat * 3 * 1000)
+        try:
+            while True:
+                self._local_changed = trio.Event()
+                payload = orjson.dumps(
+                    {kind: [active, track] for kind, (active, track) in self._local.items()}
+                )
+                try:
+                    await client.set(key, payload, expiry=ExpirySet(ExpiryType.MILLSEC, ttl_ms))
+                except GlideError as exc:
+                    LOGGER.debug("heartbeat failed: %s", exc)
+                with trio.move_on_after(self._heartbeat):
+                    await self._local_changed.wait()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0), _quietly():
+                await client.delete([key])
+            await client.close()
+
+    # the lease and the upstream
+
+    async def _contend_forever(self) -> None:
+        client = await self._client("owner")
+        expiry_ms = int(self._lease_seconds * LEASE_EXPIRY * 1000)
+        try:
+            while True:
+                try:
+                    taken = await client.set(
+                        self.owner_key,
+                        self.worker_id,
+                        conditional_set=ConditionalChange.ONLY_IF_DOES_NOT_EXIST,
+                        expiry=ExpirySet(ExpiryType.MILLSEC, expiry_ms),
+                    )
+                except GlideError:
+                    taken = None
+                if taken == "OK":
+                    await self._hold_office(client, trio.current_time())
+                await trio.sleep(self._lease_seconds * LEASE_POLL)
+        finally:
+            await client.close()
+
+    async def _hold_office(self, client: GlideClient, taken_at: float) -> None:
+        """Run the upstream while the lease is ours; cancel it the moment that is in doubt."""
+        expiry = self._lease_seconds * LEASE_EXPIRY
+        self.terms_of_office += 1
+        LOGGER.info("worker %s owns the upstream now", self.worker_id)
+        send, receive = trio.open_memory_channel[tuple[StreamKind, Event]](PUBLISH_QUEUE)
+
+        def publish(kind: StreamKind, event: Event) -> None:
+            try:
+                send.send_nowait((kind, event))
+            except trio.WouldBlock:
+                self.publish_failures += 1
+
+        upstream = self._make_upstream(publish)
+        self.upstream, self.owner = upstream, True
+        try:
+            with trio.CancelScope(deadline=taken_at + expiry) as office:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._renew_lease, client, office)
+                    nursery.start_soon(self._follow_union, client, upstream)
+                    nursery.start_soon(self._publish_events, client, receive)
+                    await nursery.start(upstream.run)
+        finally:
+            self.owner = False
+            LOGGER.info("worker %s no longer owns the upstream", self.worker_id)
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0), _quietly():
+                await client.invoke_script(_RELEASE, keys=[self.owner_key], args=[self.worker_id])
+
+    async def _renew_lease(self, client: GlideClient, office: trio.CancelScope) -> None:
+        expiry_ms = int(self._lease_seconds * LEASE_EXPIRY * 1000)
+        while True:
+            await trio.sleep(self._lease_seconds * LEASE_RENEW)
+            asked_at = trio.current_time()
+            try:
+                renewed = await client.invoke_script(
+                    _RENEW, keys=[self.owner_key], args=[self.worker_id, str(expiry_ms)]
+                )
+            except GlideError as exc:
+                LOGGER.warning("could not renew the upstream lease (%s): stepping down", exc)
+                office.cancel()
+                return
+            if renewed != 1:
+                LOGGER.warning("the upstream lease went to another worker: stepping down")
+                office.cancel()
+                return
+            office.deadline = asked_at + expiry_ms / 1000
+
+    async def _follow_union(self, client: GlideClient, upstream: Upstream) -> None:
+        """Every worker's demand, merged: the owner serves the whole deployment."""
+        while True:
+            try:
+                demands = await self._read_demands(client)
+            except GlideError as exc:
+                LOGGER.debug("could not read demand: %s", exc)
+            else:
+                sample = any(d.get("sample", [False])[0] for d in demands)
+                phrases = _union(d.get("filter", [False, ""]) for d in demands)
+                upstream.demand("sample", active=sample)
+                upstream.demand("filter", active=bool(phrases), track=",".join(phrases))
+            await trio.sleep(UNION_POLL)
+
+    async def _read_demands(self, client: GlideClient) -> list[dict[str, Any]]:
+        keys: list[bytes] = []
+        cursor: bytes | str = "0"
+        while True:
+            reply = await client.scan(cursor, match=self._demand_key("*"), count=1_000)
+            cursor = reply[0]  # type: ignore[assignment]
+            keys.extend(reply[1])  # type: ignore[arg-type]
+            if cursor in (b"0", "0"):
+                break
+        if not keys:
+            return []
+        demands: list[dict[str, Any]] = []
+        for raw in await client.mget(list(keys)):
+            if raw is None:
+                continue
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                demands.append(value)
+        return demands
+
+    async def _publish_events(
+        self, client: GlideClient, receive: trio.MemoryReceiveChannel[tuple[StreamKind, Event]]
+    ) -> None:
+        trim = StreamAddOptions(trim=TrimByMaxLen(exact=False, threshold=self._maxlen))
+        async for first in receive:
+            batch = [first]
+            while len(batch) < PUBLISH_BATCH:
+                try:
+                    batch.append(receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            for kind, event in batch:
+                fields = encode(kind, event)
+                try:
+                    await client.xadd(self.events_key, fields, trim)
+                    if isinstance(event, StatusEvent):
+                        await client.set(self._status_key(kind), orjson.dumps(fields))
+                except GlideError as exc:
+                    self.publish_failures += 1
+                    LOGGER.warning("could not publish to redis: %s", exc)
+                else:
+                    self.published += 1
+
+
+def _union(filters: Iterable[Any]) -> list[str]:
+    """The phrases of every worker's filter viewers, deduplicated, in a stable order."""
+    phrases: set[str] = set()
+    for entry in filters:
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] and isinstance(entry[1], str):
+            phrases.update(p for p in entry[1].split(",") if p)
+    ordered = sorted(phrases)
+    if len(ordered) > MAX_PHRASES:
+        LOGGER.warning(
+            "the workers together follow %d phrases; only %d go upstream", len(ordered), MAX_PHRASES
+        )
+    return ordered[:MAX_PHRASES]
+
+
+def _entry_seconds(entry_id: str) -> float:
+    return int(entry_id.split("-", 1)[0]) / 1000
+
+
+def _quietly() -> contextlib.suppress:
+    """Best-effort clean-up on the way out: Redis may be the reason we are leaving."""
+    return contextlib.suppress(GlideError)
+
+
+def _jitter(delay: float) -> float:
+    return delay * random.uniform(0.75, 1.25)

@@ -1,0 +1,65 @@
+"""Twitter's v1.1 streams as an upstream: one runner for sample, one for filter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+
+import trio
+
+from pats_trio.events import STREAM_KINDS, StreamKind
+from pats_trio.upstream.backoff import ConnectionBudget
+from pats_trio.upstream.runner import STALL_SECONDS, ConnectFn, RunnerStats, StreamRunner
+from pats_trio.upstream.source import Publish
+
+
+class TwitterUpstream:
+    """Both stream kinds, each with its own lifecycle, connection budget and backoff."""
+
+    def __init__(
+        self,
+        publish: Publish,
+        connectors: Mapping[StreamKind, ConnectFn],
+        *,
+        source: str = "twitter",
+        linger: float = 30.0,
+        debounce: float = 1.0,
+        stall: float = STALL_SECONDS,
+        min_reconnect: float = 0.0,
+        max_connects_per_window: int = 1_000_000,
+        delimited: bool = False,
+    ) -> None:
+        self.runners: dict[StreamKind, StreamRunner] = {
+            kind: StreamRunner(
+                kind,
+                connectors[kind],
+                partial(publish, kind),
+                linger=linger,
+                debounce=debounce,
+                source=source,
+                delimited=delimited,
+                stall=stall,
+                budget=ConnectionBudget(
+                    min_interval=min_reconnect, max_per_window=max_connects_per_window
+                ),
+            )
+            for kind in STREAM_KINDS
+        }
+
+    def demand(self, kind: StreamKind, *, active: bool, track: str = "") -> None:
+        self.runners[kind].demand(active=active, track=track if kind == "filter" else "")
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for runner in self.runners.values():
+                await nursery.start(runner.run)
+            task_status.started()
+
+    def state_of(self, kind: StreamKind) -> str:
+        return self.runners[kind].state
+
+    def retry_in_of(self, kind: StreamKind) -> float:
+        return self.runners[kind].retry_in
+
+    def stats_of(self, kind: StreamKind) -> RunnerStats:
+        return self.runners[kind].stats

@@ -1,0 +1,76 @@
+"""A redis-server of the test's own on a free loopback port, which a test may stop and restart."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+
+import trio
+
+STARTUP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RedisServer:
+    """One redis-server process; nothing is saved to disk, so a restart starts it empty."""
+
+    port: int = field(default_factory=free_port)
+    process: trio.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        self.process = await trio.lowlevel.open_process(
+            [
+                exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        with trio.fail_after(STARTUP_TIMEOUT):
+            while True:
+                if await self.answers():
+                    return
+                await trio.sleep(0.05)
+
+    async def answers(self) -> bool:
+        return (await self.cli("PING")) == "PONG"
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            with trio.CancelScope(shield=True):
+                await self.process.wait()
+            self.process = None
+
+    async def cli(self, *args: str) -> str:
+        """One command through redis-cli; its reply as text, or "" when the server is down."""
+        result = await trio.run_process(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        return result.stdout.decode().strip() if result.returncode == 0 else ""

@@ -1,0 +1,310 @@
+"""Several workers sharing one upstream through a real redis-server, in one process.
+
+Each worker is a full app served by hypercorn on its own port, with its own worker id, reading
+the same emulator through the Redis broker. The process-level tests (several hypercorn worker
+processes, SIGKILL) are in test_scaling.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from trio_websocket import open_websocket_url
+
+from pats_trio.app import PatsApp, create_app
+from pats_trio.broker.redis import RedisBroker
+from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
+from tests.conftest import settings_for_tests
+from tests.redis_server import RedisServer
+from tests.support import Viewer, status
+
+TIMEOUT = 30
+LEASE_SECONDS = 2.0
+
+
+@dataclass
+class Worker:
+    app: PatsApp
+    http_url: str
+    ws_url: str
+    scope: trio.CancelScope
+
+    @property
+    def broker(self) -> RedisBroker:
+        broker = self.app.hub.broker
+        assert isinstance(broker, RedisBroker)
+        return broker
+
+
+@dataclass
+class Deployment:
+    redis: RedisServer
+    emulator: Emulator
+    base_url: str
+    nursery: trio.Nursery
+    workers: list[Worker]
+
+    async def add_worker(self, name: str, **overrides: Any) -> Worker:
+        values: dict[str, Any] = {
+            "twitter_stream_url": self.base_url,
+            "redis_url": self.redis.url,
+            "redis_lease_seconds": LEASE_SECONDS,
+            "redis_heartbeat_seconds": 0.2,
+            "redis_prefix": "test",
+        }
+        values.update(overrides)
+        app = create_app(settings_for_tests(**values), worker_id=name)
+        worker: Worker = await self.nursery.start(_serve_worker, app)
+        self.workers.append(worker)
+        return worker
+
+    def owners(self) -> list[Worker]:
+        return [w for w in self.workers if w.broker.owner]
+
+    async def wait_for_owner(self) -> Worker:
+        await wait_for(lambda: bool(self.owners()))
+        [owner] = self.owners()
+        return owner
+
+
+async def _serve_worker(app: PatsApp, *, task_status: trio.TaskStatus[Worker]) -> None:
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(serve, app, config)
+            http_url = binds[0]
+            ws_url = "ws" + http_url.removeprefix("http") + "/ws"
+            task_status.started(Worker(app, http_url, ws_url, scope))
+
+
+@pytest.fixture
+async def deployment(nursery: trio.Nursery) -> AsyncIterator[Deployment]:
+    redis = RedisServer()
+    await redis.start()
+    try:
+        emulator = Emulator(rate=0, filter_rate=0, seed=3)
+        base_url = await nursery.start(serve_emulator, emulator)
+        yield Deployment(redis, emulator, base_url, nursery, [])
+    finally:
+        await redis.stop()
+
+
+def max_open_at_once(records: Iterable[ConnectionRecord]) -> int:
+    """The most connections that were open at the same moment (refused requests don't count)."""
+    edges: list[tuple[float, int]] = []
+    for record in records:
+        if record.status != 200:
+            continue
+        edges.append((record.opened_at, 1))
+        edges.append((record.closed_at if record.closed_at is not None else float("inf"), -1))
+    most = current = 0
+    for _, step in sorted(edges, key=lambda edge: (edge[0], edge[1])):
+        current += step
+        most = max(most, current)
+    return most
+
+
+def same_track_overlap(records: Iterable[ConnectionRecord]) -> bool:
+    """Two filter connections with the same track open at once: two owners, not a restart."""
+    served = [r for r in records if r.status == 200]
+    for i, a in enumerate(served):
+        for b in served[i + 1 :]:
+            a_end = a.closed_at if a.closed_at is not None else float("inf")
+            b_end = b.closed_at if b.closed_at is not None else float("inf")
+            if a.track == b.track and a.opened_at < b_end and b.opened_at < a_end:
+                return True
+    return False
+
+
+def connections(emulator: Emulator, kind: str) -> list[ConnectionRecord]:
+    return [record for record in emulator.connections if record.kind == kind]
+
+
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    while True:
+        if predicate():
+            return
+        await trio.sleep(0.02)
+
+
+async def test_three_workers_share_one_upstream_and_each_viewer_gets_exactly_its_tweets(
+    deployment: Deployment,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        workers = [await deployment.add_worker(f"w{i}") for i in range(3)]
+        async with (
+            open_websocket_url(workers[0].ws_url) as ws_sample_0,
+            open_websocket_url(workers[1].ws_url) as ws_sample_1,
+            open_websocket_url(workers[1].ws_url + "?filter=python") as ws_python,
+            open_websocket_url(workers[2].ws_url + "?filter=rust") as ws_rust,
+        ):
+            viewers = [Viewer(ws) for ws in (ws_sample_0, ws_sample_1, ws_python, ws_rust)]
+            hellos = [await viewer.next_of("hello") for viewer in viewers]
+            assert [h["worker"] for h in hellos] == ["w0", "w1", "w1", "w2"]
+            emulator = deployment.emulator
+            await emulator.wait_until(
+                lambda e: (
+                    bool(e.open_connections("sample"))
+                    and any(
+                        sorted(c.track.split(",")) == ["python", "rust"]
+                        for c in e.open_connections("filter")
+                    )
+                )
+            )
+            # Let every worker's reader settle on the stream before the tweets go in.
+            await wait_for(lambda: all(w.broker.connected for w in workers))
+            for i in range(4):
+                emulator.inject(status(f"sample {i} about nothing", 100 + i))
+            emulator.inject(status("python news", 200))
+            emulator.inject(status("rust news", 201))
+            emulator.inject(status("python and rust news", 202))
+
+            sample_ids = [str(100 + i) for i in range(4)]
+            for viewer in viewers[:2]:
+                got = await viewer.tweets(4)
+                assert [t["id_str"] for t in got] == sample_ids
+            python = await viewers[2].tweets(2)
+            rust = await viewers[3].tweets(2)
+            assert [t["id_str"] for t in python] == ["200", "202"]
+            assert [t["id_str"] for t in rust] == ["201", "202"]
+
+            # Nothing more arrives: no duplicate from another worker or another connection.
+            with trio.move_on_after(0.5):
+                extra = await viewers[2].tweets(1)
+                pytest.fail(f"a duplicate or stray tweet arrived: {extra}")
+        assert len(deployment.owners()) == 1
+        assert max_open_at_once(connections(emulator, "sample")) == 1
+        assert max_open_at_once(connections(emulator, "filter")) <= 2
+        assert not same_track_overlap(connections(emulator, "filter"))
+
+
+async def test_a_new_keyword_on_another_worker_restarts_the_owners_filter_with_the_union(
+    deployment: Deployment,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        first = await deployment.add_worker("a")
+        owner = await deployment.wait_for_owner()
+        assert owner is first
+        second = await deployment.add_worker("b")
+        emulator = deployment.emulator
+        async with open_websocket_url(first.ws_url + "?filter=python") as ws_a:
+            viewer_a = Viewer(ws_a)
+            await viewer_a.next_of("hello")
+            await emulator.wait_until(
+                lambda e: [c.track for c in e.open_connections("filter")] == ["python"]
+            )
+            async with open_websocket_url(second.ws_url + "?filter=trio") as ws_b:
+                viewer_b = Viewer(ws_b)
+                assert (await viewer_b.next_of("hello"))["worker"] == "b"
+                await emulator.wait_until(
+                    lambda e: [c.track for c in e.open_connections("filter")] == ["python,trio"]
+                )
+                await wait_for(lambda: second.broker.connected)
+                emulator.inject(status("trio 0.30 is out", 300))
+                emulator.inject(status("python 3.14 is out", 301))
+                assert [t["id_str"] for t in await viewer_b.tweets(1)] == ["300"]
+                assert [t["id_str"] for t in await viewer_a.tweets(1)] == ["301"]
+            # The second viewer left, so its keyword leaves the union (after the linger).
+            await emulator.wait_until(
+                lambda e: [c.track for c in e.open_connections("filter")] == ["python"]
+            )
+        # Only the owner ever connected upstream.
+        assert first.broker.terms_of_office == 1
+        assert second.broker.terms_of_office == 0
+
+
+async def test_when_the_owner_goes_another_worker_takes_over_within_the_lease(
+    deployment: Deployment,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        first = await deployment.add_worker("first")
+        await deployment.wait_for_owner()
+        second = await deployment.add_worker("second")
+        emulator = deployment.emulator
+        async with open_websocket_url(second.ws_url) as ws:
+            viewer = Viewer(ws)
+            await viewer.next_of("hello")
+            await emulator.wait_until(lambda e: bool(e.open_connections("sample")))
+            await wait_for(lambda: second.broker.connected)
+            emulator.inject(status("before the owner left", 400))
+            assert [t["id_str"] for t in await viewer.tweets(1)] == ["400"]
+
+            gone_at = trio.current_time()
+            first.scope.cancel()
+            await emulator.wait_until(
+                lambda e: any(c.opened_at > gone_at for c in e.open_connections("sample"))
+            )
+            took = trio.current_time() - gone_at
+            assert second.broker.owner
+            assert took < LEASE_SECONDS
+            emulator.inject(status("after the takeover", 401))
+            assert [t["id_str"] for t in await viewer.tweets(1)] == ["401"]
+        assert max_open_at_once(connections(emulator, "sample")) == 1
+
+
+async def test_a_redis_restart_degrades_the_feed_and_every_worker_recovers_on_its_own(
+    deployment: Deployment,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        workers = [await deployment.add_worker(f"r{i}") for i in range(2)]
+        emulator = deployment.emulator
+        async with (
+            open_websocket_url(workers[0].ws_url) as ws_0,
+            open_websocket_url(workers[1].ws_url) as ws_1,
+        ):
+            viewers = [Viewer(ws_0), Viewer(ws_1)]
+            for viewer in viewers:
+                await viewer.next_of("hello")
+            await emulator.wait_until(lambda e: bool(e.open_connections("sample")))
+            await wait_for(lambda: all(w.broker.connected for w in workers))
+
+            await deployment.redis.stop()
+            for viewer in viewers:
+                while (await viewer.next_of("status"))["state"] != "degraded":
+                    pass
+            async with httpx.AsyncClient() as client:
+                ready = await client.get(workers[0].http_url + "/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["broker"]["redis"] == "unreachable"
+
+            await deployment.redis.start()
+            await wait_for(lambda: all(w.broker.connected for w in workers))
+            await deployment.wait_for_owner()
+            await emulator.wait_until(lambda e: bool(e.open_connections("sample")))
+            # The new owner publishes again; both viewers, on their old sockets, get the tweet.
+            await wait_for(lambda: any(w.broker.published for w in workers))
+            emulator.inject(status("after the restart", 500))
+            for viewer in viewers:
+                assert [t["id_str"] for t in await viewer.tweets(1)] == ["500"]
+            async with httpx.AsyncClient() as client:
+                ready = await client.get(workers[1].http_url + "/readyz")
+            assert ready.status_code == 200
+
+
+async def test_a_new_worker_reads_history_from_the_stream(deployment: Deployment) -> None:
+    with trio.fail_after(TIMEOUT):
+        first = await deployment.add_worker("old", history_size=5)
+        emulator = deployment.emulator
+        async with open_websocket_url(first.ws_url) as ws:
+            viewer = Viewer(ws)
+            await viewer.next_of("hello")
+            await emulator.wait_until(lambda e: bool(e.open_connections("sample")))
+            await wait_for(lambda: first.broker.connected)
+            for i in range(8):
+                emulator.inject(status(f"tweet {i}", 600 + i))
+            await viewer.tweets(8)
+            later = await deployment.add_worker("new", history_size=5)
+            async with open_websocket_url(later.ws_url) as ws_new:
+                newcomer = Viewer(ws_new)
+                assert (await newcomer.next_of("hello"))["worker"] == "new"
+                got = await newcomer.tweets(5)
+        assert [t["id_str"] for t in got] == [str(600 + i) for i in range(3, 8)]
