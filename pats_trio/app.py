@@ -33,6 +33,7 @@ from pats_trio.hub import Hub, Subscription
 from pats_trio.logs import configure_logging
 from pats_trio.matching import TrackError, parse_track
 from pats_trio.observability import register_observability
+from pats_trio.upstream.bluesky import BlueskyUpstream
 from pats_trio.upstream.client import make_http_client, open_stream
 from pats_trio.upstream.runner import ConnectFn
 from pats_trio.upstream.source import Publish, Upstream
@@ -130,6 +131,14 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
         )
 
         def make_upstream(publish: Publish) -> Upstream:
+            if source == "bluesky":
+                return BlueskyUpstream(
+                    publish,
+                    hosts=settings.bluesky_hosts,
+                    appview=settings.bluesky_appview,
+                    http=app.http,
+                    linger=settings.linger_seconds,
+                )
             return TwitterUpstream(
                 publish,
                 connectors,
@@ -143,7 +152,7 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
 
         app.hub = Hub(
             make_broker(settings, make_upstream, worker_id),
-            mode="twitter" if source == "twitter" else "demo",
+            mode={"twitter": "twitter", "bluesky": "live"}.get(source, "demo"),
             source=source,
             queue_size=settings.client_queue_size,
             slow_client_seconds=settings.slow_client_seconds,

@@ -8,11 +8,20 @@ from typing import Any, Literal
 
 from decouple import AutoConfig
 
+from pats_trio.broker.redis_url import RedisURLError, parse_redis_url
 from pats_trio.upstream.client import Credentials
 
 DEFAULT_STREAM_URL = "https://stream.twitter.com/1.1"
 
-Source = Literal["emulator", "twitter"]
+Source = Literal["emulator", "twitter", "bluesky"]
+SOURCES: tuple[Source, ...] = ("emulator", "twitter", "bluesky")
+DEFAULT_BLUESKY_HOSTS = (
+    "wss://jetstream1.us-east.bsky.network",
+    "wss://jetstream2.us-east.bsky.network",
+    "wss://jetstream1.us-west.bsky.network",
+    "wss://jetstream2.us-west.bsky.network",
+)
+DEFAULT_BLUESKY_APPVIEW = "https://public.api.bsky.app"
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
@@ -37,6 +46,10 @@ class Settings:
     twitter_access_token: str = field(default="", repr=False)
     twitter_access_token_secret: str = field(default="", repr=False)
     twitter_delimited: bool = False
+    source_setting: str = ""
+    """PATS_SOURCE as given; empty means "twitter" with credentials, else "emulator"."""
+    bluesky_hosts: tuple[str, ...] = DEFAULT_BLUESKY_HOSTS
+    bluesky_appview: str = DEFAULT_BLUESKY_APPVIEW
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
@@ -79,7 +92,11 @@ class Settings:
 
     @property
     def source(self) -> Source:
-        """Without credentials there is nothing to sign with: run the built-in emulator."""
+        """Without credentials there is nothing to sign Twitter requests with: the emulator."""
+        if self.source_setting == "bluesky":
+            return "bluesky"
+        if self.source_setting == "emulator":
+            return "emulator"
         return "twitter" if self.credentials is not None else "emulator"
 
     def __repr__(self) -> str:
@@ -116,6 +133,13 @@ def load_settings(**overrides: Any) -> Settings:
         "twitter_access_token": env("TWITTER_ACCESS_TOKEN", default=""),
         "twitter_access_token_secret": env("TWITTER_ACCESS_TOKEN_SECRET", default=""),
         "twitter_delimited": env("TWITTER_DELIMITED", default="", cast=_delimited),
+        "source_setting": env("PATS_SOURCE", default="").strip().lower(),
+        "bluesky_hosts": env(
+            "PATS_BLUESKY_HOSTS",
+            default=",".join(DEFAULT_BLUESKY_HOSTS),
+            cast=lambda v: tuple(h.strip().rstrip("/") for h in v.split(",") if h.strip()),
+        ),
+        "bluesky_appview": env("PATS_BLUESKY_APPVIEW", default=DEFAULT_BLUESKY_APPVIEW).rstrip("/"),
         "host": env("PATS_HOST", default="127.0.0.1"),
         "port": env("PATS_PORT", default=8000, cast=int),
         "log_level": env("LOG_LEVEL", default="INFO").upper(),
@@ -184,11 +208,23 @@ def validate(settings: Settings) -> None:
         raise SettingsError("PATS_EMULATOR_RATE must be 0 or more")
     if not settings.twitter_stream_url.startswith(("http://", "https://")):
         raise SettingsError("TWITTER_STREAM_URL must be an http(s) URL")
+    if settings.source_setting not in ("", *SOURCES):
+        raise SettingsError(
+            f"PATS_SOURCE must be emulator, twitter or bluesky, got {settings.source_setting!r}"
+        )
+    if settings.source_setting == "twitter" and settings.credentials is None:
+        raise SettingsError("PATS_SOURCE=twitter needs all four TWITTER_* credentials")
+    if settings.source == "bluesky":
+        if not settings.bluesky_hosts:
+            raise SettingsError("PATS_BLUESKY_HOSTS must name at least one Jetstream host")
+        for host in settings.bluesky_hosts:
+            if not host.startswith(("ws://", "wss://")):
+                raise SettingsError(f"PATS_BLUESKY_HOSTS entries must be ws(s) URLs: {host!r}")
+        if not settings.bluesky_appview.startswith(("http://", "https://")):
+            raise SettingsError("PATS_BLUESKY_APPVIEW must be an http(s) URL")
     if settings.history_size < 0:
         raise SettingsError("PATS_HISTORY must be 0 or more")
     if settings.redis_url:
-        from pats_trio.broker.redis_url import RedisURLError, parse_redis_url
-
         try:
             parse_redis_url(settings.redis_url)
         except RedisURLError as exc:

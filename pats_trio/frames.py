@@ -51,6 +51,12 @@ def tweets(encoded_tweets: Iterable[Frame]) -> Frame:
 _TWEET_PREFIX_LEN = len('{"type":"tweet","tweet":')
 
 
+def profile(*, did: str, handle: str | None, name: str | None, avatar: str | None) -> Frame:
+    """A Bluesky author's profile, sent after their posts, which went out with the DID only."""
+    shown = {"did": did, "handle": handle, "name": name, "avatar": avatar}
+    return _encode({"type": "profile", "profile": shown})
+
+
 def delete(id_str: str) -> Frame:
     return _encode({"type": "delete", "id_str": id_str})
 

@@ -1,0 +1,704 @@
+"""Bluesky's Jetstream and the AppView's getProfiles as one ASGI app, served on loopback.
+
+Routes:
+
+* WebSocket ``/subscribe``: one JSON text frame per event, as Jetstream sends them. Repeated
+  ``wantedCollections`` params filter commits (exact NSIDs or ``prefix.*``); identity and account
+  events always pass. ``cursor`` (``time_us``) first replays the bounded history from that time.
+* ``GET /xrpc/app.bsky.actor.getProfiles?actors=...``: profile views of the synthetic authors (and
+  of any set with `set_profile`), at most `MAX_ACTORS` actors a call, with ``ratelimit-*``
+  headers; `rate_limit_profiles` makes it answer 429 until a time.
+
+`generate` writes `rate` events per second (0: only injected ones): posts rewritten from
+`corpus.TweetFactory` tweets (multilingual, emoji, tags, mentions and links as facets with UTF-8
+byte offsets), some with a link card or a quote, plus deletes of recent posts and identity and
+account events. Every stream has a bounded channel; a full one misses events, counted on its
+`JetstreamConnection`.
+
+Tests inject with `post`, `delete`, `identity`, `account`, `inject` and `inject_raw`, break
+streams with `refuse_next`, `drop_streams` and `stall_streams`, and observe `connections` (with
+the cursor each asked for), `profile_calls` and `wait_until`. All scheduling uses trio's clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, NamedTuple, cast
+from urllib.parse import parse_qs
+
+import orjson
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from pats_trio.emulator.corpus import USERS, TweetFactory, User, avatar_uri
+
+LOGGER = logging.getLogger(__name__)
+HYPERCORN_LOGGER = logging.getLogger(__name__ + ".hypercorn")
+
+SUBSCRIBE_PATH = "/subscribe"
+GET_PROFILES_PATH = "/xrpc/app.bsky.actor.getProfiles"
+POST_COLLECTION = "app.bsky.feed.post"
+MAX_ACTORS = 25
+HISTORY_SIZE = 10_000
+STREAM_BUFFER = 1000
+RECENT_POSTS = 500
+RATE_LIMIT = 3000
+RATE_LIMIT_WINDOW_SECONDS = 300
+DELETE_SHARE = 0.03
+IDENTITY_SHARE = 0.01
+ACCOUNT_SHARE = 0.005
+CARD_SHARE = 0.5
+QUOTE_SHARE = 0.3
+MAX_LAG = 1.0
+SHUTDOWN_GRACE = 1.0
+CLOSE_DROPPED = 1011
+_TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class JetstreamURLs(NamedTuple):
+    """Where `serve_jetstream` listens: the Jetstream host and the AppView base URL."""
+
+    jetstream: str
+    appview: str
+
+
+@dataclass
+class JetstreamConnection:
+    """One `/subscribe` request, kept after it closes so tests can inspect it.
+
+    `status` is 101 once accepted, or the HTTP status it was refused with. `sent` counts the
+    events written (`replayed` of them from the history); `skipped` those missed on a full queue.
+    """
+
+    id: int
+    path: str
+    collections: tuple[str, ...]
+    cursor: int | None
+    user_agent: str | None
+    opened_at: float
+    closed_at: float | None = None
+    status: int = 101
+    sent: int = 0
+    replayed: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class ProfileCall:
+    """One getProfiles request: the actors it asked for and the status it got."""
+
+    actors: tuple[str, ...]
+    status: int
+    at: float
+
+
+class _Item(NamedTuple):
+    time_us: int
+    collection: str | None
+    text: str
+
+
+@dataclass(eq=False)
+class _Stream:
+    record: JetstreamConnection
+    send_channel: trio.MemorySendChannel[str]
+    receive_channel: trio.MemoryReceiveChannel[str]
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    stalled: bool = False
+    dropped: bool = False
+
+    def wants(self, collection: str | None) -> bool:
+        if collection is None or not self.record.collections:
+            return True
+        return any(
+            collection == wanted or (wanted.endswith(".*") and collection.startswith(wanted[:-1]))
+            for wanted in self.record.collections
+        )
+
+
+def did_for(screen_name: str) -> str:
+    """A stable did:plc for a corpus account (24 base32 characters, as real ones have)."""
+    digest = hashlib.blake2b(screen_name.lower().encode(), digest_size=15).digest()
+    return "did:plc:" + base64.b32encode(digest).decode().lower()
+
+
+def handle_for(screen_name: str) -> str:
+    return screen_name.lower().replace("_", "-").strip("-") + ".bsky.social"
+
+
+def tid(time_us: int, clock_id: int = 0) -> str:
+    """A record key in the TID form: 13 sortable base32 characters from time and a clock id."""
+    value = ((time_us & ((1 << 53) - 1)) << 10) | (clock_id & 0x3FF)
+    chars = []
+    for _ in range(13):
+        chars.append(_TID_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def iso_time(time_us: int) -> str:
+    moment = datetime.fromtimestamp(time_us / 1_000_000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def facet(byte_start: int, byte_end: int, feature: Mapping[str, Any]) -> dict[str, Any]:
+    return {"index": {"byteStart": byte_start, "byteEnd": byte_end}, "features": [dict(feature)]}
+
+
+class RichText:
+    """Text built piece by piece with facets at the right UTF-8 byte offsets.
+
+    >>> text = RichText().add("héllo ").tag("trio")
+    >>> text.text, text.facets[0]["index"]
+    ('héllo #trio', {'byteStart': 7, 'byteEnd': 12})
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.facets: list[dict[str, Any]] = []
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def add(self, text: str) -> RichText:
+        self.parts.append(text)
+        self.size += len(text.encode())
+        return self
+
+    def _faceted(self, shown: str, feature: Mapping[str, Any]) -> RichText:
+        start = self.size
+        self.add(shown)
+        self.facets.append(facet(start, self.size, feature))
+        return self
+
+    def tag(self, tag: str) -> RichText:
+        return self._faceted("#" + tag, {"$type": "app.bsky.richtext.facet#tag", "tag": tag})
+
+    def mention(self, handle: str, did: str) -> RichText:
+        feature = {"$type": "app.bsky.richtext.facet#mention", "did": did}
+        return self._faceted("@" + handle, feature)
+
+    def link(self, shown: str, uri: str) -> RichText:
+        return self._faceted(shown, {"$type": "app.bsky.richtext.facet#link", "uri": uri})
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _rich_text(status: Mapping[str, Any]) -> RichText:
+    """A corpus tweet's text rewritten the Bluesky way: links shown short, mentions as handles."""
+    extended = status.get("extended_tweet") or {}
+    text: str = extended.get("full_text") or status["text"]
+    entities = extended.get("entities") or status.get("entities") or {}
+    spans: list[tuple[int, int, str, Mapping[str, Any]]] = []
+    for kind in ("hashtags", "user_mentions", "urls"):
+        for entity in entities.get(kind, ()):
+            start, end = entity["indices"]
+            spans.append((start, end, kind, entity))
+    spans.sort(key=lambda span: span[0])
+    rich = RichText()
+    position = 0
+    for start, end, kind, entity in spans:
+        if start < position:
+            continue
+        rich.add(_unescape(text[position:start]))
+        if kind == "hashtags":
+            rich.tag(entity["text"])
+        elif kind == "user_mentions":
+            rich.mention(handle_for(entity["screen_name"]), did_for(entity["screen_name"]))
+        elif "twitter.com/" in entity["expanded_url"]:
+            pass  # a link to a quoted tweet: a quote embed stands for it
+        else:
+            rich.link(entity["display_url"], entity["expanded_url"])
+        position = end
+    rich.add(_unescape(text[position:]).rstrip())
+    return rich
+
+
+class JetstreamEmulator:
+    """Jetstream's and the AppView's state: open streams, history, profiles, and faults.
+
+    The instance is the ASGI app; `serve_jetstream` serves it and runs `generate`.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate: float = 5.0,
+        seed: int | None = None,
+        history_size: int = HISTORY_SIZE,
+    ) -> None:
+        if rate < 0:
+            raise ValueError("rate must not be negative")
+        self.rate = rate
+        self.factory = TweetFactory(seed)
+        self._rng = random.Random(None if seed is None else f"jetstream:{seed}")
+        self.history: deque[_Item] = deque(maxlen=history_size)
+        self.connections: list[JetstreamConnection] = []
+        self.profile_calls: list[ProfileCall] = []
+        self.profiles: dict[str, dict[str, Any]] = {}
+        for user in USERS:
+            self._register(user)
+        self.profile_latency = 0.0
+        """Seconds getProfiles waits before answering (a slow AppView)."""
+        self.sent = 0
+        self._streams: dict[int, _Stream] = {}
+        self._refusals: deque[int] = deque()
+        self._rate_limited_until = -math.inf
+        self._recent: deque[tuple[str, str]] = deque(maxlen=RECENT_POSTS)
+        self._last_time_us = 0
+        self._wall_offset: float | None = None
+        self._changed = trio.Event()
+
+    def _register(self, user: User) -> None:
+        did = did_for(user.screen_name)
+        self.set_profile(
+            did,
+            handle_for(user.screen_name),
+            user.name,
+            avatar_uri(user.name, user.screen_name),
+        )
+
+    # ---- observing
+
+    def open_connections(self) -> list[JetstreamConnection]:
+        return [stream.record for stream in self._streams.values()]
+
+    async def wait_until(self, predicate: Callable[[JetstreamEmulator], bool]) -> None:
+        """Return once `predicate(self)` holds; checked after every open, close, event and call."""
+        while True:
+            changed = self._changed
+            if predicate(self):
+                return
+            await changed.wait()
+
+    def now_us(self) -> int:
+        """Wall-clock microseconds that advance with trio's clock, strictly increasing."""
+        if self._wall_offset is None:
+            self._wall_offset = time.time() - trio.current_time()
+        now = int((self._wall_offset + trio.current_time()) * 1_000_000)
+        self._last_time_us = max(now, self._last_time_us + 1)
+        return self._last_time_us
+
+    # ---- profiles (the AppView)
+
+    def set_profile(
+        self,
+        did: str,
+        handle: str,
+        display_name: str | None = None,
+        avatar: str | None = None,
+    ) -> None:
+        """Add or change what getProfiles returns for `did`."""
+        view: dict[str, Any] = {"did": did, "handle": handle}
+        if display_name is not None:
+            view["displayName"] = display_name
+        if avatar is not None:
+            view["avatar"] = avatar
+        self.profiles[did] = view
+
+    def rate_limit_profiles(self, seconds: float) -> None:
+        """Answer getProfiles with 429 for `seconds` (of trio time) from now."""
+        self._rate_limited_until = trio.current_time() + seconds
+
+    # ---- injecting
+
+    def inject(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Stamp `event` with the next ``time_us``, keep it in the history, send it to streams."""
+        stamped = {**event, "time_us": self.now_us()}
+        commit = stamped.get("commit")
+        collection = commit.get("collection") if isinstance(commit, Mapping) else None
+        item = _Item(stamped["time_us"], collection, orjson.dumps(stamped).decode())
+        self.history.append(item)
+        for stream in list(self._streams.values()):
+            if stream.wants(collection):
+                self._offer(stream, item.text)
+        self._notify()
+        return stamped
+
+    def inject_raw(self, text: str) -> None:
+        """Send `text` as it is to every open stream, without keeping it: junk, for tests."""
+        for stream in list(self._streams.values()):
+            self._offer(stream, text)
+
+    def post(
+        self,
+        did: str,
+        text: str | RichText,
+        *,
+        rkey: str | None = None,
+        langs: Sequence[str] = ("en",),
+        embed: Mapping[str, Any] | None = None,
+        tags: Sequence[str] = (),
+        created_at: str | None = None,
+    ) -> dict[str, Any]:
+        """Inject a new post by `did`; `text` may be `RichText` to carry facets."""
+        time_us = self.now_us()
+        rich = text if isinstance(text, RichText) else RichText().add(text)
+        record: dict[str, Any] = {
+            "$type": POST_COLLECTION,
+            "createdAt": created_at or iso_time(time_us),
+            "langs": list(langs),
+            "text": rich.text,
+        }
+        if rich.facets:
+            record["facets"] = rich.facets
+        if embed is not None:
+            record["embed"] = dict(embed)
+        if tags:
+            record["tags"] = list(tags)
+        rkey = rkey or tid(time_us, self._rng.randrange(1024))
+        self._recent.append((did, rkey))
+        return self.inject(
+            {
+                "did": did,
+                "kind": "commit",
+                "commit": {
+                    "rev": tid(time_us),
+                    "operation": "create",
+                    "collection": POST_COLLECTION,
+                    "rkey": rkey,
+                    "record": record,
+                    "cid": "bafyrei" + tid(time_us, 1) + tid(time_us, 2),
+                },
+            }
+        )
+
+    def delete(self, did: str, rkey: str) -> dict[str, Any]:
+        time_us = self.now_us()
+        commit = {
+            "rev": tid(time_us),
+            "operation": "delete",
+            "collection": POST_COLLECTION,
+            "rkey": rkey,
+        }
+        return self.inject({"did": did, "kind": "commit", "commit": commit})
+
+    def identity(self, did: str, handle: str) -> dict[str, Any]:
+        """An identity event; the AppView returns `handle` from now on."""
+        if did in self.profiles:
+            self.profiles[did] = {**self.profiles[did], "handle": handle}
+        body = {"did": did, "handle": handle, "seq": len(self.history), "time": ""}
+        body["time"] = iso_time(self.now_us())
+        return self.inject({"did": did, "kind": "identity", "identity": body})
+
+    def account(self, did: str, *, active: bool, status: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"active": active, "did": did, "seq": len(self.history)}
+        body["time"] = iso_time(self.now_us())
+        if status is not None:
+            body["status"] = status
+        return self.inject({"did": did, "kind": "account", "account": body})
+
+    def refuse_next(self, count: int = 1, status: int = 503) -> None:
+        """Refuse the next `count` WebSocket handshakes with this HTTP status."""
+        self._refusals.extend([status] * count)
+
+    def drop_streams(self) -> None:
+        """Close every open stream at once (code 1011); queued events are lost to them."""
+        for stream in list(self._streams.values()):
+            stream.dropped = True
+            stream.scope.cancel()
+            self._close(stream)
+        self._notify()
+
+    def stall_streams(self) -> None:
+        """Open streams send nothing more but stay open."""
+        for stream in self._streams.values():
+            stream.stalled = True
+
+    # ---- the event source
+
+    async def generate(self) -> None:
+        """Inject `rate` synthetic events per second, until cancelled."""
+        if self.rate <= 0:
+            await trio.sleep_forever()
+        next_at = trio.current_time()
+        while True:
+            next_at = max(next_at + self._rng.expovariate(self.rate), trio.current_time() - MAX_LAG)
+            await trio.sleep_until(next_at)
+            if self._streams:
+                self.synthetic_event()
+
+    def synthetic_event(self) -> dict[str, Any]:
+        """One plausible event: mostly posts, sometimes a delete, an identity or account event."""
+        roll = self._rng.random()
+        if roll < DELETE_SHARE and self._recent:
+            did, rkey = self._recent[self._rng.randrange(len(self._recent))]
+            return self.delete(did, rkey)
+        user = self._rng.choice(USERS)
+        did = did_for(user.screen_name)
+        if roll < DELETE_SHARE + IDENTITY_SHARE:
+            return self.identity(did, self.profiles[did]["handle"])
+        if roll < DELETE_SHARE + IDENTITY_SHARE + ACCOUNT_SHARE:
+            return self.account(did, active=True)
+        return self.synthetic_post()
+
+    def synthetic_post(self) -> dict[str, Any]:
+        status = self.factory.next_status(self.now_us() // 1000)
+        status = status.get("retweeted_status") or status
+        rich = _rich_text(status)
+        embed: dict[str, Any] | None = None
+        links = [f for f in rich.facets if f["features"][0]["$type"].endswith("#link")]
+        if status.get("quoted_status") and self._recent and self._rng.random() < QUOTE_SHARE * 3:
+            did, rkey = self._recent[self._rng.randrange(len(self._recent))]
+            uri = f"at://{did}/{POST_COLLECTION}/{rkey}"
+            embed = {"$type": "app.bsky.embed.record", "record": {"uri": uri, "cid": "bafyrei"}}
+        elif links and self._rng.random() < CARD_SHARE:
+            uri = links[0]["features"][0]["uri"]
+            title = uri.split("://", 1)[-1].split("/", 1)[0]
+            embed = {
+                "$type": "app.bsky.embed.external",
+                "external": {"uri": uri, "title": title, "description": ""},
+            }
+        lang = status.get("lang")
+        return self.post(
+            did_for(status["user"]["screen_name"]),
+            rich,
+            langs=(lang,) if isinstance(lang, str) and lang != "und" else (),
+            embed=embed,
+        )
+
+    def _offer(self, stream: _Stream, text: str) -> None:
+        if stream.stalled:
+            return
+        try:
+            stream.send_channel.send_nowait(text)
+        except trio.WouldBlock:
+            stream.record.skipped += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    def _close(self, stream: _Stream) -> bool:
+        if self._streams.pop(stream.record.id, None) is None:
+            return False
+        stream.record.closed_at = trio.current_time()
+        return True
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # ---- ASGI
+
+    async def __call__(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _websocket(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        params = parse_qs(scope["query_string"].decode("latin-1"))
+        raw_cursor = params.get("cursor", [""])[-1]
+        record = JetstreamConnection(
+            id=len(self.connections) + 1,
+            path=scope["path"],
+            collections=tuple(params.get("wantedCollections", [])),
+            cursor=int(raw_cursor) if raw_cursor.isdigit() else None,
+            user_agent=_header(scope, b"user-agent"),
+            opened_at=trio.current_time(),
+        )
+        self.connections.append(record)
+        refusal: tuple[int, bytes] | None = None
+        if record.path != SUBSCRIBE_PATH:
+            refusal = (404, b"Not Found")
+        elif raw_cursor and record.cursor is None:
+            refusal = (400, b"cursor must be an integer")
+        elif self._refusals:
+            refusal = (self._refusals.popleft(), b"refused by the emulator")
+        if refusal is not None:
+            await self._refuse(record, send, *refusal)
+            return
+        send_channel, receive_channel = trio.open_memory_channel[str](STREAM_BUFFER)
+        stream = _Stream(record, send_channel, receive_channel)
+        # Registered and the replay taken in one step: no event falls between the two.
+        self._streams[record.id] = stream
+        replay = [
+            item.text
+            for item in self.history
+            if record.cursor is not None
+            and item.time_us >= record.cursor
+            and stream.wants(item.collection)
+        ]
+        self._notify()
+        LOGGER.info(
+            "jetstream emulator: stream %d opened (cursor=%s, %d to replay)",
+            record.id,
+            record.cursor,
+            len(replay),
+        )
+        try:
+            await send({"type": "websocket.accept"})
+            with stream.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                    await self._write(stream, replay, send)
+            if stream.dropped:
+                # The client may be gone already; there is nothing left to tell it then.
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": CLOSE_DROPPED})
+        finally:
+            if self._close(stream):
+                self._notify()
+            send_channel.close()
+            receive_channel.close()
+
+    async def _write(self, stream: _Stream, replay: Iterable[str], send: Send) -> None:
+        for text in replay:
+            if stream.stalled:
+                await trio.sleep_forever()
+            await send({"type": "websocket.send", "text": text})
+            stream.record.sent += 1
+            stream.record.replayed += 1
+        while True:
+            text = await stream.receive_channel.receive()
+            if stream.stalled:
+                await trio.sleep_forever()
+            await send({"type": "websocket.send", "text": text})
+            stream.record.sent += 1
+            self.sent += 1
+            self._notify()
+
+    async def _refuse(
+        self, record: JetstreamConnection, send: Send, status: int, body: bytes
+    ) -> None:
+        record.status = status
+        record.closed_at = trio.current_time()
+        self._notify()
+        headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+
+    async def _http(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["path"] != GET_PROFILES_PATH:
+            await _respond(send, 404, {"error": "MethodNotImplemented", "message": "Not Found"})
+            return
+        if scope["method"] != "GET":
+            await _respond(send, 405, {"error": "InvalidRequest", "message": "use GET"})
+            return
+        actors = tuple(parse_qs(scope["query_string"].decode("latin-1")).get("actors", []))
+        now = trio.current_time()
+        if self.profile_latency > 0:
+            await trio.sleep(self.profile_latency)
+        status = 200
+        remaining = RATE_LIMIT - 1
+        reset_in: float = RATE_LIMIT_WINDOW_SECONDS
+        if now < self._rate_limited_until:
+            status, remaining, reset_in = 429, 0, self._rate_limited_until - now
+        elif not actors or len(actors) > MAX_ACTORS:
+            status = 400
+        self.profile_calls.append(ProfileCall(actors, status, now))
+        self._notify()
+        headers = [
+            (b"ratelimit-limit", str(RATE_LIMIT).encode()),
+            (b"ratelimit-remaining", str(remaining).encode()),
+            # Epoch seconds, rounded up so that a client waiting until then is never early.
+            (b"ratelimit-reset", str(math.ceil(time.time() + reset_in)).encode()),
+            (b"ratelimit-policy", f"{RATE_LIMIT};w={RATE_LIMIT_WINDOW_SECONDS}".encode()),
+        ]
+        body: dict[str, Any]
+        if status == 429:
+            body = {"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}
+        elif status == 400:
+            body = {"error": "InvalidRequest", "message": f"1 to {MAX_ACTORS} actors, please"}
+        else:
+            by_handle = {view["handle"]: view for view in self.profiles.values()}
+            views = [self.profiles.get(actor) or by_handle.get(actor) for actor in actors]
+            body = {"profiles": [view for view in views if view is not None]}
+        await _respond(send, status, body, headers)
+
+
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    return next(
+        (value.decode("latin-1") for key, value in scope["headers"] if key.lower() == name), None
+    )
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
+    scope.cancel()
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: Mapping[str, Any],
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    data = orjson.dumps(body)
+    all_headers = [
+        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-length", str(len(data)).encode()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": data, "more_body": False})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def serve_jetstream(
+    emulator: JetstreamEmulator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    task_status: trio.TaskStatus[JetstreamURLs] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `emulator` (WebSocket and HTTP on one port) and run its generator, forever.
+
+    Reports `JetstreamURLs`, such as ``("ws://127.0.0.1:43121", "http://127.0.0.1:43121")``::
+
+        urls = await nursery.start(serve_jetstream, emulator)
+
+    Resource handling:
+        hypercorn owns the listening socket and every connection; the generator runs beside it
+        in this function's nursery. Cancelling the caller's scope closes all of them.
+
+    Error handling:
+        A failure to bind (`OSError`) propagates before `task_status.started`.
+    """
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = HYPERCORN_LOGGER
+    if HYPERCORN_LOGGER.level == logging.NOTSET:
+        HYPERCORN_LOGGER.setLevel(logging.WARNING)
+    config.graceful_timeout = SHUTDOWN_GRACE
+    async with trio.open_nursery() as nursery:
+        app = cast(Any, emulator)
+        binds: list[str] = await nursery.start(partial(serve, app, config, mode="asgi"))
+        nursery.start_soon(emulator.generate)
+        urls = JetstreamURLs("ws" + binds[0].removeprefix("http"), binds[0])
+        LOGGER.info("jetstream emulator at %s (%.1f events/s)", urls.jetstream, emulator.rate)
+        task_status.started(urls)

@@ -1,0 +1,363 @@
+"""The Bluesky Jetstream source: one WebSocket serves both stream kinds, posts become tweets.
+
+`BlueskyUpstream` keeps at most one trio-websocket connection to
+``{host}/subscribe?wantedCollections=app.bsky.feed.post``. It connects when either stream kind has
+viewers and lingers after the last one leaves. Filter viewers are matched locally by the hub
+(every post carries its `tweet_terms`), so a keyword change never reconnects.
+
+It keeps the last ``time_us`` it read and resumes with ``cursor = time_us - 5 s``, dropping the
+replayed posts it already delivered by (did, rkey) within a bounded window. A connection that
+fails, ends, or stays silent for `stall` seconds is replaced, failing over to the next host;
+retries back off exponentially with jitter once every host has failed. Every state change is
+published to both stream kinds as a `status` event, with the states the Twitter runner uses.
+
+Authors' handles, names and avatars come from `profiles.ProfileFetcher`. A post is never held
+for them: it goes out at once with what the cache has (or the DID), and a ``profile`` frame
+follows when the profile arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+import trio
+import trio_websocket
+
+from pats_trio import events, frames
+from pats_trio.events import STREAM_KINDS, Event, StreamKind
+from pats_trio.matching import tweet_terms
+from pats_trio.upstream.backoff import Backoff, classify
+from pats_trio.upstream.jetstream import (
+    POST_COLLECTION,
+    Account,
+    Delete,
+    Identity,
+    Ignored,
+    JetstreamShapeError,
+    Post,
+    Profile,
+    parse_event,
+    post_payload,
+)
+from pats_trio.upstream.profiles import (
+    USER_AGENT,
+    ProfileCache,
+    ProfileFetcher,
+    profile_frame,
+)
+from pats_trio.upstream.runner import RunnerStats
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_HOSTS = (
+    "wss://jetstream1.us-east.bsky.network",
+    "wss://jetstream2.us-east.bsky.network",
+    "wss://jetstream1.us-west.bsky.network",
+    "wss://jetstream2.us-west.bsky.network",
+)
+DEFAULT_APPVIEW = "https://public.api.bsky.app"
+SUBSCRIBE_PATH = "/subscribe"
+LINGER_SECONDS = 30.0
+STALL_SECONDS = 60.0
+"""The firehose never pauses this long: silence this long means the socket is dead."""
+REWIND_US = 5_000_000
+"""A resumed connection replays from this far before the last event read (hosts' clocks and
+ordering differ a little), and the replayed posts already delivered are dropped."""
+DEDUP_WINDOW = 20_000
+"""Posts remembered for dropping replays; several times what the rewind replays at peak."""
+CONNECT_TIMEOUT_SECONDS = 10.0
+CLOSE_TIMEOUT_SECONDS = 5.0
+MAX_MESSAGE_BYTES = 1024 * 1024
+FAILURE_FIRST_SECONDS = 1.0
+REJECTED_FIRST_SECONDS = 5.0
+FAILURE_CAP_SECONDS = 120.0
+
+Publish = Callable[[StreamKind, Event], None]
+
+
+class JetstreamStalledError(Exception):
+    """No frame arrived within the stall limit."""
+
+
+@dataclass
+class BlueskyStats(RunnerStats):
+    """`RunnerStats` (so metrics read both sources alike), plus Jetstream's own events."""
+
+    deletes: int = 0
+    identities: int = 0
+    accounts: int = 0
+    ignored: int = 0
+
+
+class BlueskyUpstream:
+    """Owns the one Jetstream connection. The hub says what is wanted with `demand`."""
+
+    def __init__(
+        self,
+        publish: Publish,
+        *,
+        hosts: Sequence[str] = DEFAULT_HOSTS,
+        appview: str = DEFAULT_APPVIEW,
+        http: httpx.AsyncClient,
+        linger: float = LINGER_SECONDS,
+        stall: float = STALL_SECONDS,
+        rewind_us: int = REWIND_US,
+        dedup_window: int = DEDUP_WINDOW,
+        profile_cache: ProfileCache | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not hosts:
+            raise ValueError("at least one Jetstream host is needed")
+        self._publish = publish
+        self._hosts = tuple(host.rstrip("/").removesuffix(SUBSCRIBE_PATH) for host in hosts)
+        self._host_index = 0
+        self._linger = linger
+        self._stall = stall
+        self._rewind_us = rewind_us
+        self._dedup_window = dedup_window
+        self._connect_timeout = connect_timeout
+        self._rng = rng or random.Random()
+        self._active: dict[StreamKind, bool] = dict.fromkeys(STREAM_KINDS, False)
+        self._changed = trio.Event()
+        self._seen: set[Hashable] = set()
+        self._seen_order: deque[Hashable] = deque()
+        self.cursor: int | None = None
+        """The latest ``time_us`` read; a reconnect asks for ``cursor - rewind_us``."""
+        self.profiles = ProfileFetcher(http, appview, self._on_profile, cache=profile_cache)
+        self.state: dict[StreamKind, str] = dict.fromkeys(STREAM_KINDS, "idle")
+        self.retry_in = 0.0
+        """Seconds of the current backoff or error wait, as last told to viewers; else 0."""
+        self.stats = BlueskyStats()
+
+    @property
+    def host(self) -> str:
+        """The host the next (or current) connection uses."""
+        return self._hosts[self._host_index]
+
+    def state_of(self, kind: StreamKind) -> str:
+        return self.state[kind]
+
+    def retry_in_of(self, kind: StreamKind) -> float:
+        return self.retry_in
+
+    def stats_of(self, kind: StreamKind) -> RunnerStats:
+        """One connection serves both kinds, so both report the same counters."""
+        return self.stats
+
+    def demand(self, kind: StreamKind, *, active: bool, track: str = "") -> None:
+        """Say whether anyone watches `kind`. `track` is ignored: filters are matched locally."""
+        if self._active[kind] == active:
+            return
+        self._active[kind] = active
+        self._changed.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve demand forever.
+
+        Resource handling: the profile fetcher and the connection live in nurseries opened
+        here, so cancelling `run` closes them all. Error handling: upstream failures never
+        escape; they become `status` events and a backoff.
+        """
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.profiles.run)
+            task_status.started()
+            while True:
+                self._changed = trio.Event()
+                if self._wanted():
+                    await self._session()
+                else:
+                    await self._changed.wait()
+
+    def _wanted(self) -> bool:
+        return any(self._active.values())
+
+    async def _session(self) -> None:
+        """One period of demand: connected until nobody has watched for `linger` seconds."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._connect_loop)
+            while True:
+                self._changed = trio.Event()
+                if not self._wanted():
+                    with trio.move_on_after(self._linger):
+                        while not self._wanted():
+                            self._changed = trio.Event()
+                            await self._changed.wait()
+                    if not self._wanted():
+                        LOGGER.info("bluesky: no viewers for %.1fs, disconnecting", self._linger)
+                        break
+                    continue
+                await self._changed.wait()
+            nursery.cancel_scope.cancel()
+        self._set_state("idle")
+
+    def _set_state(self, state: str, **details: object) -> None:
+        """Tell viewers of both kinds: they share this one connection."""
+        self.retry_in = (
+            float(details.get("retry_in", 0.0))  # type: ignore[arg-type]
+            if state in ("backoff", "error")
+            else 0.0
+        )
+        for kind in STREAM_KINDS:
+            self.state[kind] = state
+            self._publish(kind, events.status_event(kind, state, **details))
+
+    def subscribe_url(self, host: str) -> str:
+        """The `/subscribe` URL for `host`, resuming from the cursor when there is one."""
+        query: list[tuple[str, str | int]] = [("wantedCollections", POST_COLLECTION)]
+        if self.cursor is not None:
+            query.append(("cursor", max(self.cursor - self._rewind_us, 0)))
+        return f"{host}{SUBSCRIBE_PATH}?{urlencode(query)}"
+
+    def _next_host(self) -> None:
+        self._host_index = (self._host_index + 1) % len(self._hosts)
+
+    def _jitter(self, delay: float) -> float:
+        """Half the delay fixed, half random, so many clients do not reconnect in step."""
+        return delay / 2 + self._rng.uniform(0, delay / 2) if delay > 0 else 0.0
+
+    async def _connect_loop(self) -> None:
+        backoff = Backoff()
+        failures = 0
+        while True:
+            host = self.host
+            self._set_state("connecting", host=host)
+            connected_at: float | None = None
+            fatal = False
+            reason = "stream ended"
+            try:
+                async with trio_websocket.open_websocket_url(
+                    self.subscribe_url(host),
+                    extra_headers=[(b"user-agent", USER_AGENT.encode())],
+                    max_message_size=MAX_MESSAGE_BYTES,
+                    connect_timeout=self._connect_timeout,
+                    disconnect_timeout=CLOSE_TIMEOUT_SECONDS,
+                ) as ws:
+                    connected_at = trio.current_time()
+                    failures = 0
+                    backoff.reset()
+                    self.stats.connects += 1
+                    LOGGER.info("bluesky: connected to %s (cursor=%s)", host, self.cursor)
+                    self._set_state("connected", host=host)
+                    await self._pump(ws)
+            except JetstreamStalledError:
+                reason = f"no data for {self._stall:.0f}s"
+                self.stats.disconnects["stall"] += 1
+                # A silent host is likely the problem: try the next one.
+                self._next_host()
+            except trio_websocket.ConnectionClosed as exc:
+                reason = f"connection closed ({_close_reason(exc)})"
+                self.stats.disconnects["stream ended"] += 1
+            except trio_websocket.ConnectionRejected as exc:
+                reason = f"HTTP {exc.status_code} from {host}"
+                fatal = classify(exc.status_code) == "fatal"
+                self.stats.disconnects["fatal" if fatal else "http"] += 1
+            except (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError) as exc:
+                reason = f"network error: {type(exc).__name__}"
+                if exc.__cause__ is not None:
+                    reason += f" ({exc.__cause__})"
+                self.stats.disconnects["network"] += 1
+            if connected_at is not None:
+                delay = self._jitter(backoff.after_drop(uptime=trio.current_time() - connected_at))
+            else:
+                failures += 1
+                self._next_host()
+                if failures < len(self._hosts):
+                    LOGGER.warning("bluesky: %s, failing over to %s", reason, self.host)
+                    continue
+                first = REJECTED_FIRST_SECONDS if "HTTP" in reason else FAILURE_FIRST_SECONDS
+                rounds = failures - len(self._hosts)
+                delay = self._jitter(min(first * 2.0 ** min(rounds, 32), FAILURE_CAP_SECONDS))
+            delay = round(delay, 3)
+            if delay > 0:
+                state = "error" if fatal else "backoff"
+                LOGGER.warning("bluesky: %s, reconnecting in %.2fs", reason, delay)
+                self._set_state(state, retry_in=delay, reason=reason)
+                await trio.sleep(delay)
+            else:
+                LOGGER.info("bluesky: %s, reconnecting now", reason)
+
+    async def _pump(self, ws: trio_websocket.WebSocketConnection) -> None:
+        while True:
+            with trio.move_on_after(self._stall) as watch:
+                message = await ws.get_message()
+            if watch.cancelled_caught:
+                raise JetstreamStalledError
+            self._handle(message)
+
+    def _handle(self, message: str | bytes) -> None:
+        try:
+            event = parse_event(orjson.loads(message))
+        except (orjson.JSONDecodeError, JetstreamShapeError) as exc:
+            self.stats.malformed += 1
+            LOGGER.debug("bluesky: skipping a malformed event: %s", exc)
+            return
+        if self.cursor is None or event.time_us > self.cursor:
+            self.cursor = event.time_us
+        if isinstance(event, Post):
+            self._handle_post(event)
+        elif isinstance(event, Delete):
+            if self._first_time((event.did, event.rkey, "delete")):
+                self.stats.deletes += 1
+                notice = events.NoticeEvent(frames.delete(event.id_str), deletes=event.id_str)
+                self._to_both(notice)
+        elif isinstance(event, Identity):
+            self.stats.identities += 1
+            self.profiles.invalidate(event.did)
+        elif isinstance(event, Account):
+            # Hosting status only; a deactivated account's posts arrive as deletes if removed.
+            self.stats.accounts += 1
+            if not event.active:
+                self.profiles.invalidate(event.did)
+        elif isinstance(event, Ignored):
+            self.stats.ignored += 1
+
+    def _handle_post(self, post: Post) -> None:
+        if not self._first_time((post.did, post.rkey)):
+            self.stats.duplicates += 1
+            return
+        author = self.profiles.cached(post.did)
+        if author is None:
+            self.profiles.want(post.did)
+        payload = post_payload(post, author)
+        event = events.TweetEvent(
+            payload["id_str"],
+            frames.tweet(payload),
+            tweet_terms(payload),
+            timestamp_ms=payload["timestamp_ms"],
+        )
+        self.stats.tweets += 1
+        for kind in STREAM_KINDS:
+            if self._active[kind]:
+                self._publish(kind, event)
+
+    def _on_profile(self, profile: Profile) -> None:
+        self._to_both(events.NoticeEvent(profile_frame(profile)))
+
+    def _to_both(self, event: Event) -> None:
+        for kind in STREAM_KINDS:
+            self._publish(kind, event)
+
+    def _first_time(self, key: Hashable) -> bool:
+        """Remember `key` in the bounded dedup window; False if it was already there."""
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > self._dedup_window:
+            self._seen.discard(self._seen_order.popleft())
+        return True
+
+
+def _close_reason(exc: trio_websocket.ConnectionClosed) -> str:
+    reason = exc.reason
+    if reason is None:
+        return "no close frame"
+    return f"code {reason.code}" + (f": {reason.reason[:100]}" if reason.reason else "")

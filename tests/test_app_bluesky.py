@@ -1,0 +1,111 @@
+"""The whole server on the Bluesky source: the app under hypercorn, reading the Jetstream
+emulator over a real WebSocket, with real WebSocket viewers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from trio_websocket import open_websocket_url
+
+from pats_trio.app import create_app
+from pats_trio.config import SettingsError, load_settings
+from pats_trio.emulator.jetstream import JetstreamEmulator, JetstreamURLs, did_for, serve_jetstream
+from tests.conftest import settings_for_tests
+from tests.support import Viewer
+
+TIMEOUT = 20
+
+
+async def start(nursery: trio.Nursery, **overrides: Any) -> tuple[JetstreamEmulator, str]:
+    emulator = JetstreamEmulator(rate=0, seed=5)
+    urls: JetstreamURLs = await nursery.start(serve_jetstream, emulator)
+    settings = settings_for_tests(
+        source_setting="bluesky",
+        bluesky_hosts=(urls.jetstream,),
+        bluesky_appview=urls.appview,
+        **overrides,
+    )
+    app = create_app(settings)
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    binds = await nursery.start(serve, app, config)
+    return emulator, "ws" + binds[0].removeprefix("http") + "/ws"
+
+
+async def test_filter_viewers_get_exactly_their_posts_and_a_filter_change_never_reconnects(
+    nursery: trio.Nursery,
+) -> None:
+    emulator, ws_url = await start(nursery)
+    alice, bob = did_for("alice"), did_for("bob")
+    emulator.set_profile(alice, "alice.example", "Alice A.", "https://cdn.example/alice.jpg")
+    emulator.set_profile(bob, "bob.example", "Bob B.", None)
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_websocket_url(ws_url) as ws_sample,
+            open_websocket_url(ws_url + "?filter=python") as ws_python,
+        ):
+            sample, python = Viewer(ws_sample), Viewer(ws_python)
+            hello = await sample.next_of("hello")
+            assert (hello["source"], hello["mode"]) == ("bluesky", "live")
+            await python.next_of("hello")
+            await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+            while (await sample.next_of("status"))["state"] != "connected":
+                pass
+
+            emulator.post(alice, "Trio and structured concurrency")
+            emulator.post(bob, "New python release today")
+            got = await sample.tweets(2)
+            assert [t["text"] for t in got] == [
+                "Trio and structured concurrency",
+                "New python release today",
+            ]
+            assert all(t["source"] == "bluesky" for t in got)
+            assert got[1]["url"].startswith("https://bsky.app/profile/")
+            only = await python.tweets(1)
+            assert only[0]["text"] == "New python release today"
+
+            # In-band change to a new keyword: matched locally, the one upstream socket stays.
+            await ws_python.send_message('{"type":"filter","track":"trio"}')
+            assert (await python.next_of("hello"))["track"] == ["trio"]
+            emulator.post(bob, "trio nurseries are neat")
+            assert (await python.tweets(1))[0]["text"] == "trio nurseries are neat"
+            assert len(emulator.connections) == 1
+
+            # A delete reaches both viewers, as the id the post went out with.
+            post = got[0]
+            emulator.delete(alice, post["id_str"].rsplit("/", 1)[1])
+            assert (await sample.next_of("delete"))["id_str"] == post["id_str"]
+            assert (await python.next_of("delete"))["id_str"] == post["id_str"]
+
+            # Each author's profile follows their first post, so the page can fill cards in.
+            while len([f for f in sample.frames if f["type"] == "profile"]) < 2:
+                await sample.next_frame()
+            profiles = {
+                f["profile"]["did"]: f["profile"] for f in sample.frames if f["type"] == "profile"
+            }
+            assert profiles[alice] == {
+                "did": alice,
+                "handle": "alice.example",
+                "name": "Alice A.",
+                "avatar": "https://cdn.example/alice.jpg",
+            }
+            assert (profiles[bob]["handle"], profiles[bob]["name"]) == ("bob.example", "Bob B.")
+
+
+def test_bluesky_is_chosen_with_pats_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATS_SOURCE", "bluesky")
+    monkeypatch.setenv("PATS_BLUESKY_HOSTS", "wss://one.example, wss://two.example/")
+    settings = load_settings()
+    assert settings.source == "bluesky"
+    assert settings.bluesky_hosts == ("wss://one.example", "wss://two.example")
+    monkeypatch.setenv("PATS_BLUESKY_HOSTS", "https://not-a-websocket.example")
+    with pytest.raises(SettingsError, match="PATS_BLUESKY_HOSTS"):
+        load_settings()
+    monkeypatch.setenv("PATS_SOURCE", "myspace")
+    with pytest.raises(SettingsError, match="PATS_SOURCE"):
+        load_settings()
