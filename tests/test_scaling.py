@@ -347,3 +347,44 @@ async def wait_for_owner(redis: RedisServer, prefix: str) -> str:
 
 def _ws(url: str) -> str:
     return "ws" + url.removeprefix("http") + "/ws"
+
+
+async def test_several_workers_without_redis_log_a_warning_that_says_why(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--worker-class",
+        "trio",
+        "--workers",
+        "2",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "pats_trio.app:app",
+    ]
+    log = tmp_path / "server.log"
+    with trio.fail_after(TEST_TIMEOUT), log.open("wb") as sink:
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    argv,
+                    env=clean_env(PATS_EMULATOR_RATE="0"),
+                    cwd=tmp_path,
+                    stdout=sink,
+                    stderr=sink,
+                    check=False,
+                )
+            )
+            try:
+                await wait_until_answering(f"http://127.0.0.1:{port}/healthz")
+                while True:
+                    if b"REDIS_URL is not set" in log.read_bytes():
+                        break
+                    await trio.sleep(0.1)
+            finally:
+                process.kill()
+    text = log.read_text()
+    assert "one of 2 workers" in text
+    assert "breaks the one-connection-per-account rule" in text

@@ -35,6 +35,11 @@ def make_broker(settings: Settings, make_upstream: UpstreamFactory, worker_id: s
     )
 
 
+def _shape(cmdline: bytes) -> bytes:
+    """A command line without its numbers: hypercorn's workers differ only in their pipe fds."""
+    return cmdline.translate(None, b"0123456789")
+
+
 def sibling_workers(proc: Path = Path("/proc")) -> int:
     """How many processes share our parent and our command line (hypercorn's workers), us included.
 
@@ -42,14 +47,14 @@ def sibling_workers(proc: Path = Path("/proc")) -> int:
     """
     parent = os.getppid()
     try:
-        ours = (proc / "self" / "cmdline").read_bytes()
+        ours = _shape((proc / "self" / "cmdline").read_bytes())
         children = (proc / str(parent) / "task" / str(parent) / "children").read_text().split()
     except OSError:
         return 1
     count = 0
     for pid in children:
         try:
-            if (proc / pid / "cmdline").read_bytes() == ours:
+            if _shape((proc / pid / "cmdline").read_bytes()) == ours:
                 count += 1
         except OSError:
             continue
