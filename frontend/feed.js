@@ -1,10 +1,11 @@
 /**
- * The list of tweet cards: newest on top, at most `maxCards` in the DOM, deletes, pause and resume.
- * Everything it holds is bounded: the cards in the DOM, the tweets waiting for the next frame (at
- * most maxCards) and the tweets held while paused (at most holdCap).
+ * The list of tweet cards: newest on top, at most `maxCards` in the DOM, deletes, author profiles,
+ * pause and resume. Everything it holds is bounded: the cards in the DOM, the tweets waiting for the
+ * next frame (at most maxCards), the tweets held while paused (at most holdCap) and the profiles.
  */
 
-import { renderTweet, replaceBrokenAvatar } from './render.js';
+import { Profiles } from './profiles.js';
+import { applyProfile, renderTweet, replaceBrokenAvatar } from './render.js';
 import { relativeTime } from './time.js';
 
 export const DEFAULT_MAX_CARDS = 200;
@@ -26,10 +27,14 @@ function removePhoto(img) {
 export class Feed {
   /**
    * @param {HTMLOListElement} list
-   * @param {{maxCards?: number, holdCap?: number, onHeldChange?: (count: number, overflowed: boolean) => void}} options
+   * @param {{maxCards?: number, holdCap?: number, onHeldChange?: (count: number, overflowed: boolean) => void,
+   *          profiles?: Profiles}} options
    */
-  constructor(list, { maxCards = maxCardsOf(list), holdCap = DEFAULT_HOLD_CAP, onHeldChange = () => {} } = {}) {
+  constructor(list, {
+    maxCards = maxCardsOf(list), holdCap = DEFAULT_HOLD_CAP, onHeldChange = () => {}, profiles = new Profiles(),
+  } = {}) {
     this.list = list;
+    this.profiles = profiles;
     this.maxCards = maxCards;
     this.holdCap = holdCap;
     this.onHeldChange = onHeldChange;
@@ -90,7 +95,8 @@ export class Feed {
       if (this.cards.has(tweet.id_str)) continue;
       let item;
       try {
-        item = renderTweet(tweet, this.matcher, now);
+        // Profiles that came before this tweet was drawn (held, pending, or a later post).
+        item = renderTweet(this.profiles.fill(tweet), this.matcher, now);
       } catch (error) {
         console.warn('pats-trio: could not render tweet', tweet.id_str, error);
         continue;
@@ -133,6 +139,15 @@ export class Feed {
     const heldBefore = this.held.length;
     this.held = this.held.filter(keep);
     if (this.held.length !== heldBefore) this.notifyHeld();
+  }
+
+  /**
+   * An author's profile (a `profile` frame): fill it in on the cards already shown and remember it
+   * for cards drawn later. Profiles outlive clear(): a new filter can show the same authors.
+   */
+  applyProfile(value) {
+    const profile = this.profiles.remember(value);
+    if (profile) applyProfile(this.list, profile);
   }
 
   /** Empty the list (a new stream or filter), including held and pending tweets. */

@@ -67,6 +67,9 @@ function receive(message, { inBandReply }) {
     case 'delete':
       if (message.id_str !== undefined) feed.remove(String(message.id_str));
       break;
+    case 'profile':
+      feed.applyProfile(message.profile);
+      break;
     case 'limit': {
       const n = Number(message.undelivered) || 0;
       if (n <= 0) break;

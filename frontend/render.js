@@ -4,9 +4,11 @@
  */
 
 import { appendHighlighted } from './highlight.js';
+import { mergeUser } from './profiles.js';
 import { fullTime, relativeTime, tweetTimeMs } from './time.js';
 
 const TWITTER = 'https://twitter.com';
+const BLUESKY = 'https://bsky.app';
 const AVATAR_COLOURS = 8;
 const MAX_PHOTOS = 4;
 
@@ -56,10 +58,63 @@ function str(value) {
   return typeof value === 'string' ? value : '';
 }
 
-const profileUrl = (screenName) => `${TWITTER}/${encodeURIComponent(screenName)}`;
-const statusUrl = (screenName, id) =>
-  `${TWITTER}/${encodeURIComponent(screenName || 'i')}/status/${encodeURIComponent(id)}`;
-const hashtagUrl = (tag) => `${TWITTER}/hashtag/${encodeURIComponent(tag)}`;
+// A DID keeps its colons: bsky.app/profile/did:plc:... is the form Bluesky itself links to.
+const blueskyProfileUrl = (actor) => `${BLUESKY}/profile/${encodeURIComponent(actor).replaceAll('%3A', ':')}`;
+
+const TWITTER_LINKS = {
+  profileUrl: (screenName) => `${TWITTER}/${encodeURIComponent(screenName)}`,
+  statusUrl: (user, id) =>
+    `${TWITTER}/${encodeURIComponent(str(user.screen_name) || 'i')}/status/${encodeURIComponent(id)}`,
+  hashtagUrl: (tag) => `${TWITTER}/hashtag/${encodeURIComponent(tag)}`,
+  openTitle: 'Open on Twitter',
+  reposted: 'retweeted',
+};
+
+/** Where a card's links go and what its badge says, by the tweet's `source`. */
+const NETWORKS = {
+  twitter: { ...TWITTER_LINKS, label: 'Twitter', title: 'From Twitter' },
+  emulator: { ...TWITTER_LINKS, label: 'Demo', title: 'Made up by the built-in demo emulator' },
+  bluesky: {
+    profileUrl: blueskyProfileUrl,
+    // A post's address needs its record key, which only the server knows: it sends `url`.
+    statusUrl: (user) => blueskyProfileUrl(actorOf(user)),
+    hashtagUrl: (tag) => `${BLUESKY}/hashtag/${encodeURIComponent(tag)}`,
+    openTitle: 'Open on Bluesky',
+    reposted: 'reposted',
+    label: 'Bluesky',
+    title: 'From Bluesky',
+  },
+};
+// Tweets from a server that predates `source` link as they always did, without a badge.
+const UNKNOWN_NETWORK = { ...TWITTER_LINKS, label: '', title: '' };
+
+/** The links and label for a tweet's `source` ("twitter", "emulator", "bluesky"). */
+export function networkOf(source) {
+  return typeof source === 'string' && Object.hasOwn(NETWORKS, source) ? NETWORKS[source] : UNKNOWN_NETWORK;
+}
+
+/** The tweet's own permalink when the server sent one (Bluesky posts), else the network's. */
+function permalinkOf(tweet, user, network) {
+  return safeHref(tweet.url) ?? network.statusUrl(user, str(tweet.id_str));
+}
+
+/** The handle to link a profile by: Bluesky accepts the DID while the handle is unknown. */
+function actorOf(user) {
+  return str(user.screen_name) || str(user.id_str);
+}
+
+/**
+ * Mark a node as showing `user`, so a later profile frame for the same id finds it. The name and
+ * handle it was drawn with ride along, for the same reason.
+ */
+function markUser(node, user) {
+  const id = str(user.id_str);
+  if (!id) return node;
+  node.dataset.userId = id;
+  node.dataset.name = str(user.name);
+  node.dataset.screenName = str(user.screen_name);
+  return node;
+}
 
 function initials(name, screenName) {
   const words = (name || screenName || '?').trim().split(/\s+/).filter(Boolean);
@@ -80,6 +135,8 @@ export function initialsAvatar(name, screenName, small = false) {
   node.setAttribute('role', 'img');
   node.setAttribute('aria-label', `Profile picture of ${name || screenName || 'unknown user'}`);
   node.textContent = initials(name, screenName);
+  node.dataset.name = name ?? '';
+  node.dataset.screenName = screenName ?? '';
   return node;
 }
 
@@ -87,8 +144,8 @@ function avatar(user, small) {
   const name = str(user.name);
   const screenName = str(user.screen_name);
   const src = safeImageSrc(user.profile_image_url_https);
-  if (!src) return initialsAvatar(name, screenName, small);
-  const img = el('img', small ? 'avatar avatar-small' : 'avatar');
+  if (!src) return markUser(initialsAvatar(name, screenName, small), user);
+  const img = markUser(el('img', small ? 'avatar avatar-small' : 'avatar'), user);
   img.setAttribute('src', src);
   img.setAttribute('alt', `Profile picture of ${name || screenName}`);
   img.setAttribute('width', small ? '20' : '48');
@@ -104,18 +161,18 @@ function avatar(user, small) {
 
 /** Swap a broken avatar image for its initials circle (called from one delegated error listener). */
 export function replaceBrokenAvatar(img) {
-  img.replaceWith(
-    initialsAvatar(img.dataset.name, img.dataset.screenName, img.classList.contains('avatar-small')),
-  );
+  const circle = initialsAvatar(img.dataset.name, img.dataset.screenName, img.classList.contains('avatar-small'));
+  if (img.dataset.userId) circle.dataset.userId = img.dataset.userId;
+  img.replaceWith(circle);
 }
 
 /** Name, verified mark, @handle and the time that links to the tweet. */
-function byline(tweet, user, now) {
+function byline(tweet, user, now, network) {
   const header = el('header', 'byline');
   const name = str(user.name) || str(user.screen_name);
   const screenName = str(user.screen_name);
 
-  const author = link(profileUrl(screenName), 'author');
+  const author = markUser(link(network.profileUrl(actorOf(user)), 'author'), user);
   const nameNode = el('span', 'name', name);
   nameNode.setAttribute('dir', 'auto'); // keeps a right-to-left name from pulling the @handle around
   author.append(nameNode);
@@ -130,8 +187,8 @@ function byline(tweet, user, now) {
   header.append(author);
 
   const ms = tweetTimeMs(tweet);
-  const permalink = link(statusUrl(screenName, str(tweet.id_str)), 'permalink');
-  permalink.setAttribute('title', 'Open on Twitter');
+  const permalink = link(permalinkOf(tweet, user, network), 'permalink');
+  permalink.setAttribute('title', network.openTitle);
   const time = el('time', null, Number.isFinite(ms) ? relativeTime(ms, now) : 'open');
   if (Number.isFinite(ms)) {
     time.setAttribute('datetime', new Date(ms).toISOString());
@@ -193,13 +250,13 @@ function displayRange(tweet, length) {
 }
 
 /** The node for one entity, or null to leave it out (a link to a quoted tweet shown below). */
-function entityNode(item, shownText, matcher, hiddenUrl) {
+function entityNode(item, shownText, matcher, hiddenUrl, network) {
   const { kind, entity } = item;
   let node;
   if (kind === 'hashtag') {
-    node = link(hashtagUrl(str(entity.text) || shownText.replace(/^[#＃]/, '')), 'hashtag');
+    node = link(network.hashtagUrl(str(entity.text) || shownText.replace(/^[#＃]/, '')), 'hashtag');
   } else if (kind === 'mention') {
-    node = link(profileUrl(str(entity.screen_name) || shownText.replace(/^[@＠]/, '')), 'mention');
+    node = link(network.profileUrl(str(entity.screen_name) || shownText.replace(/^[@＠]/, '')), 'mention');
   } else {
     const href = safeHref(entity.expanded_url) ?? safeHref(entity.url);
     if (hiddenUrl && href && hiddenUrl(href)) return null;
@@ -214,7 +271,7 @@ function entityNode(item, shownText, matcher, hiddenUrl) {
 }
 
 /** The tweet text with links, hashtags, mentions and highlighted keywords. */
-function tweetText(tweet, matcher, hiddenUrl) {
+function tweetText(tweet, matcher, hiddenUrl, network) {
   const text = str(tweet.text);
   const chars = Array.from(text); // indices are in code points, not UTF-16 units
   const [from, to] = displayRange(tweet, chars.length);
@@ -228,7 +285,7 @@ function tweetText(tweet, matcher, hiddenUrl) {
   for (const item of entities) {
     if (item.start < from || item.end > to) continue;
     appendHighlighted(paragraph, chars.slice(cursor, item.start).join(''), matcher);
-    const node = entityNode(item, chars.slice(item.start, item.end).join(''), matcher, hiddenUrl);
+    const node = entityNode(item, chars.slice(item.start, item.end).join(''), matcher, hiddenUrl, network);
     if (node) paragraph.append(node);
     cursor = item.end;
   }
@@ -239,12 +296,12 @@ function tweetText(tweet, matcher, hiddenUrl) {
   return { paragraph, replyTo };
 }
 
-function replyLine(replyTo) {
+function replyLine(replyTo, network) {
   const line = el('p', 'reply-to', 'Replying to ');
   replyTo.forEach((item, i) => {
     if (i > 0) line.append(' ');
     const name = str(item.entity.screen_name);
-    line.append(link(profileUrl(name), 'mention', `@${name}`));
+    line.append(link(network.profileUrl(name), 'mention', `@${name}`));
   });
   return line;
 }
@@ -277,28 +334,41 @@ function isTweet(value) {
 }
 
 /** The quoted tweet, in a bordered box. */
-function quoteBox(quoted, matcher, now) {
+function quoteBox(quoted, matcher, now, network) {
   const user = quoted.user ?? {};
   const box = el('blockquote', 'quote');
-  box.setAttribute('cite', statusUrl(str(user.screen_name), quoted.id_str));
-  const header = byline(quoted, user, now);
+  const cite = safeHref(permalinkOf(quoted, user, network));
+  if (cite) box.setAttribute('cite', cite);
+  const header = byline(quoted, user, now, network);
   header.prepend(avatar(user, true));
   box.append(header);
-  const { paragraph, replyTo } = tweetText(quoted, matcher, null);
-  if (replyTo.length) box.append(replyLine(replyTo));
+  const { paragraph, replyTo } = tweetText(quoted, matcher, null, network);
+  if (replyTo.length) box.append(replyLine(replyTo, network));
   box.append(paragraph);
   const media = photos(quoted);
   if (media) box.append(media);
   return box;
 }
 
+/** The small label that says which network a card came from. */
+function networkBadge(source, network) {
+  const badge = el('span', 'network', network.label);
+  badge.dataset.network = source;
+  badge.setAttribute('title', network.title);
+  return badge;
+}
+
 /**
- * One card: `<li><article class="tweet" data-id=...>`. A retweet shows "🔁 <name> retweeted" above
- * the original; a quote shows the quoted tweet nested inside.
+ * One card: `<li><article class="tweet" data-id=... data-source=... data-user-id=...>`. A retweet
+ * shows "🔁 <name> retweeted" above the original; a quote shows the quoted tweet nested inside.
+ * The network (`tweet.source`) decides where links go and labels the card.
  */
 export function renderTweet(tweet, matcher, now = Date.now()) {
   const article = el('article', 'tweet');
   article.dataset.id = tweet.id_str;
+  const source = str(tweet.source);
+  const network = networkOf(source);
+  if (source) article.dataset.source = source;
 
   let shown = tweet;
   if (isTweet(tweet.retweeted_status)) {
@@ -310,27 +380,33 @@ export function renderTweet(tweet, matcher, now = Date.now()) {
     const icon = el('span', 'icon', '🔁');
     icon.setAttribute('aria-hidden', 'true');
     line.append(icon, ' ');
-    line.append(link(profileUrl(str(retweeter.screen_name)), 'retweeter',
-      str(retweeter.name) || `@${str(retweeter.screen_name)}`));
-    line.append(' retweeted');
+    line.append(markUser(link(network.profileUrl(actorOf(retweeter)), 'retweeter',
+      str(retweeter.name) || `@${str(retweeter.screen_name)}`), retweeter));
+    line.append(` ${network.reposted}`);
     article.append(line);
   }
 
   const user = shown.user ?? {};
+  if (str(user.id_str)) article.dataset.userId = user.id_str;
   const body = el('div', 'body');
-  body.append(byline(shown, user, now));
+  const header = byline(shown, user, now, network);
+  if (network.label) header.append(networkBadge(source, network));
+  body.append(header);
 
   const quoted = isTweet(shown.quoted_status) ? shown.quoted_status : null;
-  const hiddenUrl = quoted ? (href) => href.includes(`/status/${quoted.id_str}`) : null;
-  const { paragraph, replyTo } = tweetText(shown, matcher, hiddenUrl);
-  if (replyTo.length) body.append(replyLine(replyTo));
+  const quotedUrl = quoted ? safeHref(quoted.url) : null;
+  const hiddenUrl = quoted
+    ? (href) => href.includes(`/status/${quoted.id_str}`) || (quotedUrl !== null && href === quotedUrl)
+    : null;
+  const { paragraph, replyTo } = tweetText(shown, matcher, hiddenUrl, network);
+  if (replyTo.length) body.append(replyLine(replyTo, network));
   body.append(paragraph);
   const media = photos(shown);
   if (media) body.append(media);
-  if (quoted) body.append(quoteBox(quoted, matcher, now));
+  if (quoted) body.append(quoteBox(quoted, matcher, now, network));
 
   const main = el('div', 'card');
-  const avatarLink = link(profileUrl(str(user.screen_name)), 'avatar-link');
+  const avatarLink = markUser(link(network.profileUrl(actorOf(user)), 'avatar-link'), user);
   avatarLink.setAttribute('tabindex', '-1');
   avatarLink.setAttribute('aria-hidden', 'true');
   avatarLink.append(avatar(user, false));
@@ -340,4 +416,36 @@ export function renderTweet(tweet, matcher, now = Date.now()) {
   const item = document.createElement('li');
   item.append(article);
   return item;
+}
+
+/**
+ * A profile frame arrived: redraw the name, handle, profile links and avatar of every node under
+ * `root` that shows this author (`data-user-id`), in place, so focus and scrolling stay put.
+ */
+export function applyProfile(root, profile) {
+  for (const node of root.querySelectorAll(`[data-user-id="${CSS.escape(profile.did)}"]`)) {
+    if (!('screenName' in node.dataset)) continue; // the card itself: only its parts are drawn
+    const was = { id_str: profile.did, name: node.dataset.name, screen_name: node.dataset.screenName };
+    const user = mergeUser(was, profile);
+    const network = networkOf(node.closest('article.tweet')?.dataset.source);
+    if (node.classList.contains('avatar')) {
+      const src = node instanceof HTMLImageElement ? node.getAttribute('src') : null;
+      user.profile_image_url_https = profile.avatar ?? src;
+      const same = safeImageSrc(user.profile_image_url_https) === src && user.name === was.name
+        && user.screen_name === was.screen_name;
+      if (!same) node.replaceWith(avatar(user, node.classList.contains('avatar-small')));
+      continue;
+    }
+    markUser(node, user);
+    const href = safeHref(network.profileUrl(actorOf(user)));
+    if (href && node instanceof HTMLAnchorElement) node.setAttribute('href', href);
+    if (node.classList.contains('author')) {
+      const nameNode = node.querySelector('.name');
+      const handleNode = node.querySelector('.handle');
+      if (nameNode) nameNode.textContent = user.name || user.screen_name;
+      if (handleNode) handleNode.textContent = `@${user.screen_name}`;
+    } else if (node.classList.contains('retweeter')) {
+      node.textContent = user.name || `@${user.screen_name}`;
+    }
+  }
 }

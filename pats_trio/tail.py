@@ -12,6 +12,7 @@ import random
 import re
 import signal
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any, TextIO
@@ -19,7 +20,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    DisconnectionTimeout,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from pats_trio import frames
 
@@ -28,6 +35,14 @@ INITIAL_DELAY = 1.0
 MAX_DELAY = 30.0
 CONNECT_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 5.0
+PING_INTERVAL = 20.0
+"""Seconds between keep-alive pings: a quiet stream still proves, or disproves, the connection."""
+PONG_TIMEOUT = 10.0
+"""A ping unanswered this long means a dead connection (a sleeping laptop, a lost NAT entry)."""
+MAX_PROFILES = 1000
+"""Author profiles kept for naming later posts (text mode)."""
+MAX_REMEMBERED = 2000
+"""Printed tweets remembered, so a delete of one of them can be reported (text mode)."""
 MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 """A `tweets` batch holds up to 64 tweets, each possibly with a retweet and a quote inside."""
 
@@ -127,7 +142,98 @@ def format_tweet(tweet: Mapping[str, Any], *, tz: tzinfo | None = None) -> str:
     quoted = shown.get("quoted_status")
     if isinstance(quoted, Mapping):
         line += f" ↪ @{_screen_name(quoted)}: {_text(quoted)}"
+    url = _url(shown) or _url(tweet)
+    if url:
+        line += f" <{url}>"
     return line
+
+
+def _url(tweet: Mapping[str, Any]) -> str | None:
+    """The post's own permalink (`url`, sent for Bluesky posts) when it is a plain http(s) URL."""
+    url = tweet.get("url")
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https"):
+        return None
+    return clean(url).replace(" ", "%20") or None
+
+
+class Profiles:
+    """The newest name and handle per author id (a Bluesky DID), for posts printed after a
+    `profile` frame: the server sends one after an author's first posts. Bounded: least recently
+    used first out."""
+
+    def __init__(self, cap: int = MAX_PROFILES) -> None:
+        self.cap = cap
+        self._by_id: OrderedDict[str, dict[str, str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def remember(self, profile: object) -> None:
+        if not isinstance(profile, Mapping):
+            return
+        did = profile.get("did")
+        if not isinstance(did, str) or not did:
+            return
+        known = self._by_id.pop(did, {})
+        for field, key in (("handle", "screen_name"), ("name", "name")):
+            value = profile.get(field)
+            if isinstance(value, str) and value.strip():
+                known[key] = value
+        self._by_id[did] = known
+        while len(self._by_id) > self.cap:
+            self._by_id.popitem(last=False)
+
+    def fill(self, tweet: Mapping[str, Any], *, _depth: int = 0) -> Mapping[str, Any]:
+        """`tweet` with the names known for its authors, its retweet's and its quote's."""
+        filled: dict[str, Any] | None = None
+        user = tweet.get("user")
+        if isinstance(user, Mapping) and isinstance(user.get("id_str"), str):
+            known = self._by_id.get(user["id_str"])
+            if known:
+                self._by_id.move_to_end(user["id_str"])
+                filled = {**tweet, "user": {**user, **known}}
+        if _depth < 2:
+            for key in ("retweeted_status", "quoted_status"):
+                inner = tweet.get(key)
+                if isinstance(inner, Mapping):
+                    inner_filled = self.fill(inner, _depth=_depth + 1)
+                    if inner_filled is not inner:
+                        filled = {**(filled or tweet), key: inner_filled}
+        return tweet if filled is None else filled
+
+
+class Printed:
+    """Tweets printed lately, by id, with what a delete line says about them. Bounded."""
+
+    def __init__(self, cap: int = MAX_REMEMBERED) -> None:
+        self.cap = cap
+        self._by_id: OrderedDict[str, str] = OrderedDict()
+
+    def __contains__(self, id_str: object) -> bool:
+        return id_str in self._by_id
+
+    def add(self, tweet: Mapping[str, Any], *, tz: tzinfo | None = None) -> None:
+        shown = [tweet]
+        retweeted = tweet.get("retweeted_status")
+        if isinstance(retweeted, Mapping):
+            shown.append(retweeted)  # deleting the original takes its retweets with it
+        for item in shown:
+            id_str = item.get("id_str")
+            if isinstance(id_str, str):
+                when = clock_time(item.get("timestamp_ms"), tz)
+                self._by_id[id_str] = f"{when} @{_screen_name(item)} (id {clean(id_str)})"
+                self._by_id.move_to_end(id_str)
+        while len(self._by_id) > self.cap:
+            self._by_id.popitem(last=False)
+
+    def pop(self, id_str: object) -> str | None:
+        """The summary of a printed tweet, forgotten now that it is deleted; None if unseen."""
+        return self._by_id.pop(id_str, None) if isinstance(id_str, str) else None
+
+
+def format_delete(summary: str) -> str:
+    """The line for a printed tweet that was deleted, e.g. ``✗ deleted: 20:19:24 @ada (id 1)``."""
+    return f"✗ deleted: {summary}"
 
 
 def tweets_in(frame: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -143,8 +249,8 @@ def tweets_in(frame: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def format_notice(frame: Mapping[str, Any]) -> str | None:
     """A short line for stderr about a non-tweet frame, or None for frames not worth a line.
 
-    `delete` gets none: a terminal cannot take back a printed line, and the sample stream sends
-    many deletes for tweets this viewer never saw.
+    `delete` and `profile` get none here: readable output reports a delete on stdout, next to
+    the tweet's own line, and only for tweets it printed (every viewer gets every delete).
     """
     kind = frame.get("type")
     if kind == "hello":
@@ -188,11 +294,18 @@ async def tail(
     err: TextIO,
     tz: tzinfo | None = None,
     delay_for: Callable[[int], float] = jittered_delay,
+    ping_interval: float = PING_INTERVAL,
+    pong_timeout: float = PONG_TIMEOUT,
 ) -> int:
     """Follow the viewer WebSocket at `url`, reconnecting for ever; returns an exit status.
 
-    Tweets go to `out` (readable lines, or with `json_lines` each trimmed tweet as one JSON
-    object); notices go to `err`, so `--json` output stays clean for a pipe.
+    Tweets go to `out`: readable lines, or with `json_lines` each trimmed tweet as one JSON
+    object, with `delete` and `profile` frames passed through as they are (they have a `type`,
+    tweets do not). Readable output says when a tweet it printed is deleted, and names authors
+    from `profile` frames. Notices go to `err`, so `--json` output stays clean for a pipe.
+
+    A ping goes out every `ping_interval` seconds; no pong within `pong_timeout` drops the
+    connection and reconnects, so a dead connection does not look like a quiet stream.
 
     Error handling: a lost or refused connection is retried after `delay_for(attempt)` seconds;
     `attempt` restarts at 0 after each `hello`. Close 1008 means the server refused the filter,
@@ -200,8 +313,10 @@ async def tail(
     Cancellation is never caught.
     """
     attempt = 0
+    view = _View(json_lines=json_lines, out=out, err=err, tz=tz)
     try:
         while True:
+            lost = ""
             try:
                 async with open_websocket_url(
                     url,
@@ -209,17 +324,21 @@ async def tail(
                     connect_timeout=CONNECT_TIMEOUT,
                     disconnect_timeout=DISCONNECT_TIMEOUT,
                 ) as ws:
-                    while True:
-                        frame = _decode(await ws.get_message())
-                        if frame.get("type") == "hello":
-                            attempt = 0
-                        _show(frame, json_lines=json_lines, out=out, err=err, tz=tz)
+
+                    def greeted() -> None:
+                        nonlocal attempt
+                        attempt = 0
+
+                    lost = await _follow(ws, view, greeted, ping_interval, pong_timeout)
             except ConnectionClosed as closed:
                 code = closed.reason.code if closed.reason is not None else None
                 if code == frames.CLOSE_POLICY_VIOLATION:
                     _write(err, ["the server refused this filter; not reconnecting"])
                     return EXIT_REFUSED
                 lost = f"connection closed ({code})"
+            except DisconnectionTimeout:
+                # Closing a connection that stopped answering: why it stopped says more.
+                lost = lost or "connection lost (the close went unanswered)"
             except HandshakeError as exc:
                 lost = f"cannot connect to {url} ({exc.__cause__ or type(exc).__name__})"
             delay = delay_for(attempt)
@@ -230,6 +349,52 @@ async def tail(
         return EXIT_OK
 
 
+async def _follow(
+    ws: WebSocketConnection,
+    view: _View,
+    greeted: Callable[[], None],
+    ping_interval: float,
+    pong_timeout: float,
+) -> str:
+    """Show frames until the pong is late (returns why) or the connection closes (raises)."""
+    late = ""
+    failure: ConnectionClosed | _OutputClosedError | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def keep_alive() -> None:
+            nonlocal late
+            while True:
+                await trio.sleep(ping_interval)
+                with trio.move_on_after(pong_timeout):
+                    try:
+                        await ws.ping()
+                    except ConnectionClosed:
+                        return  # the reader gets the same news
+                    continue
+                late = f"no answer to a ping within {pong_timeout:g}s"
+                nursery.cancel_scope.cancel()
+                return
+
+        nursery.start_soon(keep_alive)
+        # Caught here and raised after the nursery, so callers see them bare, not in a group.
+        try:
+            await _show_frames(ws, view, greeted)
+        except (ConnectionClosed, _OutputClosedError) as exc:
+            failure = exc
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return late  # the keep-alive gave up and cancelled the reader
+
+
+async def _show_frames(ws: WebSocketConnection, view: _View, greeted: Callable[[], None]) -> None:
+    while True:
+        frame = _decode(await ws.get_message())
+        if frame.get("type") == "hello":
+            greeted()
+        view.show(frame)
+
+
 def _decode(message: str | bytes) -> dict[str, Any]:
     try:
         frame = orjson.loads(message)
@@ -238,19 +403,41 @@ def _decode(message: str | bytes) -> dict[str, Any]:
     return frame if isinstance(frame, dict) else {}
 
 
-def _show(
-    frame: Mapping[str, Any], *, json_lines: bool, out: TextIO, err: TextIO, tz: tzinfo | None
-) -> None:
-    tweets = tweets_in(frame)
-    if tweets:
-        if json_lines:
-            _write(out, [orjson.dumps(tweet).decode() for tweet in tweets])
-        else:
-            _write(out, [format_tweet(tweet, tz=tz) for tweet in tweets])
-        return
-    notice = format_notice(frame)
-    if notice is not None:
-        _write(err, [notice])
+class _View:
+    """Where each frame goes, and what readable output remembers between frames."""
+
+    def __init__(self, *, json_lines: bool, out: TextIO, err: TextIO, tz: tzinfo | None) -> None:
+        self.json_lines = json_lines
+        self.out = out
+        self.err = err
+        self.tz = tz
+        self.profiles = Profiles()
+        self.printed = Printed()
+
+    def show(self, frame: Mapping[str, Any]) -> None:
+        kind = frame.get("type")
+        tweets = tweets_in(frame)
+        if self.json_lines:
+            if tweets:
+                _write(self.out, [orjson.dumps(tweet).decode() for tweet in tweets])
+            elif kind in ("delete", "profile"):
+                _write(self.out, [orjson.dumps(frame).decode()])
+        elif tweets:
+            filled = [self.profiles.fill(tweet) for tweet in tweets]
+            for tweet in filled:
+                self.printed.add(tweet, tz=self.tz)
+            _write(self.out, [format_tweet(tweet, tz=self.tz) for tweet in filled])
+        elif kind == "delete":
+            summary = self.printed.pop(frame.get("id_str"))
+            if summary is not None:
+                _write(self.out, [format_delete(summary)])
+        elif kind == "profile":
+            self.profiles.remember(frame.get("profile"))
+        if tweets:
+            return
+        notice = format_notice(frame)
+        if notice is not None:
+            _write(self.err, [notice])
 
 
 async def _tail_until_signalled(url: str, json_lines: bool) -> int:

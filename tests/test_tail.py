@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC
 from functools import partial
 from typing import Any
@@ -17,9 +18,12 @@ from typing import Any
 import orjson
 import pytest
 import trio
+import trio.testing
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from trio_websocket import open_websocket_url
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
 
 from pats_trio.app import create_app
 from pats_trio.cli import build_parser, tail_command
@@ -29,8 +33,13 @@ from pats_trio.tail import (
     EXIT_OK,
     EXIT_REFUSED,
     MAX_DELAY,
+    PING_INTERVAL,
+    PONG_TIMEOUT,
+    Printed,
+    Profiles,
     backoff_delay,
     clean,
+    format_delete,
     format_notice,
     format_tweet,
     tail,
@@ -112,6 +121,75 @@ def test_notices_are_short_lines_and_deletes_are_not_shown() -> None:
     assert "3" in (format_notice({"type": "skipped", "count": 3}) or "")
     assert format_notice({"type": "error", "code": "x", "message": "no"}) == "error: no"
     assert format_notice({"type": "delete", "id_str": "1"}) is None
+
+
+DID = "did:plc:alice123"
+POST_URL = "https://bsky.app/profile/alice.bsky.social/post/3kabc"
+
+
+def bluesky_post(text: str, id_: str, **extra: Any) -> dict[str, Any]:
+    """A Bluesky post as the server sends it before the author's profile arrived: the DID
+    stands in for the handle and the name."""
+    return trimmed(
+        text,
+        0,
+        id_str=id_,
+        source="bluesky",
+        url=POST_URL,
+        user={"id_str": DID, "name": DID, "screen_name": DID, "profile_image_url_https": None},
+        **extra,
+    )
+
+
+def test_a_post_with_its_own_url_prints_it_after_the_text() -> None:
+    line = format_tweet(bluesky_post("hi there", "at-1"), tz=UTC)
+    assert line == f"20:19:24 @{DID} ({DID}): hi there <{POST_URL}>"
+    assert format_tweet(trimmed("no url", 1), tz=UTC).endswith(": no url")
+    for bad in ("javascript:alert(1)", "ftp://x/y", 7, ""):
+        assert format_tweet(trimmed("t", 1, url=bad), tz=UTC).endswith(": t")
+    assert "\x1b" not in format_tweet(trimmed("t", 1, url="https://x/\x1b[2J"), tz=UTC)
+
+
+def test_profiles_name_later_posts_and_stay_bounded() -> None:
+    profiles = Profiles(cap=2)
+    post = bluesky_post("hi", "at-1")
+    assert profiles.fill(post) is post  # nothing known yet: the same object, no copy
+    profiles.remember({"did": DID, "handle": "alice.bsky.social", "name": "Alice", "avatar": None})
+    assert format_tweet(profiles.fill(post), tz=UTC) == (
+        f"20:19:24 @alice.bsky.social (Alice): hi <{POST_URL}>"
+    )
+    assert post["user"]["screen_name"] == DID  # the frame itself is left alone
+    # An empty name keeps the one already known; the retweet's and the quote's authors are named.
+    profiles.remember({"did": DID, "handle": "alice.example", "name": ""})
+    repost = trimmed("RT", 2, screen_name="bob", retweeted_status=post)
+    assert "RT @alice.example: hi" in format_tweet(profiles.fill(repost), tz=UTC)
+    quote = trimmed("look", 3, screen_name="bob", quoted_status=post)
+    assert "↪ @alice.example: hi" in format_tweet(profiles.fill(quote), tz=UTC)
+    for junk in (None, "x", {"did": 5}, {"handle": "no did"}):
+        profiles.remember(junk)
+    assert len(profiles) == 1
+    profiles.remember({"did": "did:plc:b", "handle": "b"})
+    profiles.remember({"did": "did:plc:c", "handle": "c"})
+    assert len(profiles) == 2
+    assert profiles.fill(post) is post  # the oldest went first
+
+
+def test_deletes_are_reported_only_for_printed_tweets() -> None:
+    printed = Printed(cap=3)
+    original = trimmed("original", 2, screen_name="bob")
+    printed.add(trimmed("RT @bob: original", 3, screen_name="ada", retweeted_status=original))
+    assert "2" in printed
+    assert "3" in printed
+    assert printed.pop("2") == "20:19:24 @bob (id 2)"
+    assert printed.pop("2") is None  # reported once
+    assert printed.pop("99") is None
+    assert printed.pop(3) is None
+    assert format_delete("20:19:24 @ada (id 3)") == "✗ deleted: 20:19:24 @ada (id 3)"
+    for i in range(10, 14):
+        printed.add(trimmed("t", i))
+    assert "3" not in printed
+    assert "10" not in printed
+    assert "13" in printed
 
 
 def test_backoff_doubles_from_one_second_to_thirty_with_jitter() -> None:
@@ -395,3 +473,183 @@ async def test_tail_process_exits_2_on_a_bad_filter(served: Served) -> None:
     assert result.returncode == EXIT_REFUSED
     assert refused.value.message in result.stderr.decode()
     assert b"Traceback" not in result.stderr
+
+
+# --- deletes, profiles and keep-alive pings over real sockets ----------------------------------
+
+
+async def test_deletes_of_printed_tweets_are_reported_and_json_passes_them_through(
+    make_served: Callable[..., Any],
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        served: Served = await make_served()
+        text, json = Streams(), Streams()
+        async with trio.open_nursery() as nursery:
+            text.start(nursery, served.ws_url)
+            json.start(nursery, served.ws_url, json_lines=True)
+            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+            await text.err.wait_until(lambda err: hellos(err) == 1)
+            await json.err.wait_until(lambda err: hellos(err) == 1)
+            kept, doomed = new_id(), new_id()
+            served.emulator.inject(status("kept", kept, screen_name="ada"))
+            served.emulator.inject(status("soon gone", doomed, screen_name="ada"))
+            await text.out.wait_until(lambda out: len(out) == 2)
+            for id_ in (doomed, 12345):  # the second was never printed here
+                served.emulator.inject_raw(
+                    b'{"delete":{"status":{"id":%d,"id_str":"%d","user_id":7,"user_id_str":"7"}}}'
+                    b"\r\n" % (id_, id_)
+                )
+            await json.out.wait_until(lambda out: len(out) == 4)
+            await text.out.wait_until(lambda out: len(out) == 3)
+            nursery.cancel_scope.cancel()
+    assert lines(text.out)[2] == f"✗ deleted: 20:19:24 @ada (id {doomed})"
+    got = [orjson.loads(line) for line in lines(json.out)]
+    assert [t["id_str"] for t in got[:2]] == [str(kept), str(doomed)]
+    assert got[2:] == [
+        {"type": "delete", "id_str": str(doomed)},
+        {"type": "delete", "id_str": "12345"},
+    ]
+
+
+@dataclass
+class FakeServer:
+    """A WebSocket server on loopback, written with wsproto so a test decides all it does: the
+    frames it sends after the handshake, and whether it answers pings. One that does not stops
+    reading at the first ping, like a peer that is gone."""
+
+    frames: list[dict[str, Any]]
+    answer_pings: bool = True
+    url: str = ""
+    connections: int = 0
+    pings: int = 0
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        listeners = await nursery.start(partial(trio.serve_tcp, self._handle, 0, host="127.0.0.1"))
+        self.url = f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/ws"
+
+    async def wait_until(self, predicate: Callable[[FakeServer], bool]) -> None:
+        while not predicate(self):
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        async with stream:
+            while data := await stream.receive_some():
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, Request):
+                        self.connections += 1
+                        sent = [ws.send(AcceptConnection())]
+                        sent += [
+                            ws.send(TextMessage(orjson.dumps(f).decode())) for f in self.frames
+                        ]
+                        await stream.send_all(b"".join(sent))
+                    elif isinstance(event, Ping):
+                        self.pings += 1
+                        if not self.answer_pings:
+                            self._notify()
+                            await trio.sleep_forever()
+                        await stream.send_all(ws.send(event.response()))
+                    elif isinstance(event, CloseConnection):
+                        await stream.send_all(ws.send(event.response()))
+                        return
+                    self._notify()
+
+
+HELLO = {"type": "hello", "mode": "live", "source": "bluesky", "stream": "sample", "track": []}
+
+
+async def test_profiles_name_the_authors_of_later_posts(nursery: trio.Nursery) -> None:
+    profile = {"did": DID, "handle": "alice.bsky.social", "name": "Alice", "avatar": None}
+    server = FakeServer(
+        [
+            HELLO,
+            {"type": "tweet", "tweet": bluesky_post("before", "at-1")},
+            {"type": "profile", "profile": profile},
+            {"type": "tweet", "tweet": bluesky_post("after", "at-2")},
+            {"type": "delete", "id_str": "at-1"},
+        ]
+    )
+    await server.start(nursery)
+    text, json = Streams(), Streams()
+    with trio.fail_after(TIMEOUT):
+        text.start(nursery, server.url)
+        json.start(nursery, server.url, json_lines=True)
+        await text.out.wait_until(lambda out: len(out) == 3)
+        await json.out.wait_until(lambda out: len(out) == 4)
+    assert lines(text.out) == [
+        f"20:19:24 @{DID} ({DID}): before <{POST_URL}>",
+        f"20:19:24 @alice.bsky.social (Alice): after <{POST_URL}>",
+        f"✗ deleted: 20:19:24 @{DID} (id at-1)",
+    ]
+    assert lines(text.err) == ["connected: sample stream"]
+    got = [orjson.loads(line) for line in lines(json.out)]
+    assert got[0]["id_str"] == "at-1"
+    assert got[1] == {"type": "profile", "profile": profile}
+    assert got[2]["user"]["screen_name"] == DID  # JSON passes frames on as they came
+    assert got[3] == {"type": "delete", "id_str": "at-1"}
+    nursery.cancel_scope.cancel()
+
+
+async def test_pings_keep_a_quiet_connection(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeServer([HELLO])
+    await server.start(nursery)
+    streams = Streams()
+    with trio.fail_after(PING_INTERVAL * 10):
+        streams.start(nursery, server.url)
+        await streams.err.wait_until(lambda err: hellos(err) == 1)
+        started = trio.current_time()
+        await server.wait_until(lambda s: s.pings == 5)
+    assert trio.current_time() - started == pytest.approx(5 * PING_INTERVAL, abs=0.5)
+    assert server.connections == 1
+    assert lines(streams.err) == ["connected: sample stream"]
+    nursery.cancel_scope.cancel()
+
+
+async def test_an_unanswered_ping_drops_the_connection_and_reconnects(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = FakeServer([HELLO], answer_pings=False)
+    await server.start(nursery)
+    streams = Streams()
+    with trio.fail_after(PING_INTERVAL * 10):
+        streams.start(nursery, server.url)
+        await streams.err.wait_until(lambda err: hellos(err) == 1)
+        started = trio.current_time()
+        await streams.err.wait_until(lambda err: any("ping" in line for line in err))
+        gave_up = trio.current_time()
+        await streams.err.wait_until(lambda err: hellos(err) == 2)
+    # The pong's wait starts with the first ping; closing the dead socket then takes a while.
+    assert gave_up - started >= PING_INTERVAL + PONG_TIMEOUT
+    assert gave_up - started <= PING_INTERVAL + PONG_TIMEOUT + 10
+    assert server.connections == 2
+    assert lines(streams.err)[1] == (
+        f"no answer to a ping within {PONG_TIMEOUT:g}s; reconnecting in {FAST_RETRY:.1f}s"
+    )
+    nursery.cancel_scope.cancel()
+
+
+async def test_the_server_answers_the_keep_alive_pings(
+    make_served: Callable[..., Any], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Minutes of virtual quiet against the real app: one connection, and tweets still arrive."""
+    served: Served = await make_served()
+    streams = Streams()
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(PING_INTERVAL * 20):
+            streams.start(nursery, served.ws_url)
+            await streams.err.wait_until(lambda err: hellos(err) == 1)
+            await trio.sleep(PING_INTERVAL * 6)
+            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+            served.emulator.inject(status("still here", new_id(), screen_name="ada"))
+            await streams.out.wait_until(lambda out: len(out) == 1)
+        nursery.cancel_scope.cancel()
+    assert hellos(lines(streams.err)) == 1
+    assert not any("ping" in line or "reconnecting" in line for line in lines(streams.err))

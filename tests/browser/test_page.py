@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
 from pats_trio.matching import matches_any, parse_track, tweet_terms
 from pats_trio.tweets import trim
@@ -219,6 +220,168 @@ def test_a_delete_frame_removes_its_card(page: Page, stack: Stack) -> None:
     assert stack.emulator.inject_raw(delete, "sample") == 1
     expect(card(page, 2)).to_have_count(0)
     assert card_ids(page) == [3, 1]
+
+
+def test_a_card_links_to_its_network_and_says_which_it_is(page: Page, stack: Stack) -> None:
+    open_page(page, stack)
+    show(page, stack, [status(5, "structured #concurrency", screen_name="ada", name="Ada")])
+    tweet = card(page, 5)
+    expect(tweet).to_have_attribute("data-source", "emulator")
+    expect(tweet).to_have_attribute("data-user-id", "42")
+    expect(tweet.locator(".network")).to_have_text("Demo")
+    expect(tweet.locator("a.permalink")).to_have_attribute(
+        "href", "https://twitter.com/ada/status/5"
+    )
+    expect(tweet.locator("a.author")).to_have_attribute("href", "https://twitter.com/ada")
+    expect(tweet.locator("a.hashtag")).to_have_attribute(
+        "href", "https://twitter.com/hashtag/concurrency"
+    )
+
+
+# --- Bluesky frames, from a WebSocket the test plays the server on ------------------------------
+# The server cannot send these yet, so Playwright answers the page's /ws itself: the page, its
+# modules and its CSP are the real ones, the frames are the shape the Bluesky source will send.
+
+ALICE = "did:plc:alice2bsky"
+BOB = "did:plc:bob3bsky"
+# A 1x1 PNG: the test context may not load images from the network.
+PIXEL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhf"
+    "DwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+BLUESKY_HELLO = {"type": "hello", "mode": "live", "source": "bluesky", "stream": "sample"}
+
+
+def entity_spans(text: str, prefix: str) -> list[tuple[str, list[int]]]:
+    """Each `#word` or `@handle` in `text`, without its prefix, and its code point indices."""
+    pattern = re.escape(prefix) + r"([\w.]+\w)"
+    return [(m.group(1), [m.start(), m.end()]) for m in re.finditer(pattern, text)]
+
+
+def bluesky_post(rkey: str, text: str, did: str, **extra: Any) -> dict[str, Any]:
+    """A post as the Bluesky source sends it before its author's profile: the DID stands in for
+    the handle and the name, and there is no avatar."""
+    return {
+        "id_str": rkey,
+        "text": text,
+        "created_at": time.strftime("%a %b %d %H:%M:%S +0000 %Y", time.gmtime()),
+        "timestamp_ms": int(time.time() * 1000),
+        "lang": "en",
+        "source": "bluesky",
+        "url": f"https://bsky.app/profile/{did}/post/{rkey}",
+        "user": {
+            "id_str": did,
+            "name": did,
+            "screen_name": did,
+            "profile_image_url_https": None,
+            "verified": False,
+        },
+        "entities": {
+            "hashtags": [{"text": t, "indices": i} for t, i in entity_spans(text, "#")],
+            "user_mentions": [
+                {"screen_name": h, "name": None, "id_str": None, "indices": i}
+                for h, i in entity_spans(text, "@")
+            ],
+            "urls": [],
+        },
+        **extra,
+    }
+
+
+def serve_frames(page: Page, first: list[dict[str, Any]]) -> Callable[..., None]:
+    """Answer the page's WebSocket with `first`; returns a function that sends more frames."""
+    sockets: list[WebSocketRoute] = []
+
+    def accept(ws: WebSocketRoute) -> None:
+        sockets.append(ws)
+        for frame in first:
+            ws.send(orjson.dumps(frame).decode())
+
+    page.route_web_socket(re.compile(r"/ws(\?.*)?$"), accept)
+
+    def send(*frames: dict[str, Any]) -> None:
+        assert len(sockets) == 1, "the page opened more than one socket"
+        for frame in frames:
+            sockets[0].send(orjson.dumps(frame).decode())
+
+    return send
+
+
+def test_bluesky_posts_link_to_bluesky_and_profiles_fill_in_their_authors(
+    page: Page, stack: Stack
+) -> None:
+    first = bluesky_post("3kaaa1", "hello #trio from @bob.bsky.social", ALICE)
+    quote = bluesky_post("3kbbb2", "look at this", BOB, quoted_status=first)
+    send = serve_frames(
+        page, [BLUESKY_HELLO, {"type": "tweet", "tweet": first}, {"type": "tweet", "tweet": quote}]
+    )
+    page.goto(stack.url)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    alice = page.locator(f'{CARDS}[data-id="3kaaa1"]')
+    bob = page.locator(f'{CARDS}[data-id="3kbbb2"]')
+    expect(bob).to_have_count(1)
+
+    expect(alice).to_have_attribute("data-source", "bluesky")
+    expect(alice).to_have_attribute("data-user-id", ALICE)
+    expect(alice.locator(".network")).to_have_text("Bluesky")
+    expect(alice.locator("a.permalink")).to_have_attribute("href", first["url"])
+    expect(alice.locator("a.permalink")).to_have_attribute("title", "Open on Bluesky")
+    expect(alice.locator("a.hashtag")).to_have_attribute("href", "https://bsky.app/hashtag/trio")
+    expect(alice.locator("a.mention")).to_have_attribute(
+        "href", "https://bsky.app/profile/bob.bsky.social"
+    )
+    # Until the profile comes, the DID is all there is, and bsky.app takes it as a profile.
+    expect(alice.locator("a.author")).to_have_attribute("href", f"https://bsky.app/profile/{ALICE}")
+    expect(alice.locator(".handle")).to_have_text(f"@{ALICE}")
+    expect(alice.locator(".avatar-initials")).to_have_count(1)
+    expect(bob.locator(".quote .name")).to_have_text(ALICE)
+
+    profile = {"did": ALICE, "handle": "alice.bsky.social", "name": "Alice", "avatar": PIXEL}
+    send({"type": "profile", "profile": profile})
+    expect(alice.locator(".byline .name")).to_have_text("Alice")
+    expect(alice.locator(".byline .handle")).to_have_text("@alice.bsky.social")
+    for link in (alice.locator("a.author"), alice.locator("a.avatar-link")):
+        expect(link).to_have_attribute("href", "https://bsky.app/profile/alice.bsky.social")
+    expect(alice.locator("img.avatar")).to_have_attribute("src", PIXEL)
+    expect(alice.locator(".avatar-initials")).to_have_count(0)
+    expect(bob.locator(".quote .name")).to_have_text("Alice")  # quotes of her posts too
+    expect(bob.locator(".quote img.avatar")).to_have_attribute("src", PIXEL)
+    expect(bob.locator(".byline .name").first).to_have_text(BOB)  # and nobody else
+    expect(alice.locator("a.permalink")).to_have_attribute("href", first["url"])
+
+    # A later post still names her by DID: the page remembers whom the DID belongs to.
+    send({"type": "tweet", "tweet": bluesky_post("3kccc3", "again", ALICE)})
+    later = page.locator(f'{CARDS}[data-id="3kccc3"]')
+    expect(later.locator(".byline .name")).to_have_text("Alice")
+    expect(later.locator(".byline .handle")).to_have_text("@alice.bsky.social")
+    expect(later.locator("img.avatar")).to_have_attribute("src", PIXEL)
+
+    send({"type": "delete", "id_str": "3kaaa1"})
+    expect(alice).to_have_count(0)
+    assert page.locator(CARDS).evaluate_all("cards => cards.map(c => c.dataset.id)") == [
+        "3kccc3",
+        "3kbbb2",
+    ]
+
+
+def test_each_card_says_which_network_it_came_from(page: Page, stack: Stack) -> None:
+    twitter = {**bluesky_post("1001", "from twitter #python", "7"), "source": "twitter"}
+    del twitter["url"]
+    twitter["user"] = {"id_str": "7", "name": "Ada", "screen_name": "ada"}
+    frames: list[dict[str, Any]] = [
+        {**BLUESKY_HELLO, "source": "twitter"},
+        {"type": "tweets", "tweets": [twitter, bluesky_post("3kddd4", "from bluesky", BOB)]},
+    ]
+    serve_frames(page, frames)
+    page.goto(stack.url)
+    expect(page.locator(f"{CARDS} .network")).to_have_text(["Bluesky", "Twitter"])
+    tweet = page.locator(f'{CARDS}[data-id="1001"]')
+    expect(tweet.locator("a.permalink")).to_have_attribute(
+        "href", "https://twitter.com/ada/status/1001"
+    )
+    expect(tweet.locator("a.hashtag")).to_have_attribute(
+        "href", "https://twitter.com/hashtag/python"
+    )
 
 
 def png_size(data: bytes) -> tuple[int, int]:
