@@ -308,3 +308,46 @@ async def test_a_new_worker_reads_history_from_the_stream(deployment: Deployment
                 assert (await newcomer.next_of("hello"))["worker"] == "new"
                 got = await newcomer.tweets(5)
         assert [t["id_str"] for t in got] == [str(600 + i) for i in range(3, 8)]
+
+
+async def test_metrics_and_readiness_report_redis_ownership_and_lag(
+    deployment: Deployment,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        owner = await deployment.add_worker("m-owner")
+        await deployment.wait_for_owner()
+        other = await deployment.add_worker("m-other")
+        emulator = deployment.emulator
+        async with open_websocket_url(other.ws_url) as ws:
+            viewer = Viewer(ws)
+            await viewer.next_of("hello")
+            await emulator.wait_until(lambda e: bool(e.open_connections("sample")))
+            await wait_for(lambda: other.broker.connected)
+            emulator.inject(status("counted", 1000))
+            await viewer.tweets(1)
+            async with httpx.AsyncClient() as client:
+                metrics = {
+                    worker.app.hub.worker_id: (await client.get(worker.http_url + "/metrics")).text
+                    for worker in (owner, other)
+                }
+                ready = (await client.get(other.http_url + "/readyz")).json()
+    assert "pats_upstream_owner 1.0" in metrics["m-owner"]
+    assert "pats_upstream_owner 0.0" in metrics["m-other"]
+    assert "pats_redis_connected 1.0" in metrics["m-other"]
+    assert "pats_redis_lag_seconds " in metrics["m-other"]
+    published = [
+        line
+        for line in metrics["m-owner"].splitlines()
+        if line.startswith("pats_redis_published_total")
+    ]
+    # hello-time statuses plus the tweet: the owner put them all on the stream.
+    assert published
+    assert float(published[0].split()[1]) >= 1
+    assert ready["broker"] == {
+        "mode": "redis",
+        "redis": "connected",
+        "worker": "m-other",
+        "owner": False,
+        "lag_seconds": ready["broker"]["lag_seconds"],
+    }
+    assert 0 <= ready["broker"]["lag_seconds"] < 5
