@@ -30,6 +30,11 @@ def serve_command(args: argparse.Namespace) -> None:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)
+    if args.workers > 1:
+        from pats_trio.supervisor import Supervisor
+
+        configure_logging(settings.log_level, settings.log_format)
+        raise SystemExit(Supervisor(settings, args.workers, overrides).run())
     app = create_app(settings)
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
@@ -43,6 +48,9 @@ def emulate_command(args: argparse.Namespace) -> None:
     from pats_trio.emulator import Emulator, serve_emulator
 
     configure_logging(args.log_level)
+    if args.jetstream:
+        jetstream_command(args)
+        return
     emulator = Emulator(rate=args.rate, seed=args.seed, control=args.control)
 
     async def main() -> None:
@@ -60,6 +68,33 @@ def emulate_command(args: argparse.Namespace) -> None:
     trio.run(main)
 
 
+def jetstream_command(args: argparse.Namespace) -> None:
+    """Bluesky's Jetstream and AppView on one port, as its own process (tests, demos)."""
+    from pats_trio.emulator.jetstream import JetstreamEmulator, serve_jetstream
+
+    emulator = JetstreamEmulator(rate=args.rate, seed=args.seed, control=args.control)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(
+                lambda task_status: serve_jetstream(
+                    emulator, host=args.host, port=args.port, task_status=task_status
+                )
+            )
+            # One line with both URLs: the browser tests read it to find the emulator.
+            banner = f"emulating Bluesky's Jetstream at {urls.jetstream}"
+            print(f"{banner} and the AppView at {urls.appview}", flush=True)
+            print(
+                "point pats-trio at it with PATS_SOURCE=bluesky "
+                f"PATS_BLUESKY_HOSTS={urls.jetstream} PATS_BLUESKY_APPVIEW={urls.appview}",
+                flush=True,
+            )
+            await _until_signalled()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
 def tail_command(args: argparse.Namespace) -> None:
     from pats_trio.tail import run
 
@@ -70,21 +105,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pats-trio", description="Realtime tweets in the browser, on Trio."
     )
-    parser.set_defaults(handler=serve_command, host=None, port=None)
+    parser.set_defaults(handler=serve_command, host=None, port=None, workers=1)
     commands = parser.add_subparsers(title="commands")
     run = commands.add_parser("serve", help="serve the app (the default)")
     run.add_argument("--host", help="address to bind (PATS_HOST, default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to bind (PATS_PORT, default 8000)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on one port, each replaced if it dies (more than 1: set REDIS_URL)",
+    )
     run.set_defaults(handler=serve_command)
-    emulate = commands.add_parser("emulate", help="run the streaming-API emulator on its own")
+    emulate = commands.add_parser(
+        "emulate",
+        help="run the streaming-API emulator (or, with --jetstream, Bluesky's) on its own",
+    )
     emulate.add_argument("--host", default="127.0.0.1")
     emulate.add_argument("--port", type=int, default=8001)
-    emulate.add_argument("--rate", type=float, default=5.0, help="sample tweets per second")
+    emulate.add_argument(
+        "--jetstream",
+        action="store_true",
+        help="emulate Bluesky's Jetstream and AppView (for PATS_SOURCE=bluesky) instead of Twitter",
+    )
+    emulate.add_argument(
+        "--rate", type=float, default=5.0, help="sample tweets (or Jetstream events) per second"
+    )
     emulate.add_argument("--seed", type=int, default=None, help="make the stream repeatable")
     emulate.add_argument(
         "--control",
         action="store_true",
-        help="serve the test control API under /_control (inject tweets, list connections)",
+        help="serve the test control API under /_control (inject tweets or posts, list "
+        "connections)",
     )
     emulate.add_argument("--log-level", default="INFO")
     emulate.set_defaults(handler=emulate_command)

@@ -46,12 +46,12 @@ async def serve_control(
 ) -> None:
     """Answer one HTTP request under ``/_control``."""
     try:
-        body = await _read_body(receive)
+        body = await read_body(receive)
         result = _dispatch(emulator, scope, body)
     except ControlError as error:
-        await _respond(send, error.status, orjson.dumps({"error": error.message}))
+        await respond(send, error.status, orjson.dumps({"error": error.message}))
         return
-    await _respond(send, 200, orjson.dumps(result))
+    await respond(send, 200, orjson.dumps(result))
 
 
 def _dispatch(emulator: Emulator, scope: Mapping[str, Any], body: bytes) -> Any:
@@ -112,7 +112,8 @@ def _record(record: ConnectionRecord) -> dict[str, Any]:
     }
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body, refused with 413 past `MAX_CONTROL_BODY_BYTES`."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -131,7 +132,8 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def _respond(send: Send, status: int, body: bytes) -> None:
+async def respond(send: Send, status: int, body: bytes) -> None:
+    """A JSON response; shared with the Jetstream emulator's control API."""
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -18,6 +18,10 @@ account events. Every stream has a bounded channel; a full one misses events, co
 Tests inject with `post`, `delete`, `identity`, `account`, `inject` and `inject_raw`, break
 streams with `refuse_next`, `drop_streams` and `stall_streams`, and observe `connections` (with
 the cursor each asked for), `profile_calls` and `wait_until`. All scheduling uses trio's clock.
+
+Built with ``control=True`` (``pats-trio emulate --jetstream --control``) it also answers the
+test-only HTTP control API of `pats_trio.emulator.jetstream_control` under ``/_control``, so tests
+can drive it when it runs as its own process. Never mount it anywhere but tests.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from pats_trio.emulator.control import CONTROL_PREFIX
 from pats_trio.emulator.corpus import USERS, TweetFactory, User, avatar_uri
 
 LOGGER = logging.getLogger(__name__)
@@ -246,10 +251,12 @@ class JetstreamEmulator:
         rate: float = 5.0,
         seed: int | None = None,
         history_size: int = HISTORY_SIZE,
+        control: bool = False,
     ) -> None:
         if rate < 0:
             raise ValueError("rate must not be negative")
         self.rate = rate
+        self.control = control
         self.factory = TweetFactory(seed)
         self._rng = random.Random(None if seed is None else f"jetstream:{seed}")
         self.history: deque[_Item] = deque(maxlen=history_size)
@@ -592,7 +599,14 @@ class JetstreamEmulator:
         await send({"type": "websocket.http.response.body", "body": body})
 
     async def _http(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
-        if scope["path"] != GET_PROFILES_PATH:
+        path = scope["path"]
+        if self.control and (path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")):
+            # Imported here: the control module builds on this one's RichText.
+            from pats_trio.emulator.jetstream_control import serve_jetstream_control
+
+            await serve_jetstream_control(self, scope, receive, send)
+            return
+        if path != GET_PROFILES_PATH:
             await _respond(send, 404, {"error": "MethodNotImplemented", "message": "Not Found"})
             return
         if scope["method"] != "GET":
@@ -701,4 +715,6 @@ async def serve_jetstream(
         nursery.start_soon(emulator.generate)
         urls = JetstreamURLs("ws" + binds[0].removeprefix("http"), binds[0])
         LOGGER.info("jetstream emulator at %s (%.1f events/s)", urls.jetstream, emulator.rate)
+        if emulator.control:
+            LOGGER.warning("jetstream emulator: control API open at %s%s", binds[0], CONTROL_PREFIX)
         task_status.started(urls)
