@@ -12,6 +12,8 @@ function secondsUntil(at, now) {
  *   live          tweets are flowing (or will, as soon as there are any)
  *   reconnecting  our WebSocket closed; "Reconnecting in Ns"
  *   backoff       the server's upstream connection is backing off; "retrying in Ns"
+ *   degraded      our socket is fine but the server lost its feed (Redis) and is reconnecting;
+ *                 tweets pause meanwhile, "Reconnecting to the feed… (Ns)"
  *   idle          the server has no upstream connection open right now
  *   error         a rejected filter, or an upstream error
  */
@@ -90,6 +92,9 @@ export class Indicator {
       case 'error':
         return { state: 'error', text: `No connection to ${source}${retry ? ` (retry in ${retry}s)` : ''}`,
           title: upstream.reason };
+      case 'degraded':
+        return { state: 'degraded', text: `Reconnecting to the feed…${retry ? ` (${retry}s)` : ''}`,
+          title: upstream.reason || 'The server lost its feed of tweets and is reconnecting; tweets resume by themselves' };
       case 'idle':
         return { state: 'idle', text: 'Idle', title: upstream.reason || 'Waiting for the stream to start' };
       default:

@@ -1,8 +1,11 @@
-"""Real-browser fixtures: Debian's chromium through Playwright's sync API, and the streaming-API
-emulator and the server as real processes on loopback.
+"""Real-browser fixtures: Debian's chromium through Playwright's sync API, and the emulators and
+the server as real processes on loopback.
 
-The emulator runs with its control API (``pats-trio emulate --control``), so a test injects the
-exact tweets it wants and waits until the server's upstream connection is open before it does.
+Two stacks: the streaming-API emulator with a server reading it (`start_stack`, `stack`), and the
+Jetstream + AppView emulator with a server on ``PATS_SOURCE=bluesky`` (`bluesky_stack`). Each
+emulator runs with its control API (``pats-trio emulate [--jetstream] --control``), so a test
+injects the exact tweets or posts it wants and waits until the server's upstream connection is
+open before it does.
 Every wait is bounded: Playwright's own timeouts, deadlines on every polling loop, and a per-test
 watchdog that kills the processes when a test overruns (`TEST_TIMEOUT`), with a hard exit of the
 whole run as the last resort.
@@ -19,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +57,11 @@ PROCESS_EXIT_TIMEOUT = 10.0
 POLL_INTERVAL = 0.05
 # Requests to anything but loopback fail at once, so the page never waits on the network.
 OFF_LOOPBACK = re.compile(r"^https?://(?!127\.0\.0\.1[:/])")
-EMULATOR_BANNER = re.compile(r"emulating the Twitter streaming API at (http://\S+)")
+# Up to the line's end, so that a log read while the line is being written is not taken.
+EMULATOR_BANNER = re.compile(r"emulating the Twitter streaming API at (http://\S+)\r?\n")
+JETSTREAM_BANNER = re.compile(
+    r"emulating Bluesky's Jetstream at (ws://\S+) and the AppView at (http://\S+)\r?\n"
+)
 
 
 class WaitTimeoutError(Exception):
@@ -134,6 +141,22 @@ class Service:
             self.kill()
 
 
+def read_banner(service: Service, banner: re.Pattern[str]) -> re.Match[str]:
+    """Start `service` and wait until its log shows `banner`: it prints its URLs there once it
+    listens (``--port 0`` picks a free port, so the banner is the only place to learn it)."""
+    service.start()
+    found: list[re.Match[str]] = []
+
+    def printed() -> bool:
+        match = banner.search(service.log())
+        if match is not None:
+            found.append(match)
+        return match is not None or not service.check_running()
+
+    wait_for(printed, STARTUP_TIMEOUT, f"{service.name} to start")
+    return found[0]
+
+
 @dataclass
 class EmulatorProcess:
     """``pats-trio emulate --control`` and a client for its control API."""
@@ -148,20 +171,17 @@ class EmulatorProcess:
         argv += ["--rate", str(rate), "--seed", str(seed)]
         service = Service("emulator", argv, clean_env(), log_dir / "emulator.log")
         emulator = cls(service)
-        service.start()
-        found: list[str] = []
-
-        def banner() -> bool:
-            found[:] = EMULATOR_BANNER.findall(service.log())
-            return bool(found) or not service.check_running()
-
         try:
-            wait_for(banner, STARTUP_TIMEOUT, "the emulator to start")
+            emulator.base_url = read_banner(service, EMULATOR_BANNER).group(1)
         except BaseException:
             emulator.close()
             raise
-        emulator.base_url = found[0]
         return emulator
+
+    @property
+    def server_env(self) -> dict[str, str]:
+        """What points a server at this emulator (unsigned)."""
+        return {"TWITTER_STREAM_URL": self.base_url}
 
     @property
     def control_url(self) -> str:
@@ -215,19 +235,106 @@ class EmulatorProcess:
 
 
 @dataclass
+class JetstreamProcess:
+    """``pats-trio emulate --jetstream --control``: Bluesky's Jetstream and AppView on one port,
+    and a client for its control API."""
+
+    service: Service
+    ws_url: str = ""
+    http_url: str = ""
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=WAIT_MS / 1000))
+
+    @classmethod
+    def start(cls, log_dir: Path) -> JetstreamProcess:
+        argv = [sys.executable, "-m", "pats_trio", "emulate", "--jetstream", "--control"]
+        argv += ["--port", "0", "--rate", "0", "--seed", "1"]
+        service = Service("jetstream", argv, clean_env(), log_dir / "jetstream.log")
+        emulator = cls(service)
+        try:
+            emulator.ws_url, emulator.http_url = read_banner(service, JETSTREAM_BANNER).groups()
+        except BaseException:
+            emulator.close()
+            raise
+        return emulator
+
+    @property
+    def server_env(self) -> dict[str, str]:
+        """What points a server at this emulator: Jetstream and the AppView are both here."""
+        return {
+            "PATS_SOURCE": "bluesky",
+            "PATS_BLUESKY_HOSTS": self.ws_url,
+            "PATS_BLUESKY_APPVIEW": self.http_url,
+        }
+
+    def _control(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        response = self.http.post(f"{self.http_url}/_control{path}", json=dict(body))
+        if response.is_error:
+            raise AssertionError(f"control {path}: HTTP {response.status_code} {response.text}")
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def post(self, did: str, text: str, **fields: Any) -> dict[str, Any]:
+        """Post now; returns the event as every stream got it (``commit.rkey``, ``time_us``)."""
+        return self._control("/post", {"did": did, "text": text, **fields})
+
+    def delete(self, did: str, rkey: str) -> dict[str, Any]:
+        return self._control("/delete", {"did": did, "rkey": rkey})
+
+    def set_profile(
+        self, did: str, handle: str, name: str | None = None, avatar: str | None = None
+    ) -> None:
+        """What the AppView answers for `did` from now on."""
+        self._control("/profile", {"did": did, "handle": handle, "name": name, "avatar": avatar})
+
+    def set_profile_latency(self, seconds: float) -> None:
+        """getProfiles answers only after `seconds`: profiles arrive after their posts."""
+        self._control("/profile-latency", {"seconds": seconds})
+
+    def connections(self) -> list[dict[str, Any]]:
+        response = self.http.get(f"{self.http_url}/_control/connections")
+        response.raise_for_status()
+        records: list[dict[str, Any]] = response.json()
+        return records
+
+    def wait_for_stream(self, *, after: int = 0) -> dict[str, Any]:
+        """The open `/subscribe` stream whose id is greater than `after`, once there is one."""
+        found: list[dict[str, Any]] = []
+
+        def is_open() -> bool:
+            self.service.check_running()
+            found[:] = [r for r in self.connections() if r["open"] and r["id"] > after]
+            return bool(found)
+
+        wait_for(is_open, WAIT_MS / 1000, "an open Jetstream stream")
+        return found[-1]
+
+    def close(self) -> None:
+        self.http.close()
+        self.service.stop()
+
+
+@dataclass
 class ServerProcess:
-    """``pats-trio serve`` on a fixed loopback port, reading the emulator unsigned."""
+    """``pats-trio serve`` on a fixed loopback port, reading an emulator unsigned."""
 
     service: Service
     port: int
 
     @classmethod
-    def start(cls, log_dir: Path, emulator: EmulatorProcess) -> ServerProcess:
+    def start(
+        cls, log_dir: Path, upstream_env: Mapping[str, str], *, history: int = 0
+    ) -> ServerProcess:
+        """`upstream_env` points it at an emulator (its `server_env`). `history` is how many
+        recent tweets a new viewer is sent at once (PATS_HISTORY)."""
         port = free_port()
         env = clean_env(
-            TWITTER_STREAM_URL=emulator.base_url,
+            **upstream_env,
             PATS_FILTER_DEBOUNCE_SECONDS="0.1",
             LOG_LEVEL="INFO",
+            # Off unless a test asks for it: the server would replay its most recent matching
+            # tweets to every new page (and to every filter change), and most tests check that
+            # a page shows exactly the tweets they injected after it opened.
+            PATS_HISTORY=str(history),
         )
         argv = [sys.executable, "-m", "pats_trio", "serve", "--port", str(port)]
         server = cls(Service("server", argv, env, log_dir / "server.log"), port)
@@ -282,6 +389,59 @@ class Stack:
     @property
     def url(self) -> str:
         return self.server.url + "/"
+
+
+@dataclass
+class BlueskyStack:
+    """The Jetstream + AppView emulator, a server on ``PATS_SOURCE=bluesky``, and the page."""
+
+    jetstream: JetstreamProcess
+    server: ServerProcess
+
+    @property
+    def url(self) -> str:
+        return self.server.url + "/"
+
+
+class Stacks:
+    """Starts the processes of a test's stacks, and stops them all (servers first) after it."""
+
+    def __init__(self, tmp_path: Path, watchdog: Watchdog) -> None:
+        self.tmp_path = tmp_path
+        self.watchdog = watchdog
+        self.servers: list[ServerProcess] = []
+        self.emulators: list[EmulatorProcess | JetstreamProcess] = []
+
+    def _log_dir(self) -> Path:
+        log_dir = self.tmp_path / f"stack{len(self.servers)}"
+        log_dir.mkdir()
+        return log_dir
+
+    def _server(
+        self, log_dir: Path, emulator: EmulatorProcess | JetstreamProcess, history: int
+    ) -> ServerProcess:
+        self.emulators.append(emulator)
+        self.watchdog.services.append(emulator.service)
+        server = ServerProcess.start(log_dir, emulator.server_env, history=history)
+        self.servers.append(server)
+        self.watchdog.services.append(server.service)
+        return server
+
+    def twitter(self, *, rate: float = 0.0, seed: int = 1, history: int = 0) -> Stack:
+        log_dir = self._log_dir()
+        emulator = EmulatorProcess.start(log_dir, rate=rate, seed=seed)
+        return Stack(emulator, self._server(log_dir, emulator, history))
+
+    def bluesky(self, *, history: int = 0) -> BlueskyStack:
+        log_dir = self._log_dir()
+        jetstream = JetstreamProcess.start(log_dir)
+        return BlueskyStack(jetstream, self._server(log_dir, jetstream, history))
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.service.stop()
+        for emulator in self.emulators:
+            emulator.close()
 
 
 class Watchdog:
@@ -339,13 +499,11 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(
-    request: pytest.FixtureRequest, browser: Browser, start_stack: Callable[..., Stack]
-) -> Iterator[Page]:
-    """A fresh context and page; fails the test on any uncaught error in the page.
+def page(request: pytest.FixtureRequest, browser: Browser, stacks: Stacks) -> Iterator[Page]:
+    """A fresh context and page; fails the test on any uncaught error in any page of it.
 
     Indirect parametrization passes extra context options, such as ``{"bypass_csp": True}``.
-    It depends on `start_stack` only to be closed before the processes stop: a server with no
+    It depends on `stacks` only to be closed before the processes stop: a server with no
     open WebSocket shuts down at once instead of waiting out hypercorn's graceful timeout.
     """
     options: dict[str, Any] = getattr(request, "param", {})
@@ -359,9 +517,10 @@ def page(
     context.set_default_timeout(WAIT_MS)
     context.set_default_navigation_timeout(WAIT_MS)
     context.route(OFF_LOOPBACK, lambda route: route.abort())
-    page = context.new_page()
     errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    # Every page of the context, so that a test's second page is watched too.
+    context.on("page", lambda new: new.on("pageerror", lambda error: errors.append(str(error))))
+    page = context.new_page()
     try:
         yield page
     finally:
@@ -370,32 +529,30 @@ def page(
 
 
 @pytest.fixture
-def start_stack(tmp_path: Path, watchdog: Watchdog) -> Iterator[Callable[..., Stack]]:
-    """Start an emulator process and a server process reading it; both stop after the test."""
-    started: list[Stack] = []
+def stacks(tmp_path: Path, watchdog: Watchdog) -> Iterator[Stacks]:
+    """The processes a test starts; all of them stop after the test."""
+    started = Stacks(tmp_path, watchdog)
+    try:
+        yield started
+    finally:
+        started.close()
 
-    def start(*, rate: float = 0.0, seed: int = 1) -> Stack:
-        log_dir = tmp_path / f"stack{len(started)}"
-        log_dir.mkdir()
-        emulator = EmulatorProcess.start(log_dir, rate=rate, seed=seed)
-        watchdog.services.append(emulator.service)
-        try:
-            server = ServerProcess.start(log_dir, emulator)
-        except BaseException:
-            emulator.close()
-            raise
-        watchdog.services.append(server.service)
-        stack = Stack(emulator, server)
-        started.append(stack)
-        return stack
 
-    yield start
-    for stack in started:
-        stack.server.service.stop()
-        stack.emulator.close()
+@pytest.fixture
+def start_stack(stacks: Stacks) -> Callable[..., Stack]:
+    """Start an emulator process and a server process reading it:
+    ``start_stack(rate=..., seed=..., history=...)``."""
+    return stacks.twitter
 
 
 @pytest.fixture
 def stack(start_stack: Callable[..., Stack]) -> Stack:
     """A server on an emulator that sends only the tweets a test injects."""
     return start_stack()
+
+
+@pytest.fixture
+def bluesky_stack(stacks: Stacks) -> BlueskyStack:
+    """A server on ``PATS_SOURCE=bluesky`` reading a Jetstream emulator that sends only the
+    posts a test makes, and whose AppView knows only the corpus and the profiles a test sets."""
+    return stacks.bluesky()

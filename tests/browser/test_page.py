@@ -1,9 +1,12 @@
 """The page in a real browser: tweets, the filter form and history, reconnecting, pause, the card
-cap, safe rendering, deletes, and the README's screenshot.
+cap, safe rendering, deletes, recent tweets for a new page, the indicator's states, Bluesky posts
+end to end, and the README's screenshot.
 
-Each test starts its own emulator and server processes (`stack`) and opens the page in a fresh
-browser context. Tweets are injected through the emulator's control API once the server's
-upstream connection for the stream in question is open, so what reaches the page is known.
+Each test starts its own emulator and server processes (`stack`, or `bluesky_stack` for the
+Jetstream emulator and a server on ``PATS_SOURCE=bluesky``) and opens the page in a fresh browser
+context. Tweets and posts are injected through the emulator's control API once the server's
+upstream connection is open, so what reaches the page is known. A few tests play the server on
+the page's WebSocket instead (`serve_frames`), for frames a real stack sends only on a fault.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from playwright.sync_api import Locator, Page, WebSocketRoute, expect
 
 from pats_trio.matching import matches_any, parse_track, tweet_terms
 from pats_trio.tweets import trim
-from tests.browser.conftest import RECONNECT_MS, Stack
+from tests.browser.conftest import RECONNECT_MS, BlueskyStack, Stack
 
 CARDS = "#tweets article.tweet[data-id]"
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,8 +242,9 @@ def test_a_card_links_to_its_network_and_says_which_it_is(page: Page, stack: Sta
 
 
 # --- Bluesky frames, from a WebSocket the test plays the server on ------------------------------
-# The server cannot send these yet, so Playwright answers the page's /ws itself: the page, its
-# modules and its CSP are the real ones, the frames are the shape the Bluesky source will send.
+# Playwright answers the page's /ws itself: the page, its modules and its CSP are the real ones,
+# the frames are the shape the Bluesky source sends, so the rendering is checked frame by frame.
+# The same posts through the real server and the Jetstream emulator are tested further down.
 
 ALICE = "did:plc:alice2bsky"
 BOB = "did:plc:bob3bsky"
@@ -411,3 +415,180 @@ def test_screenshot_of_a_filtered_page(
     if UPDATE_SCREENSHOT:
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(path, SCREENSHOT)
+
+
+# --- History: a new page starts with the most recent tweets -------------------------------------
+
+
+def test_a_new_page_starts_with_the_most_recent_tweets(
+    page: Page, start_stack: Callable[..., Stack]
+) -> None:
+    stack = start_stack(history=5)
+    open_page(page, stack)
+    pushed = show(page, stack, [status(i, f"tweet number {i}") for i in range(1, 9)])
+    assert card_ids(page) == pushed[::-1]
+
+    newcomer = page.context.new_page()
+    newcomer.goto(stack.url)
+    expect(newcomer.locator("#connection")).to_have_attribute("data-state", "live")
+    # Nothing more was injected: these five came with the page's first frames.
+    expect(newcomer.locator(CARDS)).to_have_count(5)
+    assert card_ids(newcomer) == [8, 7, 6, 5, 4]
+    expect(newcomer.locator("#empty")).to_be_hidden()
+
+
+# --- The Redis broker's degraded state, from a WebSocket the test plays the server on -----------
+
+
+def test_the_indicator_shows_a_degraded_feed_and_counts_down(page: Page, stack: Stack) -> None:
+    reason = "The server lost its connection to Redis and is reconnecting"
+    send = serve_frames(page, [{**BLUESKY_HELLO, "source": "twitter"}])
+    page.goto(stack.url)
+    connection = page.locator("#connection")
+    expect(connection).to_have_attribute("data-state", "live")
+
+    send(
+        {"type": "status", "stream": "sample", "state": "degraded", "reason": reason, "retry_in": 4}
+    )
+    expect(connection).to_have_attribute("data-state", "degraded")
+    expect(connection).to_have_attribute("title", reason)
+    expect(connection).to_have_text(re.compile(r"^Reconnecting to the feed… \([1-4]s\)$"))
+    expect(page.locator("#connection-announce")).to_contain_text("Reconnecting to the feed")
+    # The countdown runs out, and the indicator keeps saying what is going on.
+    expect(connection).to_have_text("Reconnecting to the feed…", timeout=RECONNECT_MS)
+    expect(connection).to_have_attribute("data-state", "degraded")
+    # The page's own socket never closed: no "Retry now", and the feed resumes in place.
+    expect(page.locator("#retry")).to_be_hidden()
+
+    # A status for the other stream kind is not about this page.
+    send({"type": "status", "stream": "filter", "state": "connected"})
+    send({"type": "status", "stream": "sample", "state": "connected"})
+    expect(connection).to_have_attribute("data-state", "live")
+    expect(connection).to_have_text("Live")
+
+
+# --- Bluesky through the whole stack: the Jetstream emulator, the server, the page --------------
+
+NEWCOMER = "did:plc:newcomerbbbbbbbbbbbbbbbb"
+# Records [handle, has initials] of every card as it is added to the list.
+FIRST_BYLINES = """() => {
+    window.__firstBylines = [];
+    new MutationObserver((records) => {
+        for (const node of records.flatMap((record) => [...record.addedNodes])) {
+            const handle = node.querySelector?.('.byline .handle');
+            if (handle) {
+                const initials = node.querySelector('.avatar-initials') !== null;
+                window.__firstBylines.push([handle.textContent, initials]);
+            }
+        }
+    }).observe(document.getElementById('tweets'), { childList: true });
+}"""
+
+
+def open_bluesky_page(page: Page, stack: BlueskyStack) -> dict[str, Any]:
+    """Load the page and wait until it is live and the server's Jetstream stream is open;
+    returns the emulator's record of that stream."""
+    page.goto(stack.url)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    expect(page.locator("#showing")).to_contain_text("sample stream")
+    return stack.jetstream.wait_for_stream()
+
+
+def post_card(page: Page, did: str, rkey: str) -> Locator:
+    """The card of a post: the server names a post by its AT URI."""
+    return page.locator(f'{CARDS}[data-id="at://{did}/app.bsky.feed.post/{rkey}"]')
+
+
+def post_and_show(page: Page, stack: BlueskyStack, did: str, *texts: str) -> list[str]:
+    """Post `texts` by `did` and wait until the last one's card is on the page; returns rkeys."""
+    rkeys = [stack.jetstream.post(did, text)["commit"]["rkey"] for text in texts]
+    expect(post_card(page, did, rkeys[-1])).to_have_count(1)
+    return rkeys
+
+
+def bluesky_ids(page: Page) -> list[str]:
+    ids: list[str] = page.locator(CARDS).evaluate_all("cards => cards.map(c => c.dataset.id)")
+    return [id_.rsplit("/", 1)[-1] for id_ in ids]
+
+
+def test_a_bluesky_post_reaches_the_page_labelled_and_linked(
+    page: Page, bluesky_stack: BlueskyStack
+) -> None:
+    open_bluesky_page(page, bluesky_stack)
+    expect(page.locator("#mode")).to_be_hidden()  # real posts' shape: no demo badge
+    posted = bluesky_stack.jetstream.post(ALICE, "hello #trio from the firehose", rkey="3kpost1")
+    post = post_card(page, ALICE, "3kpost1")
+    expect(post).to_have_count(1)
+    expect(post).to_have_attribute("data-source", "bluesky")
+    expect(post).to_have_attribute("data-user-id", ALICE)
+    expect(post.locator(".network")).to_have_text("Bluesky")
+    expect(post.locator(".text")).to_have_text(posted["commit"]["record"]["text"])
+    # No profile for this DID: the post's url names the author by DID.
+    expect(post.locator("a.permalink")).to_have_attribute(
+        "href", f"https://bsky.app/profile/{ALICE}/post/3kpost1"
+    )
+    expect(post.locator("a.permalink")).to_have_attribute("title", "Open on Bluesky")
+
+
+def test_a_jetstream_delete_removes_the_card(page: Page, bluesky_stack: BlueskyStack) -> None:
+    open_bluesky_page(page, bluesky_stack)
+    rkeys = post_and_show(page, bluesky_stack, BOB, "one", "two, soon deleted", "three")
+    assert bluesky_ids(page) == rkeys[::-1]
+    bluesky_stack.jetstream.delete(BOB, rkeys[1])
+    expect(post_card(page, BOB, rkeys[1])).to_have_count(0)
+    assert bluesky_ids(page) == [rkeys[2], rkeys[0]]
+
+
+def test_a_late_profile_fills_in_its_authors_card(page: Page, bluesky_stack: BlueskyStack) -> None:
+    jetstream = bluesky_stack.jetstream
+    jetstream.set_profile(NEWCOMER, "newcomer.bsky.social", "New Comer", PIXEL)
+    # The AppView answers this long after the server asks, so the card is drawn before the
+    # profile comes (the page draws new cards on the next animation frame).
+    jetstream.set_profile_latency(3.0)
+    open_bluesky_page(page, bluesky_stack)
+    # Each card's byline as it was first drawn, however late the test gets to look.
+    page.evaluate(FIRST_BYLINES)
+    [rkey] = post_and_show(page, bluesky_stack, NEWCOMER, "my first post")
+    post = post_card(page, NEWCOMER, rkey)
+    assert page.evaluate("window.__firstBylines") == [[f"@{NEWCOMER}", True]]
+
+    expect(post.locator(".byline .name")).to_have_text("New Comer")
+    expect(post.locator(".byline .handle")).to_have_text("@newcomer.bsky.social")
+    expect(post.locator("img.avatar")).to_have_attribute("src", PIXEL)
+    expect(post.locator(".avatar-initials")).to_have_count(0)
+    expect(post.locator("a.author")).to_have_attribute(
+        "href", "https://bsky.app/profile/newcomer.bsky.social"
+    )
+
+
+def test_a_filter_on_bluesky_shows_only_matching_posts_on_the_same_upstream_stream(
+    page: Page, bluesky_stack: BlueskyStack
+) -> None:
+    jetstream = bluesky_stack.jetstream
+    stream = open_bluesky_page(page, bluesky_stack)
+    post_and_show(page, bluesky_stack, ALICE, "a sample post about lunch")
+
+    page.fill("#filter", "python,  trio rust")
+    page.click("#filter-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/\?filter=python,trio%20rust$"))
+    # The server says hello for the new filter only once it routes matching posts to the page.
+    expect(page.locator("#showing .phrase")).to_have_text(["python", "trio rust"])
+    expect(page.locator(CARDS)).to_have_count(0)
+
+    candidates = [
+        ("I love Python and its typing", True),
+        ("trio is a nice library", False),
+        ("Rust; and TRIO! together", True),
+        ("nothing to see here", False),
+        ("structured concurrency with #trio in #rust", True),
+    ]
+    rkeys = [jetstream.post(ALICE, text)["commit"]["rkey"] for text, _ in candidates]
+    expected = [rkey for rkey, (_, matches) in zip(rkeys, candidates, strict=True) if matches]
+    # Posts reach the page in order, so once the last matching one shows, all of them have.
+    expect(post_card(page, ALICE, expected[-1])).to_have_count(1)
+    assert bluesky_ids(page) == expected[::-1]
+    expect(page.locator(f"{CARDS} .network")).to_have_text(["Bluesky"] * len(expected))
+
+    # Filters are matched in the server: the one Jetstream stream served both views.
+    connections = jetstream.connections()
+    assert [(c["id"], c["open"]) for c in connections] == [(stream["id"], True)]
