@@ -22,7 +22,7 @@ import httpx
 import orjson
 import pytest
 import trio
-from trio_websocket import WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from tests.redis_server import RedisServer, free_port
 from tests.support import Viewer, status
@@ -388,3 +388,70 @@ async def test_several_workers_without_redis_log_a_warning_that_says_why(tmp_pat
     text = log.read_text()
     assert "one of 2 workers" in text
     assert "breaks the one-connection-per-account rule" in text
+
+
+async def test_serve_workers_replaces_a_sigkilled_owner_and_closes_viewers_with_1001(
+    tmp_path: Path,
+) -> None:
+    """`pats-trio serve --workers 3`: one port, the owner killed outright, then SIGTERM."""
+    with trio.fail_after(TEST_TIMEOUT):
+        async with cluster(tmp_path) as running, AsyncExitStack() as stack:
+            emulator = await running.start_emulator()
+            port = free_port()
+            env = clean_env(
+                TWITTER_STREAM_URL=emulator.base_url,
+                REDIS_URL=running.redis.url,
+                PATS_REDIS_PREFIX="sup",
+                PATS_REDIS_LEASE_SECONDS=str(LEASE_SECONDS),
+                PATS_REDIS_HEARTBEAT_SECONDS="0.5",
+                PATS_LINGER_SECONDS="1",
+                PATS_MIN_RECONNECT_SECONDS="0",
+                PATS_HISTORY="0",
+                PATS_SHUTDOWN_GRACE_SECONDS="5",
+            )
+            argv = pats_trio_argv("serve", "--port", str(port), "--workers", "3")
+            supervisor: trio.Process = await running.nursery.start(
+                partial(trio.run_process, argv, env=env, cwd=tmp_path, check=False)
+            )
+            running.processes.append(supervisor)
+            url = f"http://127.0.0.1:{port}"
+            await wait_until_answering(url + "/healthz")
+            pids = await worker_pids(url, 3)
+            viewers = await viewers_on_every_worker(stack, url, 3)
+            await emulator.wait_for_open("sample")
+            owner = await wait_for_owner(running.redis, "sup")
+            await trio.sleep(0.3)
+            await emulator.inject(status("before", 1100))
+            for viewer in viewers.values():
+                await wait_for_tweets(viewer, ["1100"])
+
+            os.kill(pids[owner], signal.SIGKILL)
+            killed_at = trio.current_time()
+            survivors = {worker: v for worker, v in viewers.items() if worker != owner}
+            # A survivor takes the lease and connects upstream within the TTL.
+            while True:
+                holder = await running.redis.cli("GET", "sup:owner")
+                if holder and holder != owner:
+                    break
+                await trio.sleep(0.05)
+            await emulator.wait_for_open("sample")
+            assert trio.current_time() - killed_at < LEASE_SECONDS
+            await trio.sleep(0.3)
+            await emulator.inject(status("after", 1101))
+            for viewer in survivors.values():
+                await wait_for_tweets(viewer, ["1101"])
+            await assert_nothing_more(survivors.values())
+            # The supervisor replaced the dead worker: three workers answer again.
+            replaced = await worker_pids(url, 3)
+            assert owner not in replaced
+            assert len(set(replaced.values()) - set(pids.values())) == 1
+
+            supervisor.send_signal(signal.SIGTERM)
+            for viewer in survivors.values():
+                with pytest.raises(ConnectionClosed) as closed:
+                    await viewer.read_until_closed()
+                assert closed.value.reason is not None
+                assert closed.value.reason.code == 1001
+            with trio.fail_after(15):
+                await supervisor.wait()
+            assert supervisor.returncode == 0

@@ -1,0 +1,180 @@
+"""`pats-trio serve --workers N`: N workers on one listening socket, each replaced if it dies.
+
+hypercorn's own multi-worker mode stops every worker when one exits abnormally, so a crashed or
+SIGKILLed worker would take its siblings' viewers with it. Here the survivors carry on, the dead
+worker is replaced, and (with `REDIS_URL`) another worker takes over the upstream if the dead one
+owned it. Each worker runs the app exactly as `pats-trio serve` does, so SIGTERM closes every
+viewer with 1001 within the grace period.
+
+Error handling: a worker that keeps dying (more than `MAX_RESTARTS` in `RESTART_WINDOW` seconds)
+stops the whole server with a non-zero status rather than looping.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any
+
+import trio
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from pats_trio.config import Settings
+
+LOGGER = logging.getLogger(__name__)
+
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+EXIT_MARGIN = 5.0
+"""Seconds past the grace period before a worker that has not exited is killed."""
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [f"{settings.host}:{settings.port}"]
+    config.accesslog = None
+    config.graceful_timeout = settings.shutdown_grace_seconds
+    return config
+
+
+def run_worker(sockets: Sockets | None, overrides: Mapping[str, Any]) -> None:
+    """One worker: the app, served on the inherited sockets, until SIGTERM or SIGINT."""
+    from pats_trio.app import create_app
+    from pats_trio.config import load_settings
+
+    settings = load_settings(**overrides)
+    config = hypercorn_config(settings)
+    if sockets is not None:
+        for sock in sockets.insecure_sockets:
+            sock.listen(config.backlog)
+    app = create_app(settings)
+
+    async def until_shutdown() -> None:
+        await app.until_shutdown()
+        # The supervisor forwards the signal a terminal already sent to the whole group: a second
+        # one must not cut the graceful close short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    trio.run(
+        partial(
+            worker_serve,
+            wrap_app(app, config.wsgi_max_body_size, None),
+            config,
+            sockets=sockets,
+            shutdown_trigger=until_shutdown,
+        )
+    )
+
+
+@dataclass
+class Supervisor:
+    """Starts the workers, replaces those that die, and stops them all on a signal."""
+
+    settings: Settings
+    workers: int
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    processes: list[BaseProcess] = field(default_factory=list)
+    stopping: bool = False
+    restarts: deque[float] = field(default_factory=deque)
+    signalled: set[int] = field(default_factory=set)
+    """Workers already sent SIGTERM: a second one could cut their graceful close short."""
+
+    def run(self) -> int:
+        config = hypercorn_config(self.settings)
+        sockets = config.create_sockets()
+        context = multiprocessing.get_context("spawn")
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+        LOGGER.info(
+            "serving on http://%s:%d/ with %d workers",
+            self.settings.host,
+            self.settings.port,
+            self.workers,
+        )
+        try:
+            for _ in range(self.workers):
+                self._spawn(context, sockets)
+            status = self._watch(context, sockets)
+        finally:
+            self._stop_all()
+            for sock in sockets.insecure_sockets:
+                sock.close()
+        return status
+
+    def _spawn(self, context: Any, sockets: Sockets) -> None:
+        process: BaseProcess = context.Process(
+            target=run_worker, args=(sockets, dict(self.overrides)), daemon=False
+        )
+        process.start()
+        self.processes.append(process)
+
+    def _watch(self, context: Any, sockets: Sockets) -> int:
+        while not self.stopping:
+            wait([process.sentinel for process in self.processes], timeout=1.0)
+            for process in [p for p in self.processes if p.exitcode is not None]:
+                process.join()
+                self.processes.remove(process)
+                if self._stopped():  # a signal arrived during the wait
+                    continue
+                LOGGER.warning(
+                    "worker pid %s exited with status %s; starting a new one",
+                    process.pid,
+                    process.exitcode,
+                )
+                now = time.monotonic()
+                self.restarts.append(now)
+                while self.restarts and now - self.restarts[0] > RESTART_WINDOW:
+                    self.restarts.popleft()
+                if len(self.restarts) > MAX_RESTARTS:
+                    LOGGER.error(
+                        "workers died %d times in %.0fs: stopping the server",
+                        len(self.restarts),
+                        RESTART_WINDOW,
+                    )
+                    return 1
+                self._spawn(context, sockets)
+        return 0
+
+    def _stopped(self) -> bool:
+        return self.stopping
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            LOGGER.warning("second %s: killing the workers", signal.Signals(signum).name)
+            for process in self.processes:
+                process.kill()
+            return
+        LOGGER.info("%s: stopping %d workers", signal.Signals(signum).name, len(self.processes))
+        self.stopping = True
+        self._terminate_all()
+
+    def _terminate_all(self) -> None:
+        for process in self.processes:
+            if process.exitcode is None and process.pid not in self.signalled:
+                assert process.pid is not None
+                self.signalled.add(process.pid)
+                os.kill(process.pid, signal.SIGTERM)
+
+    def _stop_all(self) -> None:
+        self.stopping = True
+        deadline = time.monotonic() + self.settings.shutdown_grace_seconds + EXIT_MARGIN
+        self._terminate_all()
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
+                LOGGER.warning("worker pid %s did not stop in time: killing it", process.pid)
+                process.kill()
+                process.join()
