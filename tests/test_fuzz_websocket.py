@@ -36,7 +36,12 @@ messages = st.one_of(
     ),
     st.builds(
         lambda value: orjson.dumps({"type": "filter", "track": value}).decode(),
-        st.one_of(st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=3)),
+        # JSON numbers as orjson writes them: 64-bit integers.
+        st.one_of(
+            st.integers(-(2**63), 2**64 - 1),
+            st.none(),
+            st.lists(st.text(max_size=5), max_size=3),
+        ),
     ),
     st.builds(lambda n: "x" * n, st.integers(5000, 9000)),
 )
