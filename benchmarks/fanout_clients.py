@@ -1,0 +1,397 @@
+"""Benchmark viewers: many WebSocket connections per process, driven over a pipe.
+
+Each client process runs one trio loop holding hundreds or thousands of connections. The
+connections speak just enough RFC 6455 to read a server's frames (no extensions, unfragmented
+text frames, masked close and pong replies), because a full client library costs more CPU per
+frame than the servers under test and the clients share the machine's cores with them.
+`--client-impl trio-websocket` swaps in trio-websocket for comparison.
+
+What a client records, per process, keyed by the second the tweet was created upstream
+(``timestamp_ms``) so a window can be asked for later: tweets received, a latency histogram
+(receipt wall time minus ``timestamp_ms``), frames and ``skipped`` counts by receipt second.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import random
+import resource
+import socket
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+import trio
+
+HANDSHAKE_LIMIT = 16 * 1024
+CONNECT_CONCURRENCY = 24
+CONNECT_ATTEMPTS = 5
+TWEET_PREFIX = b'{"type":"tweet",'
+TWEETS_PREFIX = b'{"type":"tweets",'
+SKIPPED_PREFIX = b'{"type":"skipped",'
+TIMESTAMP_KEY = b'"timestamp_ms":'
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x0, 0x1, 0x2, 0x8, 0x9
+
+
+def latency_bucket(ms: int) -> int:
+    """1 ms buckets to 1 s, 10 ms to 10 s, 100 ms to 60 s; everything later in the last one."""
+    if ms < 1_000:
+        return max(ms, 0)
+    if ms < 10_000:
+        return 1_000 + (ms - 1_000) // 10
+    return 1_900 + min((ms - 10_000) // 100, 500)
+
+
+def bucket_ms(bucket: int) -> float:
+    """The upper edge of a latency bucket, in milliseconds."""
+    if bucket < 1_000:
+        return float(bucket + 1)
+    if bucket < 1_900:
+        return 1_000.0 + (bucket - 1_000 + 1) * 10
+    return 10_000.0 + (bucket - 1_900 + 1) * 100
+
+
+def percentile(histogram: Counter[int], fraction: float) -> float | None:
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = fraction * total
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            return bucket_ms(bucket)
+    return bucket_ms(max(histogram))
+
+
+@dataclass
+class Stats:
+    """Everything one process's connections received, by second."""
+
+    tweets: Counter[int] = field(default_factory=Counter)
+    latency: dict[int, Counter[int]] = field(default_factory=dict)
+    frames: Counter[int] = field(default_factory=Counter)
+    skipped: Counter[int] = field(default_factory=Counter)
+    closed_by_server: int = 0
+    errors: int = 0
+
+    def record_frame(self, payload: bytes, now_ms: int) -> None:
+        second = now_ms // 1000
+        self.frames[second] += 1
+        if payload.startswith(TWEET_PREFIX):
+            # The outer status's timestamp_ms comes before any nested retweet or quote.
+            at = payload.find(TIMESTAMP_KEY)
+            if at >= 0:
+                start = at + len(TIMESTAMP_KEY)
+                end = start
+                while payload[end] in b"0123456789":
+                    end += 1
+                self._tweet(int(payload[start:end]), now_ms)
+        elif payload.startswith(TWEETS_PREFIX):
+            for tweet in orjson.loads(payload)["tweets"]:
+                self._tweet(int(tweet["timestamp_ms"]), now_ms)
+        elif payload.startswith(SKIPPED_PREFIX):
+            self.skipped[second] += int(orjson.loads(payload)["count"])
+
+    def _tweet(self, timestamp_ms: int, now_ms: int) -> None:
+        second = timestamp_ms // 1000
+        self.tweets[second] += 1
+        histogram = self.latency.get(second)
+        if histogram is None:
+            histogram = self.latency[second] = Counter()
+        histogram[latency_bucket(now_ms - timestamp_ms)] += 1
+
+    def window(self, first: int, end: int) -> dict[str, Any]:
+        """Tweets created in seconds [first, end), frames and skips received in them."""
+        latency: Counter[int] = Counter()
+        for second in range(first, end):
+            latency.update(self.latency.get(second, Counter()))
+        return {
+            "tweets": sum(self.tweets[s] for s in range(first, end)),
+            "frames": sum(self.frames[s] for s in range(first, end)),
+            "skipped": sum(self.skipped[s] for s in range(first, end)),
+            "latency": dict(latency),
+        }
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file soft limit to its hard limit; returns the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+# --------------------------------------------------------------------------------------------
+# A minimal RFC 6455 client
+
+
+def handshake_request(host: str, port: int, path: str) -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+def client_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """A masked client frame (mask key zero, so the payload goes as it is), payload < 126."""
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+class HandshakeError(Exception):
+    pass
+
+
+def split_handshake(buffer: bytes) -> tuple[bytes, bytes] | None:
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > HANDSHAKE_LIMIT:
+            raise HandshakeError("no end of the handshake response")
+        return None
+    head, rest = buffer[:end], buffer[end + 4 :]
+    if not head.startswith((b"HTTP/1.1 101", b"HTTP/1.0 101")):
+        raise HandshakeError(head.split(b"\r\n", 1)[0].decode("latin-1"))
+    return head, rest
+
+
+async def open_raw(host: str, port: int, path: str) -> tuple[trio.SocketStream, bytes]:
+    stream = await trio.open_tcp_stream(host, port)
+    try:
+        await stream.send_all(handshake_request(host, port, path))
+        buffer = b""
+        while True:
+            data = await stream.receive_some(4096)
+            if not data:
+                raise HandshakeError("closed during the handshake")
+            buffer += data
+            parts = split_handshake(buffer)
+            if parts is not None:
+                return stream, parts[1]
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
+
+
+async def read_raw(stream: trio.SocketStream, leftover: bytes, stats: Stats) -> None:
+    """Read frames until the server closes; answer pings and the close."""
+    buffer = bytearray(leftover)
+    partial = bytearray()
+    while True:
+        pos = 0
+        now_ms = int(time.time() * 1000)
+        size = len(buffer)
+        while size - pos >= 2:
+            first, second = buffer[pos], buffer[pos + 1]
+            length = second & 0x7F
+            header = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+                header = 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+                header = 10
+            if second & 0x80:  # a server never masks, but read it right anyway
+                header += 4
+            if size - pos < header + length:
+                break
+            payload = bytes(buffer[pos + header : pos + header + length])
+            if second & 0x80:
+                mask = buffer[pos + header - 4 : pos + header]
+                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            pos += header + length
+            opcode = first & 0x0F
+            if opcode in (OP_TEXT, OP_BINARY, OP_CONT):
+                if not first & 0x80:
+                    partial += payload
+                    continue
+                if partial:
+                    payload = bytes(partial + payload)
+                    partial.clear()
+                stats.record_frame(payload, now_ms)
+            elif opcode == OP_PING:
+                await stream.send_all(client_frame(0xA, payload[:125]))
+            elif opcode == OP_CLOSE:
+                stats.closed_by_server += 1
+                with trio.move_on_after(1):
+                    await stream.send_all(client_frame(OP_CLOSE, payload[:2]))
+                return
+        del buffer[:pos]
+        data = await stream.receive_some(65536)
+        if not data:
+            stats.closed_by_server += 1
+            return
+        buffer += data
+
+
+async def run_raw(
+    host: str, port: int, path: str, stats: Stats, ready: trio.Semaphore, tally: Tally
+) -> None:
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            async with ready:
+                stream, leftover = await open_raw(host, port, path)
+        except (OSError, HandshakeError, trio.BrokenResourceError):
+            await trio.sleep(0.2 * (attempt + 1) + random.random() * 0.2)
+            continue
+        break
+    else:
+        stats.errors += 1
+        return
+    tally.open()
+    try:
+        await read_raw(stream, leftover, stats)
+    except (trio.BrokenResourceError, OSError):
+        stats.closed_by_server += 1
+    finally:
+        tally.live[0] -= 1
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await stream.aclose()
+
+
+async def run_trio_websocket(
+    host: str, port: int, path: str, stats: Stats, ready: trio.Semaphore, tally: Tally
+) -> None:
+    import trio_websocket
+
+    await ready.acquire()
+    handshaking = True
+    try:
+        async with trio_websocket.open_websocket(host, port, path, use_ssl=False) as ws:
+            ready.release()
+            handshaking = False
+            tally.open()
+            try:
+                while True:
+                    message = await ws.get_message()
+                    data = message.encode() if isinstance(message, str) else message
+                    stats.record_frame(data, int(time.time() * 1000))
+            finally:
+                tally.live[0] -= 1
+    except (OSError, trio_websocket.HandshakeError):
+        if handshaking:
+            stats.errors += 1
+    except trio_websocket.ConnectionClosed:
+        stats.closed_by_server += 1
+    finally:
+        if handshaking:
+            ready.release()
+
+
+# --------------------------------------------------------------------------------------------
+# The client process
+
+
+@dataclass
+class Tally:
+    """Connections opened by one `connect` command, and those open now in the whole process."""
+
+    live: list[int]
+    opened: int = 0
+
+    def open(self) -> None:
+        self.opened += 1
+        self.live[0] += 1
+
+
+@dataclass
+class Group:
+    """Connections opened by one `connect` command; closed together."""
+
+    tally: Tally
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+async def _open_group(
+    impl: str,
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    stats: Stats,
+    group: Group,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    run = run_raw if impl == "raw" else run_trio_websocket
+    ready = trio.Semaphore(CONNECT_CONCURRENCY)
+    with group.scope:
+        async with trio.open_nursery() as nursery:
+            for path in paths:
+                nursery.start_soon(run, host, port, path, stats, ready, group.tally)
+            task_status.started()
+    group.done.set()
+
+
+async def client_main_async(pipe: Connection, impl: str) -> None:
+    """Serve commands from the pipe; every group of connections keeps its own `Stats`."""
+    groups: dict[str, tuple[Group, Stats]] = {}
+    async with trio.open_nursery() as nursery:
+        while True:
+            command: tuple[Any, ...] = await trio.to_thread.run_sync(pipe.recv)
+            verb = command[0]
+            if verb == "connect":
+                _, name, host, port, paths, timeout = command
+                group, stats = Group(Tally([0])), Stats()
+                groups[name] = (group, stats)
+                await nursery.start(_open_group, impl, host, port, paths, stats, group)
+                with trio.move_on_after(timeout):
+                    for _ in iter(int, 1):  # poll: handshakes report no event
+                        if group.tally.opened + stats.errors >= len(paths):
+                            break
+                        await trio.sleep(0.05)
+                pipe.send({"opened": group.tally.opened, "errors": stats.errors})
+            elif verb == "stats":
+                _, name, first, end = command
+                if name in groups:
+                    group, stats = groups[name]
+                    window = stats.window(first, end)
+                    window.update(
+                        connected=group.tally.live[0],
+                        closed_by_server=stats.closed_by_server,
+                        errors=stats.errors,
+                    )
+                else:
+                    window = {}
+                window["cpu"] = time.process_time()
+                pipe.send(window)
+            elif verb == "close":
+                group, _ = groups.pop(command[1])
+                group.scope.cancel()
+                await group.done.wait()
+                pipe.send({"closed": True})
+            elif verb == "quit":
+                nursery.cancel_scope.cancel()
+                pipe.send({"quit": True})
+                return
+
+
+def client_main(pipe: Connection, impl: str) -> None:
+    """The target of each client `multiprocessing.Process`."""
+    raise_fd_limit()
+    with contextlib.suppress(KeyboardInterrupt, EOFError):
+        trio.run(client_main_async, pipe, impl)
+
+
+def slow_socket(host: str, port: int, path: str, receive_buffer: int = 4096) -> socket.socket:
+    """A viewer that completes the handshake and then never reads: a blocking plain socket."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect((host, port))
+    sock.sendall(handshake_request(host, port, path))
+    buffer = b""
+    while split_handshake(buffer) is None:
+        data = sock.recv(4096)
+        if not data:
+            raise HandshakeError("closed during the handshake")
+        buffer += data
+    return sock
