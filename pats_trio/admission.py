@@ -7,8 +7,6 @@ turns it into an `error` frame and a close code. Nothing here does I/O, so it is
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -65,8 +63,8 @@ class ClientCounter:
         self._per_address: Counter[str] = Counter()
         self.total = 0
 
-    @contextmanager
-    def admit(self, address: str) -> Iterator[None]:
+    def admit(self, address: str) -> _Admission:
+        """A context for one viewer's stay; raises AdmissionError when it may not come in."""
         if self.total >= self._limits.max_clients:
             raise AdmissionError(
                 "server_full", "The server has as many viewers as it can take. Try again soon."
@@ -78,13 +76,28 @@ class ClientCounter:
             )
         self.total += 1
         self._per_address[address] += 1
-        try:
-            yield
-        finally:
-            self.total -= 1
-            self._per_address[address] -= 1
-            if not self._per_address[address]:
-                del self._per_address[address]
+        return _Admission(self, address)
+
+    def _leave(self, address: str) -> None:
+        self.total -= 1
+        self._per_address[address] -= 1
+        if not self._per_address[address]:
+            del self._per_address[address]
+
+
+class _Admission:
+    """A counted viewer; a class, not a generator, because one lives as long as each viewer."""
+
+    __slots__ = ("_address", "_counter")
+
+    def __init__(self, counter: ClientCounter, address: str) -> None:
+        self._counter, self._address = counter, address
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self._counter._leave(self._address)
 
 
 class ChangeRate:

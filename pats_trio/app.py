@@ -11,27 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import trio
-from quart import Response, send_from_directory, websocket
+from quart import Response, send_from_directory
 from quart_trio import QuartTrio
 
-from pats_trio import frames
+from pats_trio import viewer
 from pats_trio.admission import (
-    AdmissionError,
-    ChangeRate,
     ClientCounter,
     Limits,
-    client_address,
-    origin_allowed,
 )
 from pats_trio.broker.factory import WORKER_ID, make_broker, warn_if_workers_share_no_broker
 from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.events import STREAM_KINDS, StreamKind
-from pats_trio.hub import Hub, Subscription
+from pats_trio.gctune import tune_gc
+from pats_trio.hub import Hub
 from pats_trio.logs import configure_logging
-from pats_trio.matching import TrackError, parse_track
 from pats_trio.observability import register_observability
 from pats_trio.upstream.bluesky import BlueskyUpstream
 from pats_trio.upstream.client import make_http_client, open_stream
@@ -45,9 +40,7 @@ FRONTEND_CANDIDATES = (
     Path(__file__).resolve().parent.parent / "frontend",  # a source checkout
     Path(__file__).resolve().parent / "frontend",  # an installed wheel
 )
-MAX_BATCH = 64
 SHUTDOWN_TIMEOUT = 5.0
-EVICTION_GRACE_SECONDS = 10.0
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -87,6 +80,13 @@ class PatsApp(QuartTrio):
                 )
                 break
         self.hub.close_all()
+
+    async def asgi_app(self, scope: Any, receive: Any, send: Any) -> None:
+        """Viewer sockets go straight to `viewer.serve_viewer`; everything else to Quart."""
+        if scope["type"] == "websocket" and scope.get("path") == viewer.PATH:
+            await viewer.serve_viewer(self, scope, receive, send)
+            return
+        await super().asgi_app(scope, receive, send)
 
     settings: Settings
     hub: Hub
@@ -161,6 +161,7 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
         )
         warn_if_workers_share_no_broker(settings)
         await app.nursery.start(app.hub.run)
+        tune_gc()
 
     @app.after_serving
     async def stop_hub() -> None:
@@ -182,10 +183,6 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
     async def healthz() -> Any:
         return {"ok": True}
 
-    @app.websocket("/ws")
-    async def ws() -> Response | None:
-        return await serve_websocket(app)
-
     register_observability(app)
     return app
 
@@ -202,157 +199,6 @@ def _connectors(
         return connect
 
     return {kind: connector(kind) for kind in STREAM_KINDS}
-
-
-async def serve_websocket(app: PatsApp) -> Response | None:
-    """One viewer, from the handshake to the close.
-
-    Error handling: a page from a foreign origin gets HTTP 403 at the handshake. Past it, every
-    refusal is an `error` frame and a close: 1008 for a bad filter, 1013 when the server or the
-    viewer's address has too many viewers, 4001 for a viewer that stays too slow. None of them
-    touches any other viewer.
-    """
-    settings, limits = app.settings, app.limits
-    origin = websocket.headers.get("Origin")
-    if not origin_allowed(origin, websocket.headers.get("Host"), settings.allowed_origins):
-        LOGGER.warning("refused a WebSocket from foreign origin %s", origin)
-        return Response("This origin may not open the stream.", status=403)
-    address = client_address(
-        websocket.remote_addr or "", dict(websocket.headers), settings.trusted_proxy_header
-    )
-    await websocket.accept()
-    try:
-        raw_filter = websocket.args.get("filter", "")
-        if len(raw_filter) > limits.max_filter_length:
-            raise TrackError(
-                "filter_too_long", f"Filters are limited to {limits.max_filter_length} characters."
-            )
-        with app.clients.admit(address):
-            track = parse_track(raw_filter)
-            async with app.hub.subscribe(track) as sub:
-                abandoned = trio.Event()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_read_commands, app.hub, sub, limits)
-                    nursery.start_soon(
-                        _abandon_after_eviction, sub, nursery.cancel_scope, abandoned
-                    )
-                    await _send_frames(sub)
-                    nursery.cancel_scope.cancel()
-                if sub.going_away:
-                    with trio.move_on_after(SHUTDOWN_TIMEOUT):
-                        await websocket.close(frames.CLOSE_GOING_AWAY, "server shutting down")
-                elif sub.evicted.is_set() and not abandoned.is_set():
-                    await _close_with_error(
-                        frames.CLOSE_TOO_SLOW,
-                        "too_slow",
-                        "Your connection could not keep up with the stream, so it was closed.",
-                    )
-    except TrackError as exc:
-        await _close_with_error(frames.CLOSE_POLICY_VIOLATION, exc.code, exc.message)
-    except AdmissionError as exc:
-        going = exc.code == "shutting_down"
-        code = frames.CLOSE_GOING_AWAY if going else frames.CLOSE_TRY_AGAIN_LATER
-        await _close_with_error(code, exc.code, exc.message)
-    return None
-
-
-async def _abandon_after_eviction(
-    sub: Subscription, scope: trio.CancelScope, abandoned: trio.Event
-) -> None:
-    """An evicted viewer stuck in a send gets a grace period, then its socket is dropped."""
-    await sub.evicted.wait()
-    await trio.sleep(EVICTION_GRACE_SECONDS)
-    abandoned.set()
-    scope.cancel()
-
-
-async def _close_with_error(code: int, error_code: str, message: str) -> None:
-    with trio.move_on_after(SHUTDOWN_TIMEOUT):
-        await websocket.send(frames.error(error_code, message))
-        await websocket.close(code, error_code)
-
-
-async def _send_frames(sub: Subscription) -> None:
-    """The only task that writes to this socket, so frames never interleave."""
-    async for first in sub.messages:
-        if sub.evicted.is_set():
-            return
-        batch = [first]
-        while len(batch) < MAX_BATCH:
-            try:
-                batch.append(sub.messages.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-        for frame in _coalesce(batch):
-            await websocket.send(frame)
-        skipped = sub.take_skipped()
-        if skipped:
-            await websocket.send(frames.skipped(skipped))
-
-
-_TWEET_PREFIX = '{"type":"tweet",'
-
-
-def _coalesce(batch: list[frames.Frame]) -> list[frames.Frame]:
-    """Join runs of consecutive tweet frames into one `tweets` frame; keep everything in order."""
-    out: list[frames.Frame] = []
-    run: list[frames.Frame] = []
-    for frame in batch:
-        if frame.startswith(_TWEET_PREFIX):
-            run.append(frame)
-            continue
-        if run:
-            out.append(run[0] if len(run) == 1 else frames.tweets(run))
-            run = []
-        out.append(frame)
-    if run:
-        out.append(run[0] if len(run) == 1 else frames.tweets(run))
-    return out
-
-
-async def _read_commands(hub: Hub, sub: Subscription, limits: Limits) -> None:
-    """In-band filter changes. A bad command gets an `error` frame; the socket stays open."""
-    changes = ChangeRate(limits.filter_changes_per_minute)
-    while True:
-        data = await websocket.receive()
-        if not data:  # an empty frame arrives as None or ""
-            hub.notify(sub, frames.error("bad_message", "Messages must be JSON objects."))
-            continue
-        size = len(data.encode() if isinstance(data, str) else data)
-        if size > limits.max_message_bytes:
-            message = f"Messages are limited to {limits.max_message_bytes} bytes."
-            hub.notify(sub, frames.error("message_too_large", message))
-            continue
-        try:
-            command = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            hub.notify(sub, frames.error("bad_message", "Messages must be JSON objects."))
-            continue
-        if not isinstance(command, dict) or command.get("type") != "filter":
-            hub.notify(
-                sub,
-                frames.error("bad_message", 'Only {"type":"filter","track":"..."} is understood.'),
-            )
-            continue
-        raw = command.get("track", "")
-        if not isinstance(raw, str):
-            hub.notify(sub, frames.error("bad_message", "track must be a string."))
-            continue
-        if len(raw) > limits.max_filter_length:
-            message = f"Filters are limited to {limits.max_filter_length} characters."
-            hub.notify(sub, frames.error("filter_too_long", message))
-            continue
-        if not changes.allow(trio.current_time()):
-            message = (
-                f"At most {limits.filter_changes_per_minute} filter changes a minute; "
-                "this one was not applied."
-            )
-            hub.notify(sub, frames.error("too_many_changes", message))
-            continue
-        try:
-            hub.retrack(sub, parse_track(raw))
-        except TrackError as exc:
-            hub.notify(sub, frames.error(exc.code, exc.message))
 
 
 app = create_app()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -29,7 +28,7 @@ DEFAULT_QUEUE_SIZE = 256
 _ids = itertools.count(1)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Subscription:
     """One viewer: what it watches and the channel its frames arrive on."""
 
@@ -43,8 +42,11 @@ class Subscription:
     full_since: float | None = None
     going_away: bool = False
     """The server is shutting down: the viewer is closed with 1001."""
-    evicted: trio.Event = field(default_factory=trio.Event)
-    """Set when the hub gave up on this viewer for staying full too long."""
+    evicted: bool = False
+    """The hub gave up on this viewer for staying full too long (a flag, not an Event: there
+    is one per viewer, and nothing waits on it)."""
+    on_evicted: Callable[[], None] | None = None
+    """Called at eviction, so the socket's owner can bound how long it still waits on it."""
 
     def take_skipped(self) -> int:
         count, self.skipped = self.skipped, 0
@@ -106,12 +108,16 @@ class Hub:
         status = self._status[kind]
         return status.state if status is not None else "idle"
 
-    @asynccontextmanager
-    async def subscribe(self, track: tuple[Phrase, ...] = ()) -> AsyncIterator[Subscription]:
-        """Watch the sample stream (no phrases) or the filter stream for `track`.
+    def subscribe(self, track: tuple[Phrase, ...] = ()) -> _Subscribing:
+        """Watch the sample stream (no phrases) or the filter stream for `track`:
+        ``async with hub.subscribe(track) as sub: async for frame in sub.messages: ...``
 
-        Raises TrackError before anything is registered if the union would grow past its limit.
+        Raises TrackError on entry, before anything is registered, if the union would grow past
+        its limit, and AdmissionError while the server shuts down.
         """
+        return _Subscribing(self, track)
+
+    def _open(self, track: tuple[Phrase, ...]) -> Subscription:
         if self.closing:
             raise AdmissionError("shutting_down", "The server is shutting down.")
         send, receive = trio.open_memory_channel[frames.Frame](self._queue_size)
@@ -123,11 +129,11 @@ class Hub:
             receive.close()
             raise
         self._attach(sub)
-        try:
-            yield sub
-        finally:
-            self._detach(sub)
-            send.close()
+        return sub
+
+    def _close(self, sub: Subscription) -> None:
+        self._detach(sub)
+        sub._send.close()
 
     def retrack(self, sub: Subscription, track: tuple[Phrase, ...]) -> None:
         """Switch a viewer to another track in place; raises TrackError and changes nothing."""
@@ -221,7 +227,7 @@ class Hub:
             self._deliver(sub, frame)
 
     def _deliver(self, sub: Subscription, frame: frames.Frame) -> None:
-        if sub.evicted.is_set():
+        if sub.evicted:
             return
         try:
             sub._send.send_nowait(frame)
@@ -247,8 +253,28 @@ class Hub:
             sub.skipped,
         )
         self.evictions += 1
-        sub.evicted.set()
+        sub.evicted = True
         sub._send.close()
+        if sub.on_evicted is not None:
+            sub.on_evicted()
+
+
+class _Subscribing:
+    """`Hub.subscribe`'s context; a class, not a generator, as one lives as long as each viewer."""
+
+    __slots__ = ("_hub", "_sub", "_track")
+
+    def __init__(self, hub: Hub, track: tuple[Phrase, ...]) -> None:
+        self._hub, self._track = hub, track
+        self._sub: Subscription | None = None
+
+    async def __aenter__(self) -> Subscription:
+        self._sub = self._hub._open(self._track)
+        return self._sub
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._sub is not None:
+            self._hub._close(self._sub)
 
 
 def _kind_for(track: tuple[Phrase, ...]) -> StreamKind:

@@ -1,0 +1,260 @@
+"""The `/ws` endpoint as a plain ASGI handler: one viewer, from the handshake to the close.
+
+It runs beside Quart rather than through it, because a viewer's socket is the hot path: Quart's
+websocket wrapper yields, re-checks `accept` and fires a signal on every send, and keeps a task
+and a queue of its own per socket. The benchmarks (benchmarks/README.md) measured both the CPU
+per delivery and the memory per idle viewer that this saves. Everything else stays a Quart route.
+
+Error handling: a page from a foreign origin gets HTTP 403 at the handshake. Past it, every
+refusal is an `error` frame and a close: 1008 for a bad filter, 1013 when the server or the
+viewer's address has too many viewers, 4001 for a viewer that stays too slow, 1001 when the
+server shuts down. None of them touches any other viewer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+import trio
+
+from pats_trio import frames
+from pats_trio.admission import AdmissionError, ChangeRate, Limits, client_address, origin_allowed
+from pats_trio.hub import Hub, Subscription
+from pats_trio.matching import TrackError, parse_track
+
+if TYPE_CHECKING:
+    from pats_trio.app import PatsApp
+
+LOGGER = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+PATH = "/ws"
+MAX_BATCH = 64
+CLOSE_TIMEOUT = 5.0
+EVICTION_GRACE_SECONDS = 10.0
+"""An evicted viewer stuck in a send (its socket full) gets this long, then is dropped."""
+_TWEET_PREFIX = '{"type":"tweet",'
+
+
+class _Socket:
+    """The ASGI send side of one accepted WebSocket."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+
+    async def send(self, frame: frames.Frame) -> None:
+        await self._send({"type": "websocket.send", "text": frame, "bytes": None})
+
+    async def close(self, code: int, reason: str) -> None:
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def refuse(self, code: int, error_code: str, message: str) -> None:
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self.send(frames.error(error_code, message))
+            await self._send({"type": "websocket.close", "code": code, "reason": error_code})
+
+
+async def serve_viewer(app: PatsApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """One viewer's socket; returns when it is closed, by either side."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    settings, limits = app.settings, app.limits
+    handshake = _read_handshake(scope, settings.allowed_origins, settings.trusted_proxy_header)
+    if handshake is None:
+        await _deny(scope, send, 403, b"This origin may not open the stream.")
+        return
+    address, raw_filter = handshake
+    await send({"type": "websocket.accept"})
+    socket = _Socket(send)
+    try:
+        if len(raw_filter) > limits.max_filter_length:
+            raise TrackError(
+                "filter_too_long", f"Filters are limited to {limits.max_filter_length} characters."
+            )
+        with app.clients.admit(address):
+            track = parse_track(raw_filter)
+            del raw_filter
+            async with app.hub.subscribe(track) as sub:
+                await _serve(app.hub, sub, socket, receive, limits)
+    except TrackError as exc:
+        await socket.refuse(frames.CLOSE_POLICY_VIOLATION, exc.code, exc.message)
+    except AdmissionError as exc:
+        going = exc.code == "shutting_down"
+        code = frames.CLOSE_GOING_AWAY if going else frames.CLOSE_TRY_AGAIN_LATER
+        await socket.refuse(code, exc.code, exc.message)
+
+
+def _read_handshake(
+    scope: Scope, allowed_origins: frozenset[str], trusted_proxy_header: str
+) -> tuple[str, str] | None:
+    """The viewer's address and raw filter, or None for a foreign origin.
+
+    A function of its own so that the parsed headers and query are freed before the viewer's
+    long life starts: they would cost every idle viewer about a kilobyte.
+    """
+    headers = {
+        name.decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in scope.get("headers", ())
+    }
+    origin = headers.get("origin")
+    if not origin_allowed(origin, headers.get("host"), allowed_origins):
+        LOGGER.warning("refused a WebSocket from foreign origin %s", origin)
+        return None
+    peer = scope.get("client") or ("", 0)
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return client_address(peer[0], headers, trusted_proxy_header), query.get("filter", [""])[0]
+
+
+async def _serve(
+    hub: Hub, sub: Subscription, socket: _Socket, receive: Receive, limits: Limits
+) -> None:
+    """The sender runs here; the reader beside it. Either one ending ends both."""
+    with trio.CancelScope() as lifetime:
+        sub.on_evicted = lambda: _abandon_later(lifetime)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_read_commands, hub, sub, receive, limits, nursery.cancel_scope)
+            await _send_frames(sub, socket)
+            nursery.cancel_scope.cancel()
+    if lifetime.cancelled_caught:
+        return  # evicted and stuck: the socket is dropped without a close
+    if sub.going_away:
+        await socket.close(frames.CLOSE_GOING_AWAY, "server shutting down")
+    elif sub.evicted:
+        await socket.refuse(
+            frames.CLOSE_TOO_SLOW,
+            "too_slow",
+            "Your connection could not keep up with the stream, so it was closed.",
+        )
+
+
+def _abandon_later(scope: trio.CancelScope) -> None:
+    scope.deadline = min(scope.deadline, trio.current_time() + EVICTION_GRACE_SECONDS)
+
+
+async def _send_frames(sub: Subscription, socket: _Socket) -> None:
+    """The only task that writes to this socket, so frames never interleave."""
+    async for first in sub.messages:
+        if sub.evicted:
+            return
+        await _send_batch(sub, socket, first)
+
+
+async def _send_batch(sub: Subscription, socket: _Socket, first: frames.Frame) -> None:
+    """Everything waiting, as few frames as possible (its list is freed between batches)."""
+    batch = [first]
+    while len(batch) < MAX_BATCH:
+        try:
+            batch.append(sub.messages.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
+    for frame in _coalesce(batch):
+        await socket.send(frame)
+    skipped = sub.take_skipped()
+    if skipped:
+        await socket.send(frames.skipped(skipped))
+
+
+def _coalesce(batch: list[frames.Frame]) -> list[frames.Frame]:
+    """Join runs of consecutive tweet frames into one `tweets` frame; keep everything in order."""
+    out: list[frames.Frame] = []
+    run: list[frames.Frame] = []
+    for frame in batch:
+        if frame.startswith(_TWEET_PREFIX):
+            run.append(frame)
+            continue
+        if run:
+            out.append(_joined(run))
+            run = []
+        out.append(frame)
+    if run:
+        out.append(_joined(run))
+    return out
+
+
+def _joined(run: list[frames.Frame]) -> frames.Frame:
+    return run[0] if len(run) == 1 else frames.tweets(run)
+
+
+async def _read_commands(
+    hub: Hub, sub: Subscription, receive: Receive, limits: Limits, done: trio.CancelScope
+) -> None:
+    """In-band filter changes. A bad command gets an `error` frame; the socket stays open."""
+    changes: ChangeRate | None = None  # made on the first message: most viewers never send one
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            done.cancel()
+            return
+        if message["type"] != "websocket.receive":
+            continue
+        if changes is None:
+            changes = ChangeRate(limits.filter_changes_per_minute)
+        error = _command_error(hub, sub, message, limits, changes)
+        if error is not None:
+            hub.notify(sub, error)
+
+
+def _command_error(
+    hub: Hub,
+    sub: Subscription,
+    message: MutableMapping[str, Any],
+    limits: Limits,
+    changes: ChangeRate,
+) -> frames.Frame | None:
+    data: str | bytes | None = message.get("text")
+    if data is None:
+        data = message.get("bytes")
+    if not data:
+        return frames.error("bad_message", "Messages must be JSON objects.")
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > limits.max_message_bytes:
+        return frames.error(
+            "message_too_large", f"Messages are limited to {limits.max_message_bytes} bytes."
+        )
+    try:
+        command = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return frames.error("bad_message", "Messages must be JSON objects.")
+    if not isinstance(command, dict) or command.get("type") != "filter":
+        return frames.error("bad_message", 'Only {"type":"filter","track":"..."} is understood.')
+    raw = command.get("track", "")
+    if not isinstance(raw, str):
+        return frames.error("bad_message", "track must be a string.")
+    if len(raw) > limits.max_filter_length:
+        return frames.error(
+            "filter_too_long", f"Filters are limited to {limits.max_filter_length} characters."
+        )
+    if not changes.allow(trio.current_time()):
+        return frames.error(
+            "too_many_changes",
+            f"At most {limits.filter_changes_per_minute} filter changes a minute; "
+            "this one was not applied.",
+        )
+    try:
+        hub.retrack(sub, parse_track(raw))
+    except TrackError as exc:
+        return frames.error(exc.code, exc.message)
+    return None
+
+
+async def _deny(scope: Scope, send: Send, status: int, body: bytes) -> None:
+    """An HTTP answer instead of the upgrade, where the server supports it; else a bare 403."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": ""})
+        return
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
