@@ -26,7 +26,8 @@ import orjson
 import trio
 
 from pats_trio.emulator import Emulator, serve_emulator
-from pats_trio.emulator.server import MAX_LAG, Receive, Send, _Stream
+from pats_trio.emulator.asgi import Receive, Send
+from pats_trio.emulator.server import MAX_LAG, _Stream
 from pats_trio.logs import configure_logging
 
 BENCH_PREFIX = "/_bench"

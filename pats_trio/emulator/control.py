@@ -15,14 +15,16 @@ Mounted under ``/_control`` only when the emulator is built with ``Emulator(cont
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
 
+from pats_trio.emulator.asgi import JSON, BodyTooLargeError, Receive, Send, read_body, respond
+
 if TYPE_CHECKING:
-    from pats_trio.emulator.server import ConnectionRecord, Emulator, Receive, Send
+    from pats_trio.emulator.server import ConnectionRecord, Emulator
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,13 +47,27 @@ async def serve_control(
     emulator: Emulator, scope: Mapping[str, Any], receive: Receive, send: Send
 ) -> None:
     """Answer one HTTP request under ``/_control``."""
+    await answer_control(_dispatch, emulator, scope, receive, send)
+
+
+async def answer_control(
+    dispatch: Callable[[Any, Mapping[str, Any], bytes], Any],
+    emulator: Any,
+    scope: Mapping[str, Any],
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Read the body, dispatch, answer JSON: the same for both emulators' control APIs."""
     try:
-        body = await read_body(receive)
-        result = _dispatch(emulator, scope, body)
+        try:
+            body = await read_body(receive, MAX_CONTROL_BODY_BYTES)
+        except BodyTooLargeError:
+            raise ControlError(413, f"body over {MAX_CONTROL_BODY_BYTES} bytes") from None
+        result = dispatch(emulator, scope, body)
     except ControlError as error:
-        await respond(send, error.status, orjson.dumps({"error": error.message}))
+        await respond(send, error.status, orjson.dumps({"error": error.message}), content_type=JSON)
         return
-    await respond(send, 200, orjson.dumps(result))
+    await respond(send, 200, orjson.dumps(result), content_type=JSON)
 
 
 def _dispatch(emulator: Emulator, scope: Mapping[str, Any], body: bytes) -> Any:
@@ -110,33 +126,3 @@ def _record(record: ConnectionRecord) -> dict[str, Any]:
         "sent": record.sent,
         "skipped": record.skipped,
     }
-
-
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body, refused with 413 past `MAX_CONTROL_BODY_BYTES`."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        if message["type"] != "http.request":
-            continue
-        chunk = bytes(message.get("body", b""))
-        size += len(chunk)
-        if size > MAX_CONTROL_BODY_BYTES:
-            raise ControlError(413, f"body over {MAX_CONTROL_BODY_BYTES} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-async def respond(send: Send, status: int, body: bytes) -> None:
-    """A JSON response; shared with the Jetstream emulator's control API."""
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})

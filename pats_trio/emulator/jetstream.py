@@ -34,7 +34,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -46,6 +46,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from pats_trio.emulator.asgi import JSON, Receive, Send, cancel_on_disconnect, lifespan, respond
 from pats_trio.emulator.control import CONTROL_PREFIX
 from pats_trio.emulator.corpus import USERS, TweetFactory, User, avatar_uri
 
@@ -70,10 +71,6 @@ MAX_LAG = 1.0
 SHUTDOWN_GRACE = 1.0
 CLOSE_DROPPED = 1011
 _TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
-
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 class JetstreamURLs(NamedTuple):
@@ -508,7 +505,7 @@ class JetstreamEmulator:
 
     async def __call__(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
         elif scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
         elif scope["type"] == "http":
@@ -560,7 +557,7 @@ class JetstreamEmulator:
             await send({"type": "websocket.accept"})
             with stream.scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                    nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
                     await self._write(stream, replay, send)
             if stream.dropped:
                 # The client may be gone already; there is nothing left to tell it then.
@@ -607,10 +604,12 @@ class JetstreamEmulator:
             await serve_jetstream_control(self, scope, receive, send)
             return
         if path != GET_PROFILES_PATH:
-            await _respond(send, 404, {"error": "MethodNotImplemented", "message": "Not Found"})
+            await _respond_json(
+                send, 404, {"error": "MethodNotImplemented", "message": "Not Found"}
+            )
             return
         if scope["method"] != "GET":
-            await _respond(send, 405, {"error": "InvalidRequest", "message": "use GET"})
+            await _respond_json(send, 405, {"error": "InvalidRequest", "message": "use GET"})
             return
         actors = tuple(parse_qs(scope["query_string"].decode("latin-1")).get("actors", []))
         now = trio.current_time()
@@ -641,7 +640,7 @@ class JetstreamEmulator:
             by_handle = {view["handle"]: view for view in self.profiles.values()}
             views = [self.profiles.get(actor) or by_handle.get(actor) for actor in actors]
             body = {"profiles": [view for view in views if view is not None]}
-        await _respond(send, status, body, headers)
+        await _respond_json(send, status, body, headers)
 
 
 def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
@@ -650,36 +649,10 @@ def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
     )
 
 
-async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    while (await receive())["type"] != "websocket.disconnect":
-        pass
-    scope.cancel()
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: Mapping[str, Any],
-    headers: Sequence[tuple[bytes, bytes]] = (),
+async def _respond_json(
+    send: Send, status: int, body: Mapping[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
 ) -> None:
-    data = orjson.dumps(body)
-    all_headers = [
-        (b"content-type", b"application/json; charset=utf-8"),
-        (b"content-length", str(len(data)).encode()),
-        *headers,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": all_headers})
-    await send({"type": "http.response.body", "body": data, "more_body": False})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    await respond(send, status, orjson.dumps(body), content_type=JSON, headers=headers)
 
 
 async def serve_jetstream(

@@ -28,14 +28,9 @@ from typing import Any
 
 import orjson
 
-from pats_trio.emulator.control import CONTROL_PREFIX, ControlError, read_body, respond
-from pats_trio.emulator.jetstream import (
-    JetstreamConnection,
-    JetstreamEmulator,
-    Receive,
-    RichText,
-    Send,
-)
+from pats_trio.emulator.asgi import Receive, Send
+from pats_trio.emulator.control import CONTROL_PREFIX, ControlError, answer_control
+from pats_trio.emulator.jetstream import JetstreamConnection, JetstreamEmulator, RichText
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,13 +47,7 @@ async def serve_jetstream_control(
     emulator: JetstreamEmulator, scope: Mapping[str, Any], receive: Receive, send: Send
 ) -> None:
     """Answer one HTTP request under ``/_control``."""
-    try:
-        body = await read_body(receive)
-        result = _dispatch(emulator, scope, body)
-    except ControlError as error:
-        await respond(send, error.status, orjson.dumps({"error": error.message}))
-        return
-    await respond(send, 200, orjson.dumps(result))
+    await answer_control(_dispatch, emulator, scope, receive, send)
 
 
 def _dispatch(emulator: JetstreamEmulator, scope: Mapping[str, Any], body: bytes) -> Any:

@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, NamedTuple, cast
@@ -44,6 +44,15 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from pats_trio.emulator.asgi import (
+    BodyTooLargeError,
+    Receive,
+    Send,
+    cancel_on_disconnect,
+    lifespan,
+    read_body,
+    respond,
+)
 from pats_trio.emulator.control import CONTROL_PREFIX, serve_control
 from pats_trio.emulator.corpus import TweetFactory
 from pats_trio.emulator.oauth import OAuthCheck
@@ -77,9 +86,6 @@ MISSING_TRACK = b"Parameter track is missing"
 UNAUTHORIZED = b'{"errors":[{"code":32,"message":"Could not authenticate you."}]}'
 
 StreamKind = Literal["sample", "filter"]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 @dataclass
@@ -323,7 +329,7 @@ class Emulator:
 
     async def __call__(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -331,20 +337,23 @@ class Emulator:
         if self.control and (path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")):
             await serve_control(self, scope, receive, send)
             return
-        body = await _read_body(receive)
+        try:
+            body: bytes | None = await read_body(receive, MAX_BODY_BYTES)
+        except BodyTooLargeError:
+            body = None
         if path == SAMPLE_PATH:
             kind: StreamKind = "sample"
         elif path == FILTER_PATH:
             kind = "filter"
         else:
-            await _respond(send, 404, b"Not Found")
+            await respond(send, 404, b"Not Found")
             return
         method = scope["method"]
         if method not in (("GET",) if kind == "sample" else ("GET", "POST")):
-            await _respond(send, 405, b"Method Not Allowed")
+            await respond(send, 405, b"Method Not Allowed")
             return
         if body is None:
-            await _respond(send, 413, b"Request Entity Too Large")
+            await respond(send, 413, b"Request Entity Too Large")
             return
         params = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         if method == "POST":
@@ -414,7 +423,7 @@ class Emulator:
         record.closed_at = trio.current_time()
         self._notify()
         LOGGER.info("emulator: %s request %d refused with %d", record.kind, record.id, status)
-        await _respond(send, status, body)
+        await respond(send, status, body)
 
     async def _stream(
         self,
@@ -442,7 +451,7 @@ class Emulator:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             with stream.scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+                    nursery.start_soon(cancel_on_disconnect, receive, nursery.cancel_scope)
                     if record.kind == "filter" and self.filter_rate > 0:
                         nursery.start_soon(self._feed_filter, stream)
                     await self._write(stream, send)
@@ -504,50 +513,6 @@ def _terms(status: Mapping[str, Any]) -> frozenset[str]:
         return tweet_terms(trim(status))
     except TweetShapeError:
         return frozenset()
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None once it passes MAX_BODY_BYTES."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"".join(chunks)
-        if message["type"] != "http.request":
-            continue
-        chunk = bytes(message.get("body", b""))
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
-
-
-async def _respond(send: Send, status: int, body: bytes) -> None:
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 async def serve_emulator(
