@@ -21,6 +21,7 @@ from trio_websocket import open_websocket_url
 from pats_trio.app import PatsApp, create_app
 from pats_trio.broker.redis import RedisBroker
 from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
+from pats_trio.emulator.jetstream import JetstreamEmulator, JetstreamURLs, did_for, serve_jetstream
 from tests.conftest import settings_for_tests
 from tests.redis_server import RedisServer
 from tests.support import Viewer, status
@@ -351,3 +352,36 @@ async def test_metrics_and_readiness_report_redis_ownership_and_lag(
         "lag_seconds": ready["broker"]["lag_seconds"],
     }
     assert 0 <= ready["broker"]["lag_seconds"] < 5
+
+
+async def test_bluesky_keeps_one_firehose_for_the_whole_deployment(
+    deployment: Deployment,
+) -> None:
+    jetstream = JetstreamEmulator(rate=0, seed=9)
+    urls: JetstreamURLs = await deployment.nursery.start(serve_jetstream, jetstream)
+    bluesky = {
+        "source_setting": "bluesky",
+        "bluesky_hosts": (urls.jetstream,),
+        "bluesky_appview": urls.appview,
+        "redis_prefix": "sky",
+    }
+    with trio.fail_after(TIMEOUT):
+        workers = [await deployment.add_worker(f"sky{i}", **bluesky) for i in range(2)]
+        async with (
+            open_websocket_url(workers[0].ws_url) as ws_sample,
+            open_websocket_url(workers[1].ws_url + "?filter=trio") as ws_trio,
+        ):
+            sample, trio_viewer = Viewer(ws_sample), Viewer(ws_trio)
+            await sample.next_of("hello")
+            await trio_viewer.next_of("hello")
+            await jetstream.wait_until(lambda e: len(e.open_connections()) == 1)
+            await wait_for(lambda: all(w.broker.connected for w in workers))
+            jetstream.post(did_for("ada"), "structured concurrency with trio")
+            jetstream.post(did_for("bob"), "something else entirely")
+            got = await sample.tweets(2)
+            assert [t["source"] for t in got] == ["bluesky", "bluesky"]
+            assert [t["text"] for t in await trio_viewer.tweets(1)] == [
+                "structured concurrency with trio"
+            ]
+        # Two workers, both kinds watched, and the firehose was opened once in all.
+        assert len(jetstream.connections) == 1
