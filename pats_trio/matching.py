@@ -307,11 +307,9 @@ class TrackIndex(Generic[K]):
         """Every key with at least one phrase all of whose terms are in ``terms``."""
         found: set[K] = set()
         by_anchor = self._by_anchor
-        for term in terms:
-            bucket = by_anchor.get(term)
-            if bucket is None:
-                continue
-            for phrase, keys in bucket.items():
+        # A C-level intersection walks the smaller side: most of a tweet's terms anchor nothing.
+        for term in by_anchor.keys() & terms:
+            for phrase, keys in by_anchor[term].items():
                 if phrase.terms <= terms:
                     found |= keys
         return found
