@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import trio
+from hypercorn.config import Config
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -13,6 +15,18 @@ Send = Callable[[Message], Awaitable[None]]
 
 TEXT = b"text/plain; charset=utf-8"
 JSON = b"application/json"
+
+
+def hypercorn_config(host: str, port: int, errorlog: logging.Logger, grace: float) -> Config:
+    """How both emulators are served: quiet (hypercorn's own lines at WARNING), no access log."""
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = errorlog
+    if errorlog.level == logging.NOTSET:
+        errorlog.setLevel(logging.WARNING)
+    config.graceful_timeout = grace
+    return config
 
 
 class BodyTooLargeError(Exception):

@@ -43,10 +43,17 @@ from urllib.parse import parse_qs
 
 import orjson
 import trio
-from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from pats_trio.emulator.asgi import JSON, Receive, Send, cancel_on_disconnect, lifespan, respond
+from pats_trio.emulator.asgi import (
+    JSON,
+    Receive,
+    Send,
+    cancel_on_disconnect,
+    hypercorn_config,
+    lifespan,
+    respond,
+)
 from pats_trio.emulator.control import CONTROL_PREFIX
 from pats_trio.emulator.corpus import USERS, TweetFactory, User, avatar_uri
 
@@ -675,13 +682,7 @@ async def serve_jetstream(
     Error handling:
         A failure to bind (`OSError`) propagates before `task_status.started`.
     """
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = HYPERCORN_LOGGER
-    if HYPERCORN_LOGGER.level == logging.NOTSET:
-        HYPERCORN_LOGGER.setLevel(logging.WARNING)
-    config.graceful_timeout = SHUTDOWN_GRACE
+    config = hypercorn_config(host, port, HYPERCORN_LOGGER, SHUTDOWN_GRACE)
     async with trio.open_nursery() as nursery:
         app = cast(Any, emulator)
         binds: list[str] = await nursery.start(partial(serve, app, config, mode="asgi"))

@@ -41,7 +41,6 @@ from urllib.parse import parse_qs
 
 import orjson
 import trio
-from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from pats_trio.emulator.asgi import (
@@ -49,6 +48,7 @@ from pats_trio.emulator.asgi import (
     Receive,
     Send,
     cancel_on_disconnect,
+    hypercorn_config,
     lifespan,
     read_body,
     respond,
@@ -541,13 +541,7 @@ async def serve_emulator(
         `nursery.start` raises it. Per-connection errors stay inside hypercorn, which closes
         that connection and carries on.
     """
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = HYPERCORN_LOGGER
-    if HYPERCORN_LOGGER.level == logging.NOTSET:
-        HYPERCORN_LOGGER.setLevel(logging.WARNING)
-    config.graceful_timeout = SHUTDOWN_GRACE
+    config = hypercorn_config(host, port, HYPERCORN_LOGGER, SHUTDOWN_GRACE)
     async with trio.open_nursery() as nursery:
         # Emulator has the ASGI shape, with plain mappings where hypercorn has TypedDicts.
         app = cast(Any, emulator)
