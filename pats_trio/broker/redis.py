@@ -227,7 +227,7 @@ class RedisBroker:
                     self.lag_seconds = max(0.0, time.time() - _entry_seconds(last_id))
         finally:
             self.connected = False
-            await client.close()
+            await _close(client)
 
     async def _prime(self, client: GlideClient, sink: Sink) -> str:
         """Fill the hub's history from the stream's tail; return the id to read on from."""
@@ -320,7 +320,7 @@ class RedisBroker:
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1.0), _quietly():
                 await client.delete([key])
-            await client.close()
+            await _close(client)
 
     # the lease and the upstream
 
@@ -342,7 +342,7 @@ class RedisBroker:
                     await self._hold_office(client, trio.current_time())
                 await trio.sleep(self._lease_seconds * LEASE_POLL)
         finally:
-            await client.close()
+            await _close(client)
 
     async def _hold_office(self, client: GlideClient, taken_at: float) -> None:
         """Run the upstream while the lease is ours; cancel it the moment that is in doubt."""
@@ -468,6 +468,12 @@ def _union(filters: Iterable[Any]) -> list[str]:
 
 def _entry_seconds(entry_id: str) -> float:
     return int(entry_id.split("-", 1)[0]) / 1000
+
+
+async def _close(client: GlideClient) -> None:
+    """Close even while being cancelled (shutdown), but never wait long for it."""
+    with trio.CancelScope(shield=True), trio.move_on_after(1.0), _quietly():
+        await client.close()
 
 
 def _quietly() -> contextlib.suppress:
