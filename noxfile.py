@@ -48,14 +48,16 @@ def browser(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmarks (benchmarks/README.md); never part of `nox`. `-- --quick` is short.
 
-    Both run by default: the matching microbenchmark, then the end-to-end fan-out benchmark.
-    `-- matching ARGS` or `-- fanout ARGS` runs only that one, with its own options.
+    All run by default: the matching microbenchmark, the end-to-end fan-out benchmark, and the
+    memory cost of WebSocket compression. `-- matching ARGS`, `-- fanout ARGS` or
+    `-- deflate ARGS` runs only that one, with its own options.
     """
-    # pip only warns about an extra the package does not (yet) declare.
-    session.install(".[redis]")
+    session.install(".")
     args = list(session.posargs)
-    only = args.pop(0) if args and args[0] in ("matching", "fanout") else None
+    only = args.pop(0) if args and args[0] in ("matching", "fanout", "deflate") else None
     if only in (None, "matching"):
         session.run("python", "benchmarks/bench_matching.py", *args)
     if only in (None, "fanout"):
         session.run("python", "benchmarks/bench_fanout.py", *args)
+    if only in (None, "deflate"):
+        session.run("python", "benchmarks/bench_deflate_memory.py", *args)
