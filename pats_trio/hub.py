@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import trio
@@ -197,7 +197,7 @@ class Hub:
         self.broker.demand(kind, active=viewers, track=track)
 
     def remember(self, kind: StreamKind, event: Event) -> None:
-        """An event from before this worker started: history only, nobody is sent it."""
+        """Keep history up to date; alone, for an event from before this worker started."""
         if isinstance(event, TweetEvent):
             self._history.add(kind, event)
         elif isinstance(event, NoticeEvent) and event.deletes is not None:
@@ -205,8 +205,8 @@ class Hub:
 
     def route(self, kind: StreamKind, event: Event) -> None:
         """Hand one upstream event to every viewer it concerns. Never blocks."""
+        self.remember(kind, event)
         if isinstance(event, TweetEvent):
-            self._history.add(kind, event)
             if kind == "filter":
                 # Only filter viewers have phrases, so the index holds nobody else.
                 targets: set[Subscription] = self._index.subscribers_for(event.terms)
@@ -215,14 +215,15 @@ class Hub:
             self._fan_out(targets, event.frame)
         elif isinstance(event, StatusEvent):
             self._status[kind] = event
-            self._broadcast(kind, event.frame)
+            self._fan_out(self._viewers[kind], event.frame)
         elif isinstance(event, NoticeEvent):
-            if event.deletes is not None:
-                self._history.forget(event.deletes)
-            self._broadcast(kind, event.frame)
+            self._fan_out(self._viewers[kind], event.frame)
 
-    def _fan_out(self, targets: set[Subscription], frame: frames.Frame) -> None:
-        """`_deliver` for many viewers, inlined: this loop runs once per tweet per viewer.
+    def _deliver(self, sub: Subscription, frame: frames.Frame) -> None:
+        self._fan_out((sub,), frame)
+
+    def _fan_out(self, targets: Iterable[Subscription], frame: frames.Frame) -> None:
+        """Queue `frame` for each viewer without waiting; this loop runs once per tweet per viewer.
 
         Nothing in it can change `targets` (a full queue evicts, but only detaching removes)."""
         delivered: dict[StreamKind, int] = self.delivered
@@ -238,23 +239,6 @@ class Hub:
             else:
                 sub.full_since = None
                 delivered[sub.kind] += 1
-
-    def _broadcast(self, kind: StreamKind, frame: frames.Frame) -> None:
-        for sub in tuple(self._viewers[kind]):
-            self._deliver(sub, frame)
-
-    def _deliver(self, sub: Subscription, frame: frames.Frame) -> None:
-        if sub.evicted:
-            return
-        try:
-            sub._send.send_nowait(frame)
-        except trio.WouldBlock:
-            self._full(sub)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return
-        else:
-            sub.full_since = None
-            self.delivered[sub.kind] += 1
 
     def _full(self, sub: Subscription) -> None:
         sub.skipped += 1
