@@ -8,7 +8,6 @@ import signal
 from collections.abc import Sequence
 
 import trio
-from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from pats_trio.logs import configure_logging
@@ -27,19 +26,15 @@ async def _until_signalled() -> None:
 def serve_command(args: argparse.Namespace) -> None:
     from pats_trio.app import create_app
     from pats_trio.config import load_settings
+    from pats_trio.supervisor import Supervisor, hypercorn_config
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)
     if args.workers > 1:
-        from pats_trio.supervisor import Supervisor
-
         configure_logging(settings.log_level, settings.log_format)
         raise SystemExit(Supervisor(settings, args.workers, overrides).run())
     app = create_app(settings)
-    config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
-    config.accesslog = None
-    config.graceful_timeout = settings.shutdown_grace_seconds
+    config = hypercorn_config(settings)
     LOGGER.info("serving on http://%s:%d/", settings.host, settings.port)
     trio.run(lambda: serve(app, config, shutdown_trigger=app.until_shutdown))
 

@@ -129,7 +129,7 @@ def _broker_metrics(hub: Hub) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         f"{NAMESPACE}_upstream_owner",
         "1 while this process runs the upstream connections (always, without Redis).",
-        value=int(broker.upstream is not None and getattr(broker, "owner", True)),
+        value=int(broker.upstream is not None and broker.owner),
     )
     if not isinstance(broker, RedisBroker):
         return

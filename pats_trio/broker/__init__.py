@@ -26,7 +26,9 @@ class Sink(Protocol):
 
 class Broker(Protocol):
     upstream: Upstream | None
-    """The upstream this process runs now, if it runs one."""
+    """The upstream this process runs now or ran last, if any."""
+    owner: bool
+    """Whether this process runs the deployment's upstream now."""
 
     def demand(self, kind: StreamKind, *, active: bool, track: str = "") -> None:
         """This worker's viewers: whether anyone watches `kind`, and the union of their track."""

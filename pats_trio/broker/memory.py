@@ -18,6 +18,8 @@ class MemoryBroker:
         self._make_upstream = make_upstream
         self._demand: dict[StreamKind, tuple[bool, str]] = dict.fromkeys(STREAM_KINDS, (False, ""))
         self.upstream: Upstream | None = None
+        self.owner = True
+        """Without Redis, every process owns its upstream."""
 
     def demand(self, kind: StreamKind, *, active: bool, track: str = "") -> None:
         self._demand[kind] = (active, track)
