@@ -66,7 +66,6 @@ LOGGER = logging.getLogger(__name__)
 READ_BLOCK_MS = 1_000
 READ_COUNT = 512
 PUBLISH_QUEUE = 4_096
-PUBLISH_BATCH = 256
 DEDUP_WINDOW = 10_000
 REQUEST_TIMEOUT_MS = 2_000
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
@@ -432,24 +431,17 @@ class RedisBroker:
         self, client: GlideClient, receive: trio.MemoryReceiveChannel[tuple[StreamKind, Event]]
     ) -> None:
         trim = StreamAddOptions(trim=TrimByMaxLen(exact=False, threshold=self._maxlen))
-        async for first in receive:
-            batch = [first]
-            while len(batch) < PUBLISH_BATCH:
-                try:
-                    batch.append(receive.receive_nowait())
-                except trio.WouldBlock:
-                    break
-            for kind, event in batch:
-                fields = encode(kind, event)
-                try:
-                    await client.xadd(self.events_key, fields, trim)
-                    if isinstance(event, StatusEvent):
-                        await client.set(self._status_key(kind), orjson.dumps(fields))
-                except GlideError as exc:
-                    self.publish_failures += 1
-                    LOGGER.warning("could not publish to redis: %s", exc)
-                else:
-                    self.published += 1
+        async for kind, event in receive:
+            fields = encode(kind, event)
+            try:
+                await client.xadd(self.events_key, fields, trim)
+                if isinstance(event, StatusEvent):
+                    await client.set(self._status_key(kind), orjson.dumps(fields))
+            except GlideError as exc:
+                self.publish_failures += 1
+                LOGGER.warning("could not publish to redis: %s", exc)
+            else:
+                self.published += 1
 
 
 def _union(filters: Iterable[Any]) -> list[str]:
