@@ -24,7 +24,6 @@ class TweetEvent:
     id_str: str
     frame: frames.Frame
     terms: frozenset[str]
-    timestamp_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +58,7 @@ def tweet_event(status: dict[str, Any], *, source: str = "twitter") -> TweetEven
     except TweetShapeError as exc:
         LOGGER.warning("skipping malformed tweet: %s", exc)
         return None
-    return TweetEvent(
-        trimmed["id_str"], frames.tweet(trimmed), tweet_terms(trimmed), trimmed["timestamp_ms"]
-    )
+    return TweetEvent(trimmed["id_str"], frames.tweet(trimmed), tweet_terms(trimmed))
 
 
 def notice_for(message: protocol.Message) -> NoticeEvent | None:

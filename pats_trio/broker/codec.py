@@ -24,7 +24,6 @@ def encode(kind: StreamKind, event: Event) -> list[tuple[str, str]]:
             ("f", event.frame),
             ("i", event.id_str),
             ("m", TERMS_SEPARATOR.join(event.terms)),
-            ("ts", str(event.timestamp_ms)),
         ]
     if isinstance(event, NoticeEvent):
         fields = [("k", kind), ("t", "notice"), ("f", event.frame)]
@@ -55,7 +54,6 @@ def decode(pairs: Sequence[Sequence[bytes]]) -> tuple[StreamKind, Event]:
                 fields["i"],
                 frame,
                 frozenset(terms.split(TERMS_SEPARATOR)) if terms else frozenset(),
-                int(fields["ts"]),
             )
         if type_ == "notice":
             return stream, NoticeEvent(frame, deletes=fields.get("d"))

@@ -331,7 +331,6 @@ class BlueskyUpstream:
             payload["id_str"],
             frames.tweet(payload),
             tweet_terms(payload),
-            timestamp_ms=payload["timestamp_ms"],
         )
         self.stats.tweets += 1
         for kind in STREAM_KINDS:
