@@ -7,6 +7,7 @@ processes, SIGKILL) are in test_scaling.py.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -14,14 +15,20 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.lowlevel
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from trio_websocket import open_websocket_url
 
 from pats_trio.app import PatsApp, create_app
 from pats_trio.broker.redis import RedisBroker
+from pats_trio.broker.redis_url import parse_redis_url
 from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
+from pats_trio.emulator.corpus import TweetFactory
 from pats_trio.emulator.jetstream import JetstreamEmulator, JetstreamURLs, did_for, serve_jetstream
+from pats_trio.events import Event, StreamKind, TweetEvent, tweet_event
+from pats_trio.upstream.runner import RunnerStats
+from pats_trio.upstream.source import Publish
 from tests.conftest import settings_for_tests
 from tests.redis_server import RedisServer
 from tests.support import Viewer, status
@@ -385,3 +392,96 @@ async def test_bluesky_keeps_one_firehose_for_the_whole_deployment(
             ]
         # Two workers, both kinds watched, and the firehose was opened once in all.
         assert len(jetstream.connections) == 1
+
+
+class BurstUpstream:
+    """An upstream that publishes `size` sample tweets at once when told to."""
+
+    def __init__(self, publish: Publish, size: int) -> None:
+        self._publish = publish
+        self._size = size
+        self.go = trio.Event()
+
+    def demand(self, kind: StreamKind, *, active: bool, track: str = "") -> None:
+        pass
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self.go.wait()
+        factory = TweetFactory(seed=5)
+        for _ in range(self._size):
+            event = tweet_event(factory.next_status(int(time.time() * 1000)))
+            assert event is not None
+            self._publish("sample", event)
+        await trio.sleep_forever()
+
+    def state_of(self, kind: StreamKind) -> str:
+        return "connected"
+
+    def retry_in_of(self, kind: StreamKind) -> float:
+        return 0.0
+
+    def stats_of(self, kind: StreamKind) -> RunnerStats:
+        return RunnerStats()
+
+
+class CountingSink:
+    def __init__(self) -> None:
+        self.tweets: list[str] = []
+
+    def route(self, kind: StreamKind, event: Event) -> None:
+        if isinstance(event, TweetEvent):
+            self.tweets.append(event.id_str)
+
+    def remember(self, kind: StreamKind, event: Event) -> None:
+        pass
+
+
+async def test_a_busy_owner_publishes_a_burst_without_a_round_trip_per_tweet() -> None:
+    """A worker fanning out to many viewers gets back to any one task only once per scheduling
+    round. Publishing one tweet per round trip then capped the whole deployment at a few dozen
+    tweets a second; the owner must send whatever is waiting together."""
+    burst = 1_000
+    upstreams: list[BurstUpstream] = []
+
+    def make_upstream(publish: Publish) -> BurstUpstream:
+        upstreams.append(BurstUpstream(publish, burst))
+        return upstreams[-1]
+
+    redis = RedisServer()
+    await redis.start()
+    try:
+        broker = RedisBroker(
+            parse_redis_url(redis.url), make_upstream, worker_id="busy", prefix="burst"
+        )
+        sink = CountingSink()
+        rounds = 0
+
+        async def busy_loop() -> None:
+            """Stands in for the fan-out: each round of the scheduler costs a millisecond."""
+            nonlocal rounds
+            while True:
+                rounds += 1
+                started = time.perf_counter()
+                while time.perf_counter() - started < 0.001:
+                    pass
+                await trio.lowlevel.checkpoint()
+
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(broker.run, sink)
+                await wait_for(lambda: broker.owner and broker.connected and bool(upstreams))
+                nursery.start_soon(busy_loop)
+                rounds = 0
+                upstreams[-1].go.set()
+                await wait_for(lambda: len(sink.tweets) >= burst)
+                taken = rounds
+                nursery.cancel_scope.cancel()
+    finally:
+        await redis.stop()
+    # Every tweet arrived once, in order, through Redis.
+    assert len(sink.tweets) == len(set(sink.tweets)) == burst
+    assert broker.published >= burst
+    assert broker.publish_failures == 0
+    # One round trip per tweet would take at least `burst` rounds.
+    assert taken < burst / 5, f"{taken} scheduling rounds to publish {burst} tweets"
