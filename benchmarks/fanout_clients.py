@@ -29,6 +29,8 @@ from typing import Any
 import orjson
 import trio
 
+from pats_trio.frames import BINARY_SUBPROTOCOL
+
 HANDSHAKE_LIMIT = 16 * 1024
 CONNECT_CONCURRENCY = 24
 CONNECT_ATTEMPTS = 5
@@ -136,7 +138,8 @@ def handshake_request(host: str, port: int, path: str) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     return (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Protocol: {BINARY_SUBPROTOCOL}\r\n\r\n"
     ).encode()
 
 
@@ -267,7 +270,9 @@ async def run_trio_websocket(
     await ready.acquire()
     handshaking = True
     try:
-        async with trio_websocket.open_websocket(host, port, path, use_ssl=False) as ws:
+        async with trio_websocket.open_websocket(
+            host, port, path, use_ssl=False, subprotocols=[BINARY_SUBPROTOCOL]
+        ) as ws:
             ready.release()
             handshaking = False
             tally.open()

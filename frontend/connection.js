@@ -10,6 +10,9 @@ const BASE_DELAY_MS = 1000;
 const MAX_DELAY_MS = 30_000;
 /** A connection that lived this long counts as healthy: the next drop starts the backoff at 1s again. */
 const STABLE_MS = 10_000;
+// Frames come as binary UTF-8 JSON: the server sends them as encoded once, for every viewer.
+const BINARY_SUBPROTOCOL = 'pats.binary';
+const utf8 = new TextDecoder();
 
 /** Delay before reconnect number `attempt` (0-based): about 1s, 2s, 4s … 30s, give or take 20%. */
 export function backoffDelay(attempt, random = Math.random) {
@@ -65,7 +68,8 @@ export class Connection {
   open() {
     clearTimeout(this.timer);
     this.drop();
-    const ws = new WebSocket(socketUrl(this.filter, this.location));
+    const ws = new WebSocket(socketUrl(this.filter, this.location), [BINARY_SUBPROTOCOL]);
+    ws.binaryType = 'arraybuffer';
     this.ws = ws;
     this.greetedAt = 0;
     this.lastErrorCode = null;
@@ -92,7 +96,7 @@ export class Connection {
   receive(data) {
     let message;
     try {
-      message = JSON.parse(data);
+      message = JSON.parse(typeof data === 'string' ? data : utf8.decode(data));
     } catch {
       return;
     }

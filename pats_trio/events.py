@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pats_trio import frames
@@ -24,6 +24,12 @@ class TweetEvent:
     id_str: str
     frame: frames.Frame
     terms: frozenset[str]
+    payload: bytes = field(init=False, repr=False, compare=False)
+    """The tweet object alone, in UTF-8: a batch of tweets is joined as bytes, which costs a
+    fraction of joining the frames as text (see `frames.tweets`)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "payload", frames.tweet_payload(self.frame))
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,9 @@ LOGGER = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 256
 
+Outgoing = frames.Frame | TweetEvent
+"""What a viewer's channel carries: a frame, or a tweet, which its sender may batch with others."""
+
 _ids = itertools.count(1)
 
 
@@ -34,8 +37,8 @@ class Subscription:
 
     kind: StreamKind
     track: tuple[Phrase, ...]
-    messages: trio.MemoryReceiveChannel[frames.Frame]
-    _send: trio.MemorySendChannel[frames.Frame]
+    messages: trio.MemoryReceiveChannel[Outgoing]
+    _send: trio.MemorySendChannel[Outgoing]
     id: int = field(default_factory=lambda: next(_ids))
     skipped: int = 0
     """Frames dropped since the viewer was last told."""
@@ -120,7 +123,7 @@ class Hub:
     def _open(self, track: tuple[Phrase, ...]) -> Subscription:
         if self.closing:
             raise AdmissionError("shutting_down", "The server is shutting down.")
-        send, receive = trio.open_memory_channel[frames.Frame](self._queue_size)
+        send, receive = trio.open_memory_channel[Outgoing](self._queue_size)
         sub = Subscription(_kind_for(track), track, receive, send)
         try:
             self._check_union(sub, track)
@@ -183,7 +186,7 @@ class Hub:
         if status is not None:
             self._deliver(sub, status.frame)
         for event in self._history.recent_for(sub.track):
-            self._deliver(sub, event.frame)
+            self._deliver(sub, event)
         self._update_demand(sub.kind)
 
     def _detach(self, sub: Subscription) -> None:
@@ -212,18 +215,18 @@ class Hub:
                 targets: set[Subscription] = self._index.subscribers_for(event.terms)
             else:
                 targets = self._viewers["sample"]
-            self._fan_out(targets, event.frame)
+            self._fan_out(targets, event)
         elif isinstance(event, StatusEvent):
             self._status[kind] = event
             self._fan_out(self._viewers[kind], event.frame)
         elif isinstance(event, NoticeEvent):
             self._fan_out(self._viewers[kind], event.frame)
 
-    def _deliver(self, sub: Subscription, frame: frames.Frame) -> None:
-        self._fan_out((sub,), frame)
+    def _deliver(self, sub: Subscription, item: Outgoing) -> None:
+        self._fan_out((sub,), item)
 
-    def _fan_out(self, targets: Iterable[Subscription], frame: frames.Frame) -> None:
-        """Queue `frame` for each viewer without waiting; this loop runs once per tweet per viewer.
+    def _fan_out(self, targets: Iterable[Subscription], item: Outgoing) -> None:
+        """Queue `item` for each viewer without waiting; this loop runs once per tweet per viewer.
 
         Nothing in it can change `targets` (a full queue evicts, but only detaching removes)."""
         delivered: dict[StreamKind, int] = self.delivered
@@ -231,7 +234,7 @@ class Hub:
             if sub.evicted:
                 continue
             try:
-                sub._send.send_nowait(frame)
+                sub._send.send_nowait(item)
             except trio.WouldBlock:
                 self._full(sub)
             except (trio.ClosedResourceError, trio.BrokenResourceError):

@@ -320,6 +320,7 @@ async def tail(
             try:
                 async with open_websocket_url(
                     url,
+                    subprotocols=[frames.BINARY_SUBPROTOCOL],
                     max_message_size=MAX_MESSAGE_SIZE,
                     connect_timeout=CONNECT_TIMEOUT,
                     disconnect_timeout=DISCONNECT_TIMEOUT,

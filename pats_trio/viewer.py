@@ -23,7 +23,8 @@ import trio
 
 from pats_trio import frames
 from pats_trio.admission import AdmissionError, ChangeRate, Limits, client_address, origin_allowed
-from pats_trio.hub import Hub, Subscription
+from pats_trio.events import TweetEvent
+from pats_trio.hub import Hub, Outgoing, Subscription
 from pats_trio.matching import TrackError, parse_track
 
 if TYPE_CHECKING:
@@ -36,23 +37,27 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PATH = "/ws"
-MAX_BATCH = 64
 CLOSE_TIMEOUT = 5.0
 EVICTION_GRACE_SECONDS = 10.0
 """An evicted viewer stuck in a send (its socket full) gets this long, then is dropped."""
-_TWEET_PREFIX = '{"type":"tweet",'
 
 
 class _Socket:
-    """The ASGI send side of one accepted WebSocket."""
+    """The ASGI send side of one accepted WebSocket, in text or, if asked, binary frames."""
 
-    __slots__ = ("_send",)
+    __slots__ = ("_send", "binary")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, *, binary: bool) -> None:
         self._send = send
+        self.binary = binary
 
-    async def send(self, frame: frames.Frame) -> None:
-        await self._send({"type": "websocket.send", "text": frame, "bytes": None})
+    async def send(self, frame: frames.Frame | bytes) -> None:
+        if isinstance(frame, str):
+            if not self.binary:
+                await self._send({"type": "websocket.send", "text": frame, "bytes": None})
+                return
+            frame = frame.encode()
+        await self._send({"type": "websocket.send", "text": None, "bytes": frame})
 
     async def close(self, code: int, reason: str) -> None:
         with trio.move_on_after(CLOSE_TIMEOUT):
@@ -74,8 +79,12 @@ async def serve_viewer(app: PatsApp, scope: Scope, receive: Receive, send: Send)
         await _deny(scope, send, 403, b"This origin may not open the stream.")
         return
     address, raw_filter = handshake
-    await send({"type": "websocket.accept"})
-    socket = _Socket(send)
+    binary = frames.BINARY_SUBPROTOCOL in scope.get("subprotocols", ())
+    if binary:
+        await send({"type": "websocket.accept", "subprotocol": frames.BINARY_SUBPROTOCOL})
+    else:
+        await send({"type": "websocket.accept"})
+    socket = _Socket(send, binary=binary)
     try:
         if len(raw_filter) > limits.max_filter_length:
             raise TrackError(
@@ -149,40 +158,47 @@ async def _send_frames(sub: Subscription, socket: _Socket) -> None:
         await _send_batch(sub, socket, first)
 
 
-async def _send_batch(sub: Subscription, socket: _Socket, first: frames.Frame) -> None:
-    """Everything waiting, as few frames as possible (its list is freed between batches)."""
+async def _send_batch(sub: Subscription, socket: _Socket, first: Outgoing) -> None:
+    """Everything waiting, as few frames as possible (its list is freed between batches).
+
+    The whole queue goes at once: a cap below the queue's size let a viewer that fell behind
+    under load stay behind, since it sent at most the cap per turn while more arrived."""
     batch = [first]
-    while len(batch) < MAX_BATCH:
+    while True:
         try:
             batch.append(sub.messages.receive_nowait())
         except (trio.WouldBlock, trio.EndOfChannel):
             break
-    for frame in _coalesce(batch):
+    for frame in _coalesce(batch, socket.binary):
         await socket.send(frame)
     skipped = sub.take_skipped()
     if skipped:
         await socket.send(frames.skipped(skipped))
 
 
-def _coalesce(batch: list[frames.Frame]) -> list[frames.Frame]:
-    """Join runs of consecutive tweet frames into one `tweets` frame; keep everything in order."""
-    out: list[frames.Frame] = []
-    run: list[frames.Frame] = []
-    for frame in batch:
-        if frame.startswith(_TWEET_PREFIX):
-            run.append(frame)
+def _coalesce(batch: list[Outgoing], binary: bool) -> list[frames.Frame | bytes]:
+    """Join runs of consecutive tweets into one `tweets` frame; keep everything in order."""
+    out: list[frames.Frame | bytes] = []
+    run: list[TweetEvent] = []
+    for item in batch:
+        if isinstance(item, TweetEvent):
+            run.append(item)
             continue
         if run:
-            out.append(_joined(run))
+            out.append(_joined(run, binary))
             run = []
-        out.append(frame)
+        out.append(item)
     if run:
-        out.append(_joined(run))
+        out.append(_joined(run, binary))
     return out
 
 
-def _joined(run: list[frames.Frame]) -> frames.Frame:
-    return run[0] if len(run) == 1 else frames.tweets(run)
+def _joined(run: list[TweetEvent], binary: bool) -> frames.Frame | bytes:
+    if binary:
+        if len(run) == 1:
+            return frames.tweet_utf8(run[0].payload)
+        return frames.tweets_utf8([tweet.payload for tweet in run])
+    return run[0].frame if len(run) == 1 else frames.tweets([tweet.payload for tweet in run])
 
 
 async def _read_commands(

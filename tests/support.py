@@ -30,9 +30,13 @@ class Viewer:
     frames: list[dict[str, Any]] = field(default_factory=list)
     surplus: list[dict[str, Any]] = field(default_factory=list)
     """Tweets read as part of a batch but not yet handed out."""
+    message_types: set[type] = field(default_factory=set)
+    """Text (str) or binary (bytes) messages, as they came."""
 
     async def next_frame(self) -> dict[str, Any]:
-        frame: dict[str, Any] = orjson.loads(await self.ws.get_message())
+        message = await self.ws.get_message()
+        self.message_types.add(type(message))
+        frame: dict[str, Any] = orjson.loads(message)
         self.frames.append(frame)
         return frame
 

@@ -203,6 +203,33 @@ async def test_in_band_filter_change_switches_stream_without_reconnecting(served
     assert [t["id_str"] for t in got] == [hit["id_str"]]
 
 
+async def test_a_viewer_that_asks_for_binary_frames_gets_the_same_json_as_binary(
+    served: Served,
+) -> None:
+    burst = [status(f"tweet {n} café ☕ 漢字 🎉", new_id()) for n in range(150)]
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_websocket_url(served.ws_url, subprotocols=["pats.binary"]) as ws_binary,
+            open_websocket_url(served.ws_url) as ws_text,
+        ):
+            assert ws_binary.subprotocol == "pats.binary"
+            assert ws_text.subprotocol is None
+            binary, text = Viewer(ws_binary), Viewer(ws_text)
+            await binary.next_of("hello")
+            await text.next_of("hello")
+            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+            for tweet in burst:
+                served.emulator.inject(tweet)
+            got_binary, got_text = await binary.tweets(len(burst)), await text.tweets(len(burst))
+    assert got_binary == got_text
+    assert [t["id_str"] for t in got_binary] == [t["id_str"] for t in burst]
+    assert got_binary[0]["text"] == "tweet 0 café ☕ 漢字 🎉"
+    # Every message on the binary socket was binary, batches included.
+    assert binary.message_types == {bytes}
+    assert text.message_types == {str}
+    assert any(frame["type"] == "tweets" for frame in binary.frames)
+
+
 @asynccontextmanager
 async def two_sample_viewers(served: Served) -> AsyncIterator[tuple[Viewer, Viewer]]:
     """Two sample viewers, both greeted, with the upstream sample stream open."""
@@ -233,7 +260,8 @@ PADDING = " and some more words to make this tweet long" * 5
 
 
 async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., Any]) -> None:
-    served: Served = await make_served(client_queue_size=64, slow_client_seconds=3600)
+    queue_size = 200
+    served: Served = await make_served(client_queue_size=queue_size, slow_client_seconds=3600)
     count = 3000
     got_fast: list[dict[str, Any]] = []
     with trio.fail_after(90):
@@ -250,7 +278,7 @@ async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., 
             # Now the slow viewer reads what it has; it must be told what it missed. Markers
             # keep coming until one gets through, since the first may meet a full buffer.
             received: list[str] = []
-            skipped = 0
+            skipped = largest_batch = 0
             markers: list[str] = []
             async with trio.open_nursery() as nursery:
 
@@ -262,7 +290,7 @@ async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., 
                         await trio.sleep(0.05)
 
                 async def read_until(wanted: list[str]) -> None:
-                    nonlocal skipped
+                    nonlocal skipped, largest_batch
                     while not set(wanted) & set(received):
                         frame = await slow.next_frame()
                         if frame["type"] == "skipped":
@@ -271,6 +299,7 @@ async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., 
                             received.append(frame["tweet"]["id_str"])
                         elif frame["type"] == "tweets":
                             received.extend(t["id_str"] for t in frame["tweets"])
+                            largest_batch = max(largest_batch, len(frame["tweets"]))
 
                 nursery.start_soon(send_markers)
                 await read_until(markers)
@@ -281,6 +310,8 @@ async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., 
             markers.append(closing["id_str"])
             await read_until([closing["id_str"]])
     assert skipped > 0
+    # Once its socket drained, the queue it had built up came in one frame, not a few at a time.
+    assert largest_batch >= queue_size * 0.9
     assert len(received) + skipped == count + len(markers)
     order = {id_: n for n, id_ in enumerate([*sent, *markers])}
     positions = [order[id_] for id_ in received]
