@@ -12,6 +12,8 @@ stops the whole server with a non-zero status rather than looping.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -39,6 +41,7 @@ MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
 EXIT_MARGIN = 5.0
 """Seconds past the grace period before a worker that has not exited is killed."""
+PR_SET_PDEATHSIG = 1
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -49,8 +52,25 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
-def run_worker(sockets: Sockets | None, overrides: Mapping[str, Any]) -> None:
+def die_with(supervisor_pid: int) -> None:
+    """Ask Linux to send this worker SIGTERM when the supervisor dies, however it dies.
+
+    Otherwise a SIGKILLed supervisor leaves its workers serving on, unsupervised: nobody
+    replaces them, and nothing stops them short of finding and killing each one. SIGTERM makes a
+    worker close its viewers with 1001, as on a normal stop.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor_pid:  # it died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_worker(
+    sockets: Sockets | None, overrides: Mapping[str, Any], supervisor_pid: int | None = None
+) -> None:
     """One worker: the app, served on the inherited sockets, until SIGTERM or SIGINT."""
+    if supervisor_pid is not None:
+        die_with(supervisor_pid)
     from pats_trio.app import create_app
     from pats_trio.config import load_settings
 
@@ -116,7 +136,7 @@ class Supervisor:
 
     def _spawn(self, context: Any, sockets: Sockets) -> None:
         process: BaseProcess = context.Process(
-            target=run_worker, args=(sockets, dict(self.overrides)), daemon=False
+            target=run_worker, args=(sockets, dict(self.overrides), os.getpid()), daemon=False
         )
         process.start()
         self.processes.append(process)

@@ -7,6 +7,7 @@ moment (a filter restart briefly overlaps the old track with the new one, never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -85,7 +86,7 @@ class Cluster:
         port = free_port()
         argv = pats_trio_argv("emulate", "--port", str(port), "--rate", "0", "--control")
         process: trio.Process = await self.nursery.start(
-            partial(trio.run_process, argv, env=clean_env(), check=False)
+            partial(trio.run_process, argv, env=clean_env(), check=False, start_new_session=True)
         )
         self.processes.append(process)
         base = f"http://127.0.0.1:{port}"
@@ -121,7 +122,14 @@ class Cluster:
             "pats_trio.app:app",
         ]
         process: trio.Process = await self.nursery.start(
-            partial(trio.run_process, argv, env=env, cwd=self.tmp_path, check=False)
+            partial(
+                trio.run_process,
+                argv,
+                env=env,
+                cwd=self.tmp_path,
+                check=False,
+                start_new_session=True,
+            )
         )
         self.processes.append(process)
         url = f"http://127.0.0.1:{port}"
@@ -130,8 +138,15 @@ class Cluster:
 
     def stop(self) -> None:
         for process in reversed(self.processes):
-            if process.returncode is None:
-                process.kill()
+            kill_group(process)
+
+
+def kill_group(process: trio.Process) -> None:
+    """The process and its workers: it was started in a session of its own, so they share its
+    group, even once it has exited. Killing only hypercorn's master would leave its workers
+    running, reparented to init."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 async def wait_until_answering(url: str) -> None:
@@ -375,6 +390,7 @@ async def test_several_workers_without_redis_log_a_warning_that_says_why(tmp_pat
                     stdout=sink,
                     stderr=sink,
                     check=False,
+                    start_new_session=True,
                 )
             )
             try:
@@ -384,7 +400,7 @@ async def test_several_workers_without_redis_log_a_warning_that_says_why(tmp_pat
                         break
                     await trio.sleep(0.1)
             finally:
-                process.kill()
+                kill_group(process)
     text = log.read_text()
     assert "one of 2 workers" in text
     assert "breaks the one-connection-per-account rule" in text
@@ -411,7 +427,14 @@ async def test_serve_workers_replaces_a_sigkilled_owner_and_closes_viewers_with_
             )
             argv = pats_trio_argv("serve", "--port", str(port), "--workers", "3")
             supervisor: trio.Process = await running.nursery.start(
-                partial(trio.run_process, argv, env=env, cwd=tmp_path, check=False)
+                partial(
+                    trio.run_process,
+                    argv,
+                    env=env,
+                    cwd=tmp_path,
+                    check=False,
+                    start_new_session=True,
+                )
             )
             running.processes.append(supervisor)
             url = f"http://127.0.0.1:{port}"
@@ -455,3 +478,56 @@ async def test_serve_workers_replaces_a_sigkilled_owner_and_closes_viewers_with_
             with trio.fail_after(15):
                 await supervisor.wait()
             assert supervisor.returncode == 0
+
+
+async def gone(pid: int) -> None:
+    """Until the process has exited (a zombie waiting for init to reap it counts as exited)."""
+    while True:
+        try:
+            stat = await trio.Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return
+        if stat[stat.rindex(")") + 2] in "ZX":
+            return
+        await trio.sleep(0.1)
+
+
+async def test_workers_close_their_viewers_and_exit_when_the_supervisor_is_sigkilled(
+    tmp_path: Path,
+) -> None:
+    """A SIGKILLed supervisor cannot stop its workers: they must not serve on unsupervised."""
+    with trio.fail_after(TEST_TIMEOUT):
+        async with cluster(tmp_path) as running, AsyncExitStack() as stack:
+            emulator = await running.start_emulator()
+            port = free_port()
+            env = clean_env(
+                TWITTER_STREAM_URL=emulator.base_url,
+                REDIS_URL=running.redis.url,
+                PATS_REDIS_PREFIX="orphans",
+                PATS_SHUTDOWN_GRACE_SECONDS="5",
+            )
+            argv = pats_trio_argv("serve", "--port", str(port), "--workers", "2")
+            supervisor: trio.Process = await running.nursery.start(
+                partial(
+                    trio.run_process,
+                    argv,
+                    env=env,
+                    cwd=tmp_path,
+                    check=False,
+                    start_new_session=True,
+                )
+            )
+            running.processes.append(supervisor)
+            url = f"http://127.0.0.1:{port}"
+            await wait_until_answering(url + "/healthz")
+            pids = await worker_pids(url, 2)
+            viewers = await viewers_on_every_worker(stack, url, 2)
+
+            supervisor.kill()
+            for viewer in viewers.values():
+                with pytest.raises(ConnectionClosed) as closed:
+                    await viewer.read_until_closed()
+                assert closed.value.reason is not None
+                assert closed.value.reason.code == 1001
+            for pid in pids.values():
+                await gone(pid)
