@@ -24,12 +24,16 @@ class TweetEvent:
     id_str: str
     frame: frames.Frame
     terms: frozenset[str]
-    payload: bytes = field(init=False, repr=False, compare=False)
-    """The tweet object alone, in UTF-8: a batch of tweets is joined as bytes, which costs a
-    fraction of joining the frames as text (see `frames.tweets`)."""
+    frame_utf8: bytes = field(init=False, repr=False, compare=False)
+    """`frame` in UTF-8, for viewers that asked for binary frames."""
+    payload: memoryview = field(init=False, repr=False, compare=False)
+    """The tweet object alone, a view into `frame_utf8`: batches are joined as bytes, which
+    costs a fraction of joining the frames as text (see `frames.tweets`)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "payload", frames.tweet_payload(self.frame))
+        utf8 = self.frame.encode()
+        object.__setattr__(self, "frame_utf8", utf8)
+        object.__setattr__(self, "payload", frames.tweet_payload(utf8))
 
 
 @dataclass(frozen=True, slots=True)

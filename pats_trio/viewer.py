@@ -152,18 +152,33 @@ def _abandon_later(scope: trio.CancelScope) -> None:
 
 async def _send_frames(sub: Subscription, socket: _Socket) -> None:
     """The only task that writes to this socket, so frames never interleave."""
-    async for first in sub.messages:
+    messages = sub.messages
+    while True:
+        try:
+            first = await messages.receive()
+        except trio.EndOfChannel:
+            return
         if sub.evicted:
             return
-        await _send_batch(sub, socket, first)
+        try:
+            second = messages.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            # Light load, the usual case: one item, sent without building a batch.
+            if isinstance(first, TweetEvent):
+                await socket.send(first.frame_utf8 if socket.binary else first.frame)
+            else:
+                await socket.send(first)
+        else:
+            await _send_batch(sub, socket, [first, second])
+        if sub.skipped:
+            await socket.send(frames.skipped(sub.take_skipped()))
 
 
-async def _send_batch(sub: Subscription, socket: _Socket, first: Outgoing) -> None:
-    """Everything waiting, as few frames as possible (its list is freed between batches).
+async def _send_batch(sub: Subscription, socket: _Socket, batch: list[Outgoing]) -> None:
+    """Everything waiting, as few frames as possible (the list is freed between batches).
 
     The whole queue goes at once: a cap below the queue's size let a viewer that fell behind
     under load stay behind, since it sent at most the cap per turn while more arrived."""
-    batch = [first]
     while True:
         try:
             batch.append(sub.messages.receive_nowait())
@@ -171,9 +186,6 @@ async def _send_batch(sub: Subscription, socket: _Socket, first: Outgoing) -> No
             break
     for frame in _coalesce(batch, socket.binary):
         await socket.send(frame)
-    skipped = sub.take_skipped()
-    if skipped:
-        await socket.send(frames.skipped(skipped))
 
 
 def _coalesce(batch: list[Outgoing], binary: bool) -> list[frames.Frame | bytes]:
@@ -194,11 +206,10 @@ def _coalesce(batch: list[Outgoing], binary: bool) -> list[frames.Frame | bytes]
 
 
 def _joined(run: list[TweetEvent], binary: bool) -> frames.Frame | bytes:
-    if binary:
-        if len(run) == 1:
-            return frames.tweet_utf8(run[0].payload)
-        return frames.tweets_utf8([tweet.payload for tweet in run])
-    return run[0].frame if len(run) == 1 else frames.tweets([tweet.payload for tweet in run])
+    if len(run) == 1:
+        return run[0].frame_utf8 if binary else run[0].frame
+    payloads = [tweet.payload for tweet in run]
+    return frames.tweets_utf8(payloads) if binary else frames.tweets(payloads)
 
 
 async def _read_commands(

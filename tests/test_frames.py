@@ -27,4 +27,5 @@ def test_a_batch_carries_every_tweet_unchanged_and_in_order(tweets: list[dict[st
     assert orjson.loads(frames.tweets_utf8(payloads)) == {"type": "tweets", "tweets": tweets}
     for event, tweet in zip(events, tweets, strict=True):
         assert orjson.loads(event.frame) == {"type": "tweet", "tweet": tweet}
-        assert frames.tweet_utf8(event.payload) == event.frame.encode()
+        assert event.frame_utf8 == event.frame.encode()
+        assert orjson.loads(event.payload) == tweet
