@@ -164,10 +164,7 @@ async def _send_frames(sub: Subscription, socket: _Socket) -> None:
             second = messages.receive_nowait()
         except (trio.WouldBlock, trio.EndOfChannel):
             # Light load, the usual case: one item, sent without building a batch.
-            if isinstance(first, TweetEvent):
-                await socket.send(first.frame_utf8 if socket.binary else first.frame)
-            else:
-                await socket.send(first)
+            await socket.send(_one(first, socket.binary))
         else:
             await _send_batch(sub, socket, [first, second])
         if sub.skipped:
@@ -205,9 +202,15 @@ def _coalesce(batch: list[Outgoing], binary: bool) -> list[frames.Frame | bytes]
     return out
 
 
+def _one(item: Outgoing, binary: bool) -> frames.Frame | bytes:
+    if isinstance(item, TweetEvent):
+        return item.frame_utf8 if binary else item.frame
+    return item
+
+
 def _joined(run: list[TweetEvent], binary: bool) -> frames.Frame | bytes:
     if len(run) == 1:
-        return run[0].frame_utf8 if binary else run[0].frame
+        return _one(run[0], binary)
     payloads = [tweet.payload for tweet in run]
     return frames.tweets_utf8(payloads) if binary else frames.tweets(payloads)
 

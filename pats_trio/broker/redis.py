@@ -444,27 +444,26 @@ class RedisBroker:
                 except trio.WouldBlock:
                     break
             batch = Batch(is_atomic=False)
-            adds: list[int] = []  # the position of each XADD's reply among the batch's replies
-            queued = 0
+            statuses: list[tuple[StreamKind, list[tuple[str, str]]]] = []
             for kind, event in pending:
                 fields = encode(kind, event)
                 batch.xadd(self.events_key, fields, trim)
-                adds.append(queued)
-                queued += 1
                 if isinstance(event, StatusEvent):
-                    batch.set(self._status_key(kind), orjson.dumps(fields))
-                    queued += 1
+                    statuses.append((kind, fields))
+            for kind, fields in statuses:  # after the XADDs, whose replies come first
+                batch.set(self._status_key(kind), orjson.dumps(fields))
             try:
                 replies = await client.exec(batch, raise_on_error=False)
             except GlideError as exc:
-                self.publish_failures += len(adds)
-                LOGGER.warning("could not publish %d events to redis: %s", len(adds), exc)
+                self.publish_failures += len(pending)
+                LOGGER.warning("could not publish %d events to redis: %s", len(pending), exc)
                 continue
-            failed = [i for i in adds if replies is None or isinstance(replies[i], GlideError)]
+            added = replies[: len(pending)] if replies is not None else []
+            failed = len(pending) - sum(not isinstance(reply, GlideError) for reply in added)
             if failed:
-                LOGGER.warning("redis refused %d of %d events", len(failed), len(adds))
-            self.publish_failures += len(failed)
-            self.published += len(adds) - len(failed)
+                LOGGER.warning("redis refused %d of %d events", failed, len(pending))
+            self.publish_failures += failed
+            self.published += len(pending) - failed
 
 
 def _union(filters: Iterable[Any]) -> list[str]:
