@@ -52,7 +52,7 @@ from fanout_clients import (  # noqa: E402
 
 RESULTS = HERE / "results"
 HOST = "127.0.0.1"
-SCENARIOS = ("sample", "capacity", "filter", "idle", "slow", "gc", "redis")
+SCENARIOS = ("sample", "capacity", "filter", "idle", "deflate", "slow", "gc", "redis")
 # Not run by default: cProfile slows the server down.
 EXTRA_SCENARIOS = ("profile",)
 PROFILE_TOP = 25
@@ -353,7 +353,9 @@ class ClientPool:
             pipe.send(command)
         return [pipe.recv() for pipe in self.pipes]
 
-    def connect(self, port: int, paths: Sequence[str], timeout: float = 120.0) -> tuple[str, int]:
+    def connect(
+        self, port: int, paths: Sequence[str], timeout: float = 120.0, *, deflate: bool = False
+    ) -> tuple[str, int]:
         """Open one viewer per path, spread over the processes; returns the group and count."""
         self._groups += 1
         name = f"g{self._groups}"
@@ -361,7 +363,7 @@ class ClientPool:
         for index, path in enumerate(paths):
             shares[index % len(shares)].append(path)
         for pipe, share in zip(self.pipes, shares, strict=True):
-            pipe.send(("connect", name, HOST, port, share, timeout))
+            pipe.send(("connect", name, HOST, port, share, timeout, deflate))
         answers = [pipe.recv() for pipe in self.pipes]
         return name, sum(int(answer["opened"]) for answer in answers)
 
@@ -941,6 +943,54 @@ def sample_skipped(server: Server) -> float:
     return sum(v for k, v in metrics.items() if k.startswith("pats_frames_skipped_total"))
 
 
+DEFLATE_RATES = (5.0, 20.0)
+
+
+def scenario_deflate(run: Run) -> None:
+    """What browsers cost: every browser offers permessage-deflate and hypercorn always accepts
+    it, so each frame is compressed once per viewer. The same pats-trio server and sample
+    viewers, without the offer, with it, and without it again (to bracket the noise). Memory
+    per viewer is `bench_deflate_memory.py`'s: here each round would reuse what the last freed."""
+    clients = run.args.clients
+    server = start_pats(run.emulator, run.workdir)
+    rounds: list[tuple[str, list[Step]]] = []
+    try:
+        for label, deflate in (("plain", False), ("deflate", True), ("plain again", False)):
+            print(f"-- pats-trio: {clients:,} sample viewers, {label}")
+            name, opened = run.pool.connect(server.port, ["/ws"] * clients, deflate=deflate)
+            time.sleep(2.0)
+            arm = Arm(server, name, opened)
+            steps = [step for rate in DEFLATE_RATES for step in run.step([arm], rate)]
+            run.pool.close(name)
+            rounds.append((label, steps))
+    finally:
+        run.emulator.set_rate(0)
+        server.stop()
+    table = []
+    for index, rate in enumerate(DEFLATE_RATES):
+        plain = [rounds[0][1][index], rounds[2][1][index]]
+        deflated = rounds[1][1][index]
+        costs = [s.cpu_per_1000 for s in plain if s.cpu_per_1000 is not None]
+        base = sum(costs) / len(costs) if costs else None
+        table.append(
+            [
+                fmt(rate, ",.0f"),
+                " / ".join(fmt(s.cpu_per_1000, ".3f") for s in (plain[0], deflated, plain[1])),
+                ratio(deflated.cpu_per_1000, base),
+                " / ".join(fmt(s.p99_ms) for s in (plain[0], deflated, plain[1])),
+                " / ".join(f"{s.delivered_share:.0%}" for s in (plain[0], deflated, plain[1])),
+            ]
+        )
+    print("permessage-deflate: plain / deflate / plain again, same server and viewers")
+    print_table(
+        ("rate/s", "cpu s/1k", "deflate vs plain", "p99 ms", "delivered"),
+        table,
+    )
+    run.results["deflate"] = [
+        {"viewers": label, "steps": [step.as_json() for step in steps]} for label, steps in rounds
+    ]
+
+
 def scenario_slow(run: Run) -> None:
     """200 readers; the same with one viewer that never reads; the readers alone again."""
     clients = run.args.slow_readers
@@ -1247,6 +1297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "slow": lambda: scenario_slow(run),
             "gc": lambda: scenario_gc(run),
             "redis": lambda: scenario_redis(run),
+            "deflate": lambda: scenario_deflate(run),
             "profile": lambda: scenario_profile(run),
         }
         try:

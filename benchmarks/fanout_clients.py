@@ -20,6 +20,7 @@ import random
 import resource
 import socket
 import time
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from pats_trio.frames import BINARY_SUBPROTOCOL
 HANDSHAKE_LIMIT = 16 * 1024
 CONNECT_CONCURRENCY = 24
 CONNECT_ATTEMPTS = 5
+DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
 TWEET_PREFIX = b'{"type":"tweet",'
 TWEETS_PREFIX = b'{"type":"tweets",'
 SKIPPED_PREFIX = b'{"type":"skipped",'
@@ -134,13 +136,35 @@ def raise_fd_limit() -> int:
 # A minimal RFC 6455 client
 
 
-def handshake_request(host: str, port: int, path: str) -> bytes:
+def handshake_request(host: str, port: int, path: str, deflate: bool = False) -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
+    offer = f"{DEFLATE_OFFER}\r\n" if deflate else ""
     return (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Protocol: {BINARY_SUBPROTOCOL}\r\n\r\n"
+        f"Sec-WebSocket-Protocol: {BINARY_SUBPROTOCOL}\r\n{offer}\r\n"
     ).encode()
+
+
+class Inflater:
+    """permessage-deflate (RFC 7692), receiving side, as a browser that offered it needs."""
+
+    def __init__(self, context_takeover: bool) -> None:
+        self._takeover = context_takeover
+        self._zlib = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+
+    def inflate(self, payload: bytes) -> bytes:
+        if not self._takeover:
+            self._zlib = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+        return self._zlib.decompress(payload + b"\x00\x00\xff\xff")
+
+
+def negotiated_inflater(head: bytes) -> Inflater | None:
+    """An Inflater if the handshake response accepted permessage-deflate, else None."""
+    for line in head.lower().split(b"\r\n"):
+        if line.startswith(b"sec-websocket-extensions:") and b"permessage-deflate" in line:
+            return Inflater(context_takeover=b"server_no_context_takeover" not in line)
+    return None
 
 
 def client_frame(opcode: int, payload: bytes = b"") -> bytes:
@@ -164,10 +188,12 @@ def split_handshake(buffer: bytes) -> tuple[bytes, bytes] | None:
     return head, rest
 
 
-async def open_raw(host: str, port: int, path: str) -> tuple[trio.SocketStream, bytes]:
+async def open_raw(
+    host: str, port: int, path: str, deflate: bool = False
+) -> tuple[trio.SocketStream, bytes, Inflater | None]:
     stream = await trio.open_tcp_stream(host, port)
     try:
-        await stream.send_all(handshake_request(host, port, path))
+        await stream.send_all(handshake_request(host, port, path, deflate))
         buffer = b""
         while True:
             data = await stream.receive_some(4096)
@@ -176,16 +202,19 @@ async def open_raw(host: str, port: int, path: str) -> tuple[trio.SocketStream, 
             buffer += data
             parts = split_handshake(buffer)
             if parts is not None:
-                return stream, parts[1]
+                return stream, parts[1], negotiated_inflater(parts[0])
     except BaseException:
         await trio.aclose_forcefully(stream)
         raise
 
 
-async def read_raw(stream: trio.SocketStream, leftover: bytes, stats: Stats) -> None:
+async def read_raw(
+    stream: trio.SocketStream, leftover: bytes, stats: Stats, inflater: Inflater | None = None
+) -> None:
     """Read frames until the server closes; answer pings and the close."""
     buffer = bytearray(leftover)
     partial = bytearray()
+    compressed = False  # RSV1 on a message's first frame
     while True:
         pos = 0
         now_ms = int(time.time() * 1000)
@@ -215,12 +244,16 @@ async def read_raw(stream: trio.SocketStream, leftover: bytes, stats: Stats) -> 
             pos += header + length
             opcode = first & 0x0F
             if opcode in (OP_TEXT, OP_BINARY, OP_CONT):
+                if opcode != OP_CONT:
+                    compressed = bool(first & 0x40)
                 if not first & 0x80:
                     partial += payload
                     continue
                 if partial:
                     payload = bytes(partial + payload)
                     partial.clear()
+                if compressed and inflater is not None:
+                    payload = inflater.inflate(payload)
                 stats.record_frame(payload, now_ms)
             elif opcode == OP_PING:
                 await stream.send_all(client_frame(0xA, payload[:125]))
@@ -238,12 +271,18 @@ async def read_raw(stream: trio.SocketStream, leftover: bytes, stats: Stats) -> 
 
 
 async def run_raw(
-    host: str, port: int, path: str, stats: Stats, ready: trio.Semaphore, tally: Tally
+    host: str,
+    port: int,
+    path: str,
+    stats: Stats,
+    ready: trio.Semaphore,
+    tally: Tally,
+    deflate: bool = False,
 ) -> None:
     for attempt in range(CONNECT_ATTEMPTS):
         try:
             async with ready:
-                stream, leftover = await open_raw(host, port, path)
+                stream, leftover, inflater = await open_raw(host, port, path, deflate)
         except (OSError, HandshakeError, trio.BrokenResourceError):
             await trio.sleep(0.2 * (attempt + 1) + random.random() * 0.2)
             continue
@@ -253,7 +292,7 @@ async def run_raw(
         return
     tally.open()
     try:
-        await read_raw(stream, leftover, stats)
+        await read_raw(stream, leftover, stats, inflater)
     except (trio.BrokenResourceError, OSError):
         stats.closed_by_server += 1
     finally:
@@ -263,9 +302,18 @@ async def run_raw(
 
 
 async def run_trio_websocket(
-    host: str, port: int, path: str, stats: Stats, ready: trio.Semaphore, tally: Tally
+    host: str,
+    port: int,
+    path: str,
+    stats: Stats,
+    ready: trio.Semaphore,
+    tally: Tally,
+    deflate: bool = False,
 ) -> None:
     import trio_websocket
+
+    if deflate:
+        raise ValueError("trio-websocket cannot offer permessage-deflate: use the raw client")
 
     await ready.acquire()
     handshaking = True
@@ -325,6 +373,7 @@ async def _open_group(
     paths: Sequence[str],
     stats: Stats,
     group: Group,
+    deflate: bool,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     run = run_raw if impl == "raw" else run_trio_websocket
@@ -332,7 +381,7 @@ async def _open_group(
     with group.scope:
         async with trio.open_nursery() as nursery:
             for path in paths:
-                nursery.start_soon(run, host, port, path, stats, ready, group.tally)
+                nursery.start_soon(run, host, port, path, stats, ready, group.tally, deflate)
             task_status.started()
     group.done.set()
 
@@ -345,10 +394,10 @@ async def client_main_async(pipe: Connection, impl: str) -> None:
             command: tuple[Any, ...] = await trio.to_thread.run_sync(pipe.recv)
             verb = command[0]
             if verb == "connect":
-                _, name, host, port, paths, timeout = command
+                _, name, host, port, paths, timeout, deflate = command
                 group, stats = Group(Tally([0])), Stats()
                 groups[name] = (group, stats)
-                await nursery.start(_open_group, impl, host, port, paths, stats, group)
+                await nursery.start(_open_group, impl, host, port, paths, stats, group, deflate)
                 with trio.move_on_after(timeout):
                     for _ in iter(int, 1):  # poll: handshakes report no event
                         if group.tally.opened + stats.errors >= len(paths):
