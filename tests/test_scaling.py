@@ -82,23 +82,35 @@ class Cluster:
     emulator: Emulated | None = None
     processes: list[trio.Process] = field(default_factory=list)
 
-    async def start_emulator(self) -> Emulated:
-        port = free_port()
-        argv = pats_trio_argv("emulate", "--port", str(port), "--rate", "0", "--control")
+    async def _run(self, argv: list[str], env: dict[str, str]) -> trio.Process:
+        """A child in a session of its own, so that `stop` can kill its workers too."""
         process: trio.Process = await self.nursery.start(
-            partial(trio.run_process, argv, env=clean_env(), check=False, start_new_session=True)
+            partial(
+                trio.run_process,
+                argv,
+                env=env,
+                cwd=self.tmp_path,
+                check=False,
+                start_new_session=True,
+            )
         )
         self.processes.append(process)
+        return process
+
+    async def start_emulator(self) -> Emulated:
+        port = free_port()
+        await self._run(
+            pats_trio_argv("emulate", "--port", str(port), "--rate", "0", "--control"),
+            clean_env(),
+        )
         base = f"http://127.0.0.1:{port}"
         await wait_until_answering(base + "/_control/connections")
         self.emulator = Emulated(base + "/1.1", base + "/_control")
         return self.emulator
 
-    async def start_server(self, workers: int, prefix: str) -> str:
-        """`hypercorn --workers N` on its own port; returns the base URL."""
+    def _server_env(self, prefix: str) -> dict[str, str]:
         assert self.emulator is not None
-        port = free_port()
-        env = clean_env(
+        return clean_env(
             TWITTER_STREAM_URL=self.emulator.base_url,
             REDIS_URL=self.redis.url,
             PATS_REDIS_PREFIX=prefix,
@@ -108,7 +120,12 @@ class Cluster:
             PATS_FILTER_DEBOUNCE_SECONDS="0.1",
             PATS_MIN_RECONNECT_SECONDS="0",
             PATS_HISTORY="0",
+            PATS_SHUTDOWN_GRACE_SECONDS="5",
         )
+
+    async def start_server(self, workers: int, prefix: str) -> str:
+        """`hypercorn --workers N` on its own port; returns the base URL."""
+        port = free_port()
         argv = [
             sys.executable,
             "-m",
@@ -121,20 +138,19 @@ class Cluster:
             f"127.0.0.1:{port}",
             "pats_trio.app:app",
         ]
-        process: trio.Process = await self.nursery.start(
-            partial(
-                trio.run_process,
-                argv,
-                env=env,
-                cwd=self.tmp_path,
-                check=False,
-                start_new_session=True,
-            )
-        )
-        self.processes.append(process)
+        await self._run(argv, self._server_env(prefix))
         url = f"http://127.0.0.1:{port}"
         await wait_until_answering(url + "/healthz")
         return url
+
+    async def start_supervisor(self, workers: int, prefix: str) -> tuple[str, trio.Process]:
+        """`pats-trio serve --workers N` on its own port; returns the base URL and the process."""
+        port = free_port()
+        argv = pats_trio_argv("serve", "--port", str(port), "--workers", str(workers))
+        supervisor = await self._run(argv, self._server_env(prefix))
+        url = f"http://127.0.0.1:{port}"
+        await wait_until_answering(url + "/healthz")
+        return url, supervisor
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -413,32 +429,7 @@ async def test_serve_workers_replaces_a_sigkilled_owner_and_closes_viewers_with_
     with trio.fail_after(TEST_TIMEOUT):
         async with cluster(tmp_path) as running, AsyncExitStack() as stack:
             emulator = await running.start_emulator()
-            port = free_port()
-            env = clean_env(
-                TWITTER_STREAM_URL=emulator.base_url,
-                REDIS_URL=running.redis.url,
-                PATS_REDIS_PREFIX="sup",
-                PATS_REDIS_LEASE_SECONDS=str(LEASE_SECONDS),
-                PATS_REDIS_HEARTBEAT_SECONDS="0.5",
-                PATS_LINGER_SECONDS="1",
-                PATS_MIN_RECONNECT_SECONDS="0",
-                PATS_HISTORY="0",
-                PATS_SHUTDOWN_GRACE_SECONDS="5",
-            )
-            argv = pats_trio_argv("serve", "--port", str(port), "--workers", "3")
-            supervisor: trio.Process = await running.nursery.start(
-                partial(
-                    trio.run_process,
-                    argv,
-                    env=env,
-                    cwd=tmp_path,
-                    check=False,
-                    start_new_session=True,
-                )
-            )
-            running.processes.append(supervisor)
-            url = f"http://127.0.0.1:{port}"
-            await wait_until_answering(url + "/healthz")
+            url, supervisor = await running.start_supervisor(3, prefix="sup")
             pids = await worker_pids(url, 3)
             viewers = await viewers_on_every_worker(stack, url, 3)
             await emulator.wait_for_open("sample")
@@ -498,28 +489,8 @@ async def test_workers_close_their_viewers_and_exit_when_the_supervisor_is_sigki
     """A SIGKILLed supervisor cannot stop its workers: they must not serve on unsupervised."""
     with trio.fail_after(TEST_TIMEOUT):
         async with cluster(tmp_path) as running, AsyncExitStack() as stack:
-            emulator = await running.start_emulator()
-            port = free_port()
-            env = clean_env(
-                TWITTER_STREAM_URL=emulator.base_url,
-                REDIS_URL=running.redis.url,
-                PATS_REDIS_PREFIX="orphans",
-                PATS_SHUTDOWN_GRACE_SECONDS="5",
-            )
-            argv = pats_trio_argv("serve", "--port", str(port), "--workers", "2")
-            supervisor: trio.Process = await running.nursery.start(
-                partial(
-                    trio.run_process,
-                    argv,
-                    env=env,
-                    cwd=tmp_path,
-                    check=False,
-                    start_new_session=True,
-                )
-            )
-            running.processes.append(supervisor)
-            url = f"http://127.0.0.1:{port}"
-            await wait_until_answering(url + "/healthz")
+            await running.start_emulator()
+            url, supervisor = await running.start_supervisor(2, prefix="orphans")
             pids = await worker_pids(url, 2)
             viewers = await viewers_on_every_worker(stack, url, 2)
 
