@@ -25,8 +25,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from tests.redis_server import RedisServer, free_port
-from tests.support import Viewer, status
+from tests.redis_server import RedisServer
+from tests.support import Viewer, free_port, status
 
 STARTUP_TIMEOUT = 40.0
 TEST_TIMEOUT = 90.0
@@ -36,6 +36,22 @@ LEASE_SECONDS = 3.0
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_", "REDIS"))}
     return env | extra
+
+
+def hypercorn_workers_argv(workers: int, port: int) -> list[str]:
+    """hypercorn's own multi-worker mode, serving the app on a loopback port."""
+    return [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--worker-class",
+        "trio",
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "pats_trio.app:app",
+    ]
 
 
 def pats_trio_argv(*args: str) -> list[str]:
@@ -126,19 +142,7 @@ class Cluster:
     async def start_server(self, workers: int, prefix: str) -> str:
         """`hypercorn --workers N` on its own port; returns the base URL."""
         port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "hypercorn",
-            "--worker-class",
-            "trio",
-            "--workers",
-            str(workers),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "pats_trio.app:app",
-        ]
-        await self._run(argv, self._server_env(prefix))
+        await self._run(hypercorn_workers_argv(workers, port), self._server_env(prefix))
         url = f"http://127.0.0.1:{port}"
         await wait_until_answering(url + "/healthz")
         return url
@@ -382,18 +386,7 @@ def _ws(url: str) -> str:
 
 async def test_several_workers_without_redis_log_a_warning_that_says_why(tmp_path: Path) -> None:
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "hypercorn",
-        "--worker-class",
-        "trio",
-        "--workers",
-        "2",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "pats_trio.app:app",
-    ]
+    argv = hypercorn_workers_argv(2, port)
     log = tmp_path / "server.log"
     with trio.fail_after(TEST_TIMEOUT), log.open("wb") as sink:
         async with trio.open_nursery() as nursery:

@@ -6,7 +6,6 @@ import io
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -47,7 +46,7 @@ from pats_trio.tail import (
     with_filter,
 )
 from tests.conftest import settings_for_tests
-from tests.support import Served, Viewer, status
+from tests.support import Served, Viewer, free_port, status
 
 TIMEOUT = 15
 FAST_RETRY = 0.05
@@ -371,13 +370,6 @@ async def test_closed_output_ends_quietly(served: Served) -> None:
             served.emulator.inject(status("into the void", new_id()))
         # The nursery only closes once tail() has returned.
     assert result == [EXIT_OK]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def serve_app_on(

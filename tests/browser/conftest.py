@@ -17,7 +17,6 @@ import faulthandler
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from pats_trio.matching import parse_track
+from tests.support import free_port
 
 CHROMIUM = Path(os.environ.get("PATS_CHROMIUM", "/usr/bin/chromium"))
 LAUNCH_ARGS = [
@@ -75,13 +75,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise WaitTimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(POLL_INTERVAL)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clean_env(**extra: str) -> dict[str, str]:
