@@ -574,11 +574,13 @@ def _metrics(arm: Arm, wanted: bool) -> dict[str, float]:
     return arm.server.metrics() if wanted else {}
 
 
-def connect_viewers(pool: ClientPool, server: Server, paths: Sequence[str]) -> tuple[Arm, int, int]:
+def connect_viewers(
+    pool: ClientPool, server: Server, paths: Sequence[str], *, deflate: bool = False
+) -> tuple[Arm, int, int]:
     """Connect; returns the arm, and the server RSS before and after."""
     time.sleep(0.5)
     before = server.proc.rss()
-    name, opened = pool.connect(server.port, paths)
+    name, opened = pool.connect(server.port, paths, deflate=deflate)
     time.sleep(2.0)  # let the hello frames and the upstream connection settle
     after = server.proc.rss()
     if opened < len(paths):
@@ -957,11 +959,9 @@ def scenario_deflate(run: Run) -> None:
     try:
         for label, deflate in (("plain", False), ("deflate", True), ("plain again", False)):
             print(f"-- pats-trio: {clients:,} sample viewers, {label}")
-            name, opened = run.pool.connect(server.port, ["/ws"] * clients, deflate=deflate)
-            time.sleep(2.0)
-            arm = Arm(server, name, opened)
+            arm, _, _ = connect_viewers(run.pool, server, ["/ws"] * clients, deflate=deflate)
             steps = [step for rate in DEFLATE_RATES for step in run.step([arm], rate)]
-            run.pool.close(name)
+            run.pool.close(arm.group)
             rounds.append((label, steps))
     finally:
         run.emulator.set_rate(0)
