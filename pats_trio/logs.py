@@ -13,6 +13,8 @@ LOG_FORMATS = ("text", "json")
 QUIET_LOGGERS = {"oauthlib": logging.INFO}
 """Libraries whose DEBUG lines carry credentials: oauthlib logs the consumer key and access
 token with every signature. Held above DEBUG whatever the root level, so none reaches a log."""
+HYPERCORN_ERROR_LOG = "hypercorn.error"
+"""hypercorn's own lines (start-up, errors in the ASGI app): shown at LOG_LEVEL, in LOG_FORMAT."""
 HANDLER_NAME = "pats_trio"
 """The root handler `configure_logging` installs; it is reconfigured in place, never duplicated."""
 
@@ -73,5 +75,6 @@ def configure_logging(level: str, fmt: str = "text") -> None:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     logging.getLogger("pats_trio").setLevel(level)
+    logging.getLogger(HYPERCORN_ERROR_LOG).setLevel(level)
     for name, floor in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(floor)

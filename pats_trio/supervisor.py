@@ -34,6 +34,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from pats_trio.config import Settings
+from pats_trio.logs import HYPERCORN_ERROR_LOG
 
 LOGGER = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
+    # Given a logger, hypercorn uses it as it is; given none, it adds a console handler of its
+    # own, in its own format, and the root handler printed every line a second time.
+    config.errorlog = logging.getLogger(HYPERCORN_ERROR_LOG)
     config.graceful_timeout = settings.shutdown_grace_seconds
     return config
 

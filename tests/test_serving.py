@@ -131,3 +131,45 @@ async def test_a_signal_closes_every_viewer_with_1001_and_exits_in_the_grace_per
         finally:
             if process.returncode is None:
                 process.kill()
+
+
+def hypercorn_json_logging_command(port: int) -> list[str]:
+    recipe = Path(__file__).resolve().parent.parent / "docs" / "hypercorn-logging.json"
+    return [*hypercorn_command(port)[:-1], "--log-config", f"json:{recipe}", "pats_trio.app:app"]
+
+
+@pytest.mark.parametrize("command", [pats_trio_command, hypercorn_json_logging_command])
+async def test_json_logs_hold_one_object_per_line_hypercorns_own_lines_included(
+    command: object, tmp_path: Path
+) -> None:
+    """A log collector reads stderr line by line: a text line among the JSON breaks it, and
+    hypercorn printed its own lines twice, once in its own format."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
+    env |= {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    argv = command(port)  # type: ignore[operator]
+    log = tmp_path / "stderr.log"
+    with log.open("wb") as stderr:
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(trio.run_process, argv, cwd=tmp_path, env=env, check=False, stderr=stderr)
+            )
+            try:
+                with trio.fail_after(STARTUP_TIMEOUT):
+                    await wait_until_serving(f"http://127.0.0.1:{port}")
+                process.send_signal(signal.SIGTERM)
+                with trio.fail_after(15):
+                    await process.wait()
+            finally:
+                if process.returncode is None:
+                    process.kill()
+    assert process.returncode == 0
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert [line for line in lines if not line.startswith("{")] == []
+    entries = [orjson.loads(line) for line in lines]
+    assert all(
+        isinstance(e, dict) and {"ts", "level", "logger", "message"} <= e.keys() for e in entries
+    )
+    running = [e for e in entries if e["message"].startswith("Running on")]
+    assert [e["logger"] for e in running] == ["hypercorn.error"]
+    assert any(e["logger"].startswith("pats_trio") for e in entries)
