@@ -21,7 +21,7 @@ from hypercorn.trio import serve
 from trio_websocket import open_websocket_url
 
 from pats_trio.app import PatsApp, create_app
-from pats_trio.broker.redis import RedisBroker
+from pats_trio.broker.redis import PRIME_WAIT, RedisBroker
 from pats_trio.broker.redis_url import parse_redis_url
 from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
 from pats_trio.emulator.corpus import TweetFactory
@@ -311,11 +311,44 @@ async def test_a_new_worker_reads_history_from_the_stream(deployment: Deployment
                 emulator.inject(status(f"tweet {i}", 600 + i))
             await viewer.tweets(8)
             later = await deployment.add_worker("new", history_size=5)
+            # It serves only once it has read the stream's tail, so the first viewer gets it too.
+            assert later.broker.connected
             async with open_websocket_url(later.ws_url) as ws_new:
                 newcomer = Viewer(ws_new)
                 assert (await newcomer.next_of("hello"))["worker"] == "new"
                 got = await newcomer.tweets(5)
         assert [t["id_str"] for t in got] == [str(600 + i) for i in range(3, 8)]
+
+
+async def test_a_worker_started_while_redis_is_down_serves_degraded_then_recovers(
+    deployment: Deployment,
+) -> None:
+    """It used to connect to Redis with a blocking call, which froze the worker's event loop for
+    the connection timeout at every attempt: 18 s to start, and its viewers frozen with it."""
+    await deployment.redis.stop()
+    with trio.fail_after(TIMEOUT):
+        started = trio.current_time()
+        worker = await deployment.add_worker("early")
+        assert trio.current_time() - started < PRIME_WAIT
+        async with httpx.AsyncClient() as client:
+            ready = await client.get(worker.http_url + "/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["broker"]["redis"] == "unreachable"
+        async with open_websocket_url(worker.ws_url) as ws:
+            viewer = Viewer(ws)
+            await viewer.next_of("hello")
+            assert (await viewer.next_of("status"))["state"] == "degraded"
+            # The event loop keeps running while every Redis command is failing.
+            async with httpx.AsyncClient() as client:
+                for _ in range(20):
+                    with trio.fail_after(0.5):
+                        assert (await client.get(worker.http_url + "/healthz")).status_code == 200
+                    await trio.sleep(0.1)
+            await deployment.redis.start()
+            await wait_for(lambda: worker.broker.connected and worker.broker.owner)
+            await deployment.emulator.wait_until(lambda e: bool(e.open_connections("sample")))
+            deployment.emulator.inject(status("once redis is up", 700))
+            assert [t["id_str"] for t in await viewer.tweets(1)] == ["700"]
 
 
 async def test_metrics_and_readiness_report_redis_ownership_and_lag(

@@ -71,6 +71,10 @@ PUBLISH_BATCH = 512
 DEDUP_WINDOW = 10_000
 REQUEST_TIMEOUT_MS = 2_000
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
+PRIME_WAIT = 5.0
+"""The longest a starting worker waits to read the stream's tail before it serves: a viewer
+that arrived first got none of the recent tweets. If Redis cannot be reached, it serves degraded
+as soon as the first attempt fails, and primes when Redis comes back."""
 
 # Of the lease TTL: the key's own expiry, how often the owner renews, and how often others try.
 # With these, a dead owner's lease is gone and taken within the TTL.
@@ -102,6 +106,10 @@ def client_config(target: RedisTarget, name: str) -> GlideClientConfiguration:
         database_id=target.database,
         request_timeout=REQUEST_TIMEOUT_MS,
         client_name=name,
+        # Connecting eagerly is a blocking call into glide's core: with Redis down it froze the
+        # whole worker, viewers included, for the connection timeout at every attempt. Lazily,
+        # the first command connects, and fails like any other, without blocking.
+        lazy_connect=True,
     )
 
 
@@ -139,6 +147,9 @@ class RedisBroker:
         self.publish_failures = 0
         self.terms_of_office = 0
         self.undecodable = 0
+        self._settled = trio.Event()
+        """Set once the reader has primed the history, or found Redis unreachable."""
+        self._told_unreachable = False
 
     # keys
     @property
@@ -173,12 +184,16 @@ class RedisBroker:
     async def run(
         self, sink: Sink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Resource handling: each task gets its own client, closed when the task ends. Error
+        """Started once the stream's tail is in the hub's history, or after `PRIME_WAIT`.
+
+        Resource handling: each task gets its own client, closed when the task ends. Error
         handling: Redis errors never escape; they become a `degraded` status and a retry."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read_forever, sink)
             nursery.start_soon(self._heartbeat_forever)
             nursery.start_soon(self._contend_forever)
+            with trio.move_on_after(PRIME_WAIT):
+                await self._settled.wait()
             task_status.started()
 
     async def _client(self, name: str) -> GlideClient:
@@ -208,6 +223,8 @@ class RedisBroker:
                     if not self.connected:
                         await self._restore_status(client, sink)
                         self.connected = True
+                        self._told_unreachable = False
+                        self._settled.set()
                         delay = RETRY_MIN
                     reply = await client.xread(
                         {self.events_key: last_id},
@@ -263,7 +280,9 @@ class RedisBroker:
             sink.route(kind, event)
 
     def _degrade(self, sink: Sink, exc: GlideError, retry_in: float) -> None:
-        if self.connected:
+        self._settled.set()
+        if self.connected or not self._told_unreachable:
+            self._told_unreachable = True
             LOGGER.warning("redis unreachable (%s); retrying in %.1fs", exc, retry_in)
             for kind in STREAM_KINDS:
                 sink.route(
@@ -271,7 +290,7 @@ class RedisBroker:
                     status_event(
                         kind,
                         "degraded",
-                        reason="The server lost its connection to Redis and is reconnecting",
+                        reason="The server cannot reach Redis and keeps trying",
                         retry_in=round(retry_in, 1),
                     ),
                 )

@@ -441,7 +441,7 @@ def test_a_new_page_starts_with_the_most_recent_tweets(
 
 
 def test_the_indicator_shows_a_degraded_feed_and_counts_down(page: Page, stack: Stack) -> None:
-    reason = "The server lost its connection to Redis and is reconnecting"
+    reason = "The server cannot reach Redis and keeps trying"
     send = serve_frames(page, [{**BLUESKY_HELLO, "source": "twitter"}])
     page.goto(stack.url)
     connection = page.locator("#connection")
