@@ -427,6 +427,49 @@ async def test_bluesky_keeps_one_firehose_for_the_whole_deployment(
         assert len(jetstream.connections) == 1
 
 
+async def test_a_new_bluesky_owner_resumes_where_the_old_one_stopped(
+    deployment: Deployment,
+) -> None:
+    """Jetstream replays from a cursor: the posts made while no worker held the firehose reach
+    the viewers once each, instead of being lost to a takeover that started at the live edge."""
+    jetstream = JetstreamEmulator(rate=0, seed=11)
+    urls: JetstreamURLs = await deployment.nursery.start(serve_jetstream, jetstream)
+    bluesky = {
+        "source_setting": "bluesky",
+        "bluesky_hosts": (urls.jetstream,),
+        "bluesky_appview": urls.appview,
+        "redis_prefix": "resume",
+    }
+    with trio.fail_after(TIMEOUT):
+        workers = [await deployment.add_worker(f"r{i}", **bluesky) for i in range(2)]
+        owner = await deployment.wait_for_owner()
+        [survivor] = [w for w in workers if w is not owner]
+        async with open_websocket_url(survivor.ws_url) as ws:
+            viewer = Viewer(ws)
+            await viewer.next_of("hello")
+            await jetstream.wait_until(lambda e: len(e.open_connections()) == 1)
+            for i in range(3):
+                jetstream.post(did_for("ada"), f"before the takeover {i}")
+            assert [t["text"] for t in await viewer.tweets(3)] == [
+                f"before the takeover {i}" for i in range(3)
+            ]
+            # The successor's first attempt is refused, so these posts fall in the gap.
+            jetstream.refuse_next(1)
+            owner.scope.cancel()
+            await jetstream.wait_until(lambda e: len(e.connections) == 2)
+            for i in range(3):
+                jetstream.post(did_for("bob"), f"during the takeover {i}")
+            got = await viewer.tweets(3)
+            assert [t["text"] for t in got] == [f"during the takeover {i}" for i in range(3)]
+            jetstream.post(did_for("cy"), "after the takeover")
+            assert [t["text"] for t in await viewer.tweets(1)] == ["after the takeover"]
+        refused, resumed = jetstream.connections[1:]
+        assert refused.status != 101
+        assert resumed.status == 101
+        assert resumed.cursor is not None
+        assert resumed.replayed >= 3
+
+
 class BurstUpstream:
     """An upstream that publishes `size` sample tweets at once when told to."""
 
@@ -456,6 +499,12 @@ class BurstUpstream:
 
     def stats_of(self, kind: StreamKind) -> RunnerStats:
         return RunnerStats()
+
+    def resume_point(self) -> int | None:
+        return None
+
+    def resume_from(self, point: int) -> None:
+        pass
 
 
 class CountingSink:

@@ -11,7 +11,9 @@ Every worker runs the same three tasks:
 * the **contender** tries to take the lease `<prefix>:owner` (`SET NX PX`). The worker that holds it
   runs the upstream, publishes every event (trimmed and encoded once) with `XADD MAXLEN ~`, and
   follows the union of every worker's demand. It renews the lease often; the moment a renewal
-  fails, or the lease would expire before the next one, its upstream is cancelled.
+  fails, or the lease would expire before the next one, its upstream is cancelled. With each
+  batch it also stores where the source could be resumed (`<prefix>:resume`, with a TTL), so a
+  successor on a source that replays (Bluesky's Jetstream) starts there, not at the live edge.
 
 Redis down or restarted: viewers keep their sockets and get a `degraded` status; every task retries
 with backoff, and the reader resumes once Redis answers again.
@@ -71,6 +73,11 @@ PUBLISH_BATCH = 512
 DEDUP_WINDOW = 10_000
 REQUEST_TIMEOUT_MS = 2_000
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
+Publication = tuple[StreamKind, Event, int | None]
+"""An event for the stream, and the owner's resume point once it is out (see `Upstream`)."""
+RESUME_TTL_SECONDS = 60.0
+"""How long a stored resume point stays usable (at least three leases): an older one would
+replay a long stretch of the firehose to viewers who never saw it."""
 PRIME_WAIT = 5.0
 """The longest a starting worker waits to read the stream's tail before it serves: a viewer
 that arrived first got none of the recent tweets. If Redis cannot be reached, it serves degraded
@@ -162,6 +169,10 @@ class RedisBroker:
 
     def _demand_key(self, worker_id: str) -> str:
         return f"{self._prefix}:demand:{worker_id}"
+
+    @property
+    def resume_key(self) -> str:
+        return f"{self._prefix}:resume"
 
     def _status_key(self, kind: StreamKind) -> str:
         return f"{self._prefix}:status:{kind}"
@@ -369,11 +380,12 @@ class RedisBroker:
         expiry = self._lease_seconds * LEASE_EXPIRY
         self.terms_of_office += 1
         LOGGER.info("worker %s owns the upstream now", self.worker_id)
-        send, receive = trio.open_memory_channel[tuple[StreamKind, Event]](PUBLISH_QUEUE)
+        send, receive = trio.open_memory_channel[Publication](PUBLISH_QUEUE)
 
         def publish(kind: StreamKind, event: Event) -> None:
+            # The resume point as the event leaves the source: stored once the event is out.
             try:
-                send.send_nowait((kind, event))
+                send.send_nowait((kind, event, upstream.resume_point()))
             except trio.WouldBlock:
                 self.publish_failures += 1
 
@@ -381,6 +393,7 @@ class RedisBroker:
         self.upstream, self.owner = upstream, True
         try:
             with trio.CancelScope(deadline=taken_at + expiry) as office:
+                await self._resume(client, upstream)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._renew_lease, client, office)
                     nursery.start_soon(self._follow_union, client, upstream)
@@ -391,6 +404,17 @@ class RedisBroker:
             LOGGER.info("worker %s no longer owns the upstream", self.worker_id)
             with trio.CancelScope(shield=True), trio.move_on_after(1.0), _quietly():
                 await client.invoke_script(_RELEASE, keys=[self.owner_key], args=[self.worker_id])
+
+    async def _resume(self, client: GlideClient, upstream: Upstream) -> None:
+        """Pick the source up where the last owner's published events end, if it can replay."""
+        try:
+            stored = await client.get(self.resume_key)
+        except GlideError as exc:
+            LOGGER.warning("could not read the resume point (%s): starting live", exc)
+            return
+        if stored is not None and stored.isdigit():
+            LOGGER.info("resuming the upstream from %s", stored.decode())
+            upstream.resume_from(int(stored))
 
     async def _renew_lease(self, client: GlideClient, office: trio.CancelScope) -> None:
         expiry_ms = int(self._lease_seconds * LEASE_EXPIRY * 1000)
@@ -449,12 +473,15 @@ class RedisBroker:
         return demands
 
     async def _publish_events(
-        self, client: GlideClient, receive: trio.MemoryReceiveChannel[tuple[StreamKind, Event]]
+        self, client: GlideClient, receive: trio.MemoryReceiveChannel[Publication]
     ) -> None:
         """Everything waiting goes out in one pipelined round trip. A reply reaches this task
         only when Trio's scheduler comes round to it, which under a busy fan-out takes tens of
         milliseconds, so one event per round trip capped a deployment at tens of tweets/s."""
         trim = StreamAddOptions(trim=TrimByMaxLen(exact=False, threshold=self._maxlen))
+        resume_ttl = ExpirySet(
+            ExpiryType.MILLSEC, int(max(RESUME_TTL_SECONDS, 3 * self._lease_seconds) * 1000)
+        )
         async for first in receive:
             pending = [first]
             while len(pending) < PUBLISH_BATCH:
@@ -464,13 +491,17 @@ class RedisBroker:
                     break
             batch = Batch(is_atomic=False)
             statuses: list[tuple[StreamKind, list[tuple[str, str]]]] = []
-            for kind, event in pending:
+            for kind, event, _ in pending:
                 fields = encode(kind, event)
                 batch.xadd(self.events_key, fields, trim)
                 if isinstance(event, StatusEvent):
                     statuses.append((kind, fields))
-            for kind, fields in statuses:  # after the XADDs, whose replies come first
+            # After the XADDs, whose replies come first.
+            for kind, fields in statuses:
                 batch.set(self._status_key(kind), orjson.dumps(fields))
+            resume_point = pending[-1][2]
+            if resume_point is not None:
+                batch.set(self.resume_key, str(resume_point), expiry=resume_ttl)
             try:
                 replies = await client.exec(batch, raise_on_error=False)
             except GlideError as exc:

@@ -152,6 +152,16 @@ class BlueskyUpstream:
         """One connection serves both kinds, so both report the same counters."""
         return self.stats
 
+    def resume_point(self) -> int | None:
+        """The ``time_us`` of the latest event read."""
+        return self.cursor
+
+    def resume_from(self, point: int) -> None:
+        """Jetstream replays from a cursor, so a new owner loses none of the takeover's gap; the
+        rewind replays a few seconds already published, which readers drop by id."""
+        if self.cursor is None:
+            self.cursor = point
+
     def demand(self, kind: StreamKind, *, active: bool, track: str = "") -> None:
         """Say whether anyone watches `kind`. `track` is ignored: filters are matched locally."""
         if self._active[kind] == active:

@@ -29,6 +29,12 @@ class Upstream(Protocol):
     def stats_of(self, kind: StreamKind) -> RunnerStats:
         """Counters for metrics."""
 
+    def resume_point(self) -> int | None:
+        """Where a successor could pick this source up, or None if it cannot replay."""
+
+    def resume_from(self, point: int) -> None:
+        """Before `run`: start at a predecessor's `resume_point`, not at the live edge."""
+
 
 UpstreamFactory = Callable[[Publish], Upstream]
 """Builds a fresh upstream that publishes with the given function (a new owner starts clean)."""

@@ -63,3 +63,10 @@ class TwitterUpstream:
 
     def stats_of(self, kind: StreamKind) -> RunnerStats:
         return self.runners[kind].stats
+
+    def resume_point(self) -> int | None:
+        """The v1.1 streams cannot replay: a new connection starts at the live edge."""
+        return None
+
+    def resume_from(self, point: int) -> None:
+        pass
