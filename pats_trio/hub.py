@@ -167,9 +167,15 @@ class Hub:
         )
 
     def _check_union(self, sub: Subscription, track: tuple[Phrase, ...]) -> None:
+        """The limit is the upstream's, so other workers' phrases count too (with Redis)."""
         if not track:
             return
-        size = self._index.union_size_with(sub, track)
+        elsewhere = self.broker.phrases_elsewhere()
+        if elsewhere:
+            local = {phrase.text for phrase in self._index.union_with(sub, track)}
+            size = len(local | elsewhere)
+        else:
+            size = self._index.union_size_with(sub, track)
         if size > MAX_PHRASES:
             raise TrackError(
                 "too_many_phrases",

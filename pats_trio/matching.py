@@ -318,6 +318,15 @@ class TrackIndex(Generic[K]):
         """Distinct phrases across all subscribers, sorted by text (the upstream ``track``)."""
         return tuple(sorted(self._keys_by_phrase, key=lambda phrase: phrase.text))
 
+    def union_with(self, key: K, phrases: Iterable[Phrase]) -> builtins.set[Phrase]:
+        """The distinct phrases there would be if ``key`` had these phrases instead."""
+        wanted = set(phrases)
+        union = set(self._keys_by_phrase)
+        for phrase in self._phrases_by_key.get(key, ()):
+            if phrase not in wanted and len(self._keys_by_phrase[phrase]) == 1:
+                union.discard(phrase)
+        return union | wanted
+
     def union_size_with(self, key: K, phrases: Iterable[Phrase]) -> int:
         """How many distinct phrases there would be if ``key`` had these phrases instead."""
         wanted = set(phrases)

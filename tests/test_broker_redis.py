@@ -18,7 +18,7 @@ import trio
 import trio.lowlevel
 from hypercorn.config import Config
 from hypercorn.trio import serve
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from pats_trio.app import PatsApp, create_app
 from pats_trio.broker.redis import PRIME_WAIT, RedisBroker
@@ -31,7 +31,7 @@ from pats_trio.upstream.runner import RunnerStats
 from pats_trio.upstream.source import Publish
 from tests.conftest import settings_for_tests
 from tests.redis_server import RedisServer
-from tests.support import Viewer, status
+from tests.support import Viewer, close_code, status
 
 TIMEOUT = 30
 LEASE_SECONDS = 2.0
@@ -425,6 +425,36 @@ async def test_bluesky_keeps_one_firehose_for_the_whole_deployment(
             ]
         # Two workers, both kinds watched, and the firehose was opened once in all.
         assert len(jetstream.connections) == 1
+
+
+def phrases(prefix: str, count: int) -> str:
+    return ",".join(f"{prefix}{i:03d}" for i in range(count))
+
+
+async def test_the_phrase_limit_counts_every_workers_viewers(deployment: Deployment) -> None:
+    """The limit is the upstream's: a worker used to check only its own viewers, so phrases past
+    the limit on another worker were accepted and then never tracked."""
+    with trio.fail_after(TIMEOUT):
+        workers = [await deployment.add_worker(f"cap{i}") for i in range(2)]
+        async with open_websocket_url(workers[0].ws_url + "?filter=" + phrases("a", 250)) as ws_a:
+            assert len((await Viewer(ws_a).next_of("hello"))["track"]) == 250
+            await wait_for(lambda: len(workers[1].broker.phrases_elsewhere()) == 250)
+            async with open_websocket_url(workers[1].ws_url + "?filter=" + phrases("b", 200)) as ws:
+                refused = Viewer(ws)
+                error = await refused.next_of("error")
+                assert error["code"] == "too_many_phrases"
+                assert "450" in error["message"]
+                with pytest.raises(ConnectionClosed) as closed:
+                    await refused.next_frame()
+                assert close_code(closed.value) == 1008
+            # Up to the limit is fine, shared phrases counted once.
+            fits = phrases("a", 100) + "," + phrases("c", 150)
+            async with open_websocket_url(workers[1].ws_url + "?filter=" + fits) as ws:
+                assert len((await Viewer(ws).next_of("hello"))["track"]) == 250
+        # Once the first worker's viewer has gone, the second may take the room.
+        await wait_for(lambda: not workers[1].broker.phrases_elsewhere())
+        async with open_websocket_url(workers[1].ws_url + "?filter=" + phrases("b", 200)) as ws:
+            assert len((await Viewer(ws).next_of("hello"))["track"]) == 200
 
 
 async def test_a_new_bluesky_owner_resumes_where_the_old_one_stopped(

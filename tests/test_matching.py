@@ -398,10 +398,9 @@ def test_index_agrees_with_brute_force(
             index.discard(key)
             assignment.pop(key, None)
         else:
-            expected_size = len(
-                {p for k, ps in assignment.items() if k != key for p in ps} | {*phrases}
-            )
-            assert index.union_size_with(key, phrases) == expected_size
+            expected = {p for k, ps in assignment.items() if k != key for p in ps} | {*phrases}
+            assert index.union_size_with(key, phrases) == len(expected)
+            assert index.union_with(key, phrases) == expected
             index.set(key, phrases)
             assignment[key] = phrases
         for terms in term_sets:

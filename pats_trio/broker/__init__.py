@@ -40,3 +40,6 @@ class Broker(Protocol):
 
     def health(self) -> dict[str, Any]:
         """What /readyz reports about the broker; `ready` is False when viewers get no feed."""
+
+    def phrases_elsewhere(self) -> frozenset[str]:
+        """Phrases other workers' viewers follow: they share the upstream's phrase limit."""

@@ -37,3 +37,6 @@ class MemoryBroker:
 
     def health(self) -> dict[str, Any]:
         return {"mode": "memory", "ready": self.upstream is not None}
+
+    def phrases_elsewhere(self) -> frozenset[str]:
+        return frozenset()

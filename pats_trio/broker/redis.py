@@ -154,6 +154,7 @@ class RedisBroker:
         self.publish_failures = 0
         self.terms_of_office = 0
         self.undecodable = 0
+        self._elsewhere: frozenset[str] = frozenset()
         self._settled = trio.Event()
         """Set once the reader has primed the history, or found Redis unreachable."""
         self._told_unreachable = False
@@ -182,6 +183,9 @@ class RedisBroker:
             self._local[kind] = (active, track)
             self._local_changed.set()
 
+    def phrases_elsewhere(self) -> frozenset[str]:
+        return self._elsewhere
+
     def health(self) -> dict[str, Any]:
         return {
             "mode": "redis",
@@ -203,6 +207,7 @@ class RedisBroker:
             nursery.start_soon(self._read_forever, sink)
             nursery.start_soon(self._heartbeat_forever)
             nursery.start_soon(self._contend_forever)
+            nursery.start_soon(self._census_forever)
             with trio.move_on_after(PRIME_WAIT):
                 await self._settled.wait()
             task_status.started()
@@ -449,13 +454,36 @@ class RedisBroker:
                 upstream.demand("filter", active=bool(phrases), track=",".join(phrases))
             await trio.sleep(UNION_POLL)
 
-    async def _read_demands(self, client: GlideClient) -> list[dict[str, Any]]:
+    async def _census_forever(self) -> None:
+        """Other workers' phrases, kept fresh for admission: a viewer is refused when the whole
+        deployment's union would pass the limit, not only this worker's. Two workers admitting
+        within one poll can still pass it together; the owner then sends the first
+        `MAX_PHRASES` and logs the rest."""
+        client = await self._client("census")
+        own = self._demand_key(self.worker_id).encode()
+        try:
+            while True:
+                try:
+                    demands = await self._read_demands(client, skip=own)
+                except GlideError as exc:
+                    LOGGER.debug("could not read other workers' demand: %s", exc)
+                else:
+                    self._elsewhere = frozenset(
+                        _union((d.get("filter", [False, ""]) for d in demands), cap=None)
+                    )
+                await trio.sleep(UNION_POLL)
+        finally:
+            await _close(client)
+
+    async def _read_demands(
+        self, client: GlideClient, *, skip: bytes | None = None
+    ) -> list[dict[str, Any]]:
         keys: list[bytes] = []
         cursor: bytes | str = "0"
         while True:
             reply = await client.scan(cursor, match=self._demand_key("*"), count=1_000)
             cursor = reply[0]  # type: ignore[assignment]
-            keys.extend(reply[1])  # type: ignore[arg-type]
+            keys.extend(key for key in reply[1] if key != skip)  # type: ignore[misc]
             if cursor in (b"0", "0"):
                 break
         if not keys:
@@ -516,18 +544,19 @@ class RedisBroker:
             self.published += len(pending) - failed
 
 
-def _union(filters: Iterable[Any]) -> list[str]:
+def _union(filters: Iterable[Any], *, cap: int | None = MAX_PHRASES) -> list[str]:
     """The phrases of every worker's filter viewers, deduplicated, in a stable order."""
     phrases: set[str] = set()
     for entry in filters:
         if isinstance(entry, list) and len(entry) == 2 and entry[0] and isinstance(entry[1], str):
             phrases.update(p for p in entry[1].split(",") if p)
     ordered = sorted(phrases)
-    if len(ordered) > MAX_PHRASES:
+    if cap is not None and len(ordered) > cap:
         LOGGER.warning(
-            "the workers together follow %d phrases; only %d go upstream", len(ordered), MAX_PHRASES
+            "the workers together follow %d phrases; only %d go upstream", len(ordered), cap
         )
-    return ordered[:MAX_PHRASES]
+        return ordered[:cap]
+    return ordered
 
 
 def _entry_seconds(entry_id: str) -> float:
