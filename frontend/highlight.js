@@ -6,21 +6,43 @@ function escapeRegExp(text) {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+function wordsRegExp(words) {
+  // Longest first, so "rustacean" wins over "rust" when both are tracked.
+  const alternatives = [...words].sort((a, b) => b.length - a.length).map(escapeRegExp);
+  return new RegExp(`(?<!${WORD_CHAR})(?:${alternatives.join('|')})(?!${WORD_CHAR})`, 'giu');
+}
+
 /**
- * A global regular expression for every word of every tracked phrase, or null when there are none.
- * ["python", "trio rust"] marks "python", "trio" and "rust" wherever they stand as whole words.
+ * What to mark for a filter, or null when it has no phrases. `forText(text)` gives a global
+ * regular expression for the words of the phrases `text` holds in full, or null: with
+ * ["python", "trio rust"], a tweet matched by "python" that also says "trio" gets "python"
+ * marked, not "trio", since "trio rust" is not what it matched.
  */
 export function termMatcher(track) {
-  const terms = new Set();
+  const phrases = [];
   for (const phrase of Array.isArray(track) ? track : []) {
-    for (const word of String(phrase).split(/\s+/)) {
-      if (word) terms.add(word.toLocaleLowerCase());
-    }
+    const words = new Set(
+      String(phrase).split(/\s+/).filter(Boolean).map((word) => word.toLocaleLowerCase()),
+    );
+    if (words.size) phrases.push([...words]);
   }
-  if (terms.size === 0) return null;
-  // Longest first, so "rustacean" wins over "rust" when both are tracked.
-  const alternatives = [...terms].sort((a, b) => b.length - a.length).map(escapeRegExp);
-  return new RegExp(`(?<!${WORD_CHAR})(?:${alternatives.join('|')})(?!${WORD_CHAR})`, 'giu');
+  if (phrases.length === 0) return null;
+  const anyWord = wordsRegExp(new Set(phrases.flat()));
+  const cache = new Map();
+  return {
+    forText(text) {
+      const present = new Set();
+      for (const match of String(text).matchAll(anyWord)) present.add(match[0].toLocaleLowerCase());
+      const words = new Set();
+      for (const phrase of phrases) {
+        if (phrase.every((word) => present.has(word))) phrase.forEach((word) => words.add(word));
+      }
+      if (words.size === 0) return null;
+      const key = [...words].sort().join(' ');
+      if (!cache.has(key)) cache.set(key, wordsRegExp(words));
+      return cache.get(key);
+    },
+  };
 }
 
 /** Append `text` to `parent` as text nodes, with each match of `matcher` wrapped in <mark>. */

@@ -398,12 +398,14 @@ export function renderTweet(tweet, matcher, now = Date.now()) {
   const hiddenUrl = quoted
     ? (href) => href.includes(`/status/${quoted.id_str}`) || (quotedUrl !== null && href === quotedUrl)
     : null;
-  const { paragraph, replyTo } = tweetText(shown, matcher, hiddenUrl, network);
+  // The words of the phrases this card holds in full, as the server matched them.
+  const marker = matcher ? matcher.forText([str(shown.text), str(quoted?.text)].join('\n')) : null;
+  const { paragraph, replyTo } = tweetText(shown, marker, hiddenUrl, network);
   if (replyTo.length) body.append(replyLine(replyTo, network));
   body.append(paragraph);
   const media = photos(shown);
   if (media) body.append(media);
-  if (quoted) body.append(quoteBox(quoted, matcher, now, network));
+  if (quoted) body.append(quoteBox(quoted, marker, now, network));
 
   const main = el('div', 'card');
   const avatarLink = markUser(link(network.profileUrl(actorOf(user)), 'avatar-link'), user);

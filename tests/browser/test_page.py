@@ -121,10 +121,11 @@ def test_filter_shows_only_matching_tweets_and_back_restores_the_sample_view(
         status(15, "structured concurrency with #trio in #rust"),
         status(16, "nothing to see here"),
         status(17, "#Python 3.13 is out"),
+        status(18, "python and trio, nothing else"),
     ]
     track = parse_track("python,trio rust")
     expected = [s["id"] for s in candidates if matches_any(track, tweet_terms(trim(s)))]
-    assert expected == [10, 13, 15, 17]  # the project's own matcher agrees with the test
+    assert expected == [10, 13, 15, 17, 18]  # the project's own matcher agrees with the test
     stack.emulator.inject(*candidates)
     # Tweets reach the page in order, so once the last matching one shows, all of them have.
     expect(card(page, expected[-1])).to_have_count(1)
@@ -132,6 +133,9 @@ def test_filter_shows_only_matching_tweets_and_back_restores_the_sample_view(
     for text in page.locator(f"{CARDS} .text").all_inner_texts():
         assert re.search(r"python|trio.*rust|rust.*trio", text, re.IGNORECASE | re.DOTALL), text
     expect(page.locator(f"{CARDS} mark").first).to_be_visible()  # matches are highlighted
+    # Only the words of a phrase the tweet holds in full: 18 matched "python", not "trio rust".
+    assert card(page, 18).locator("mark").all_inner_texts() == ["python"]
+    assert card(page, 13).locator("mark").all_inner_texts() == ["Rust", "TRIO"]
 
     page.go_back()
     expect(page).to_have_url(stack.url)
