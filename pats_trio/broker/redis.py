@@ -1,6 +1,6 @@
 """The Redis broker: many workers, one upstream owner per deployment, and failover.
 
-Every worker runs the same three tasks:
+Every worker runs the same four tasks:
 
 * the **reader** follows one Redis stream (`<prefix>:events`) from its last id with `XREAD BLOCK`
   and routes each entry to its own hub. It has a client of its own, and it is never cancelled
@@ -8,6 +8,8 @@ Every worker runs the same three tasks:
   connection), so a blip costs no entry: the next read resumes from the last id.
 * the **heartbeat** writes this worker's demand (does anyone watch sample; the phrases its filter
   viewers follow) to `<prefix>:demand:<worker>` with a TTL, so a dead worker's keywords expire.
+* the **census** reads the other workers' demand, so that admission counts the whole
+  deployment's phrases against the upstream's limit.
 * the **contender** tries to take the lease `<prefix>:owner` (`SET NX PX`). The worker that holds it
   runs the upstream, publishes every event (trimmed and encoded once) with `XADD MAXLEN ~`, and
   follows the union of every worker's demand. It renews the lease often; the moment a renewal
