@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,27 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def pats_trio_argv(*args: str) -> list[str]:
+    """The `pats-trio` command, installed or run from the checkout."""
+    exe = shutil.which("pats-trio")
+    return [*([exe] if exe else [sys.executable, "-m", "pats_trio"]), *args]
+
+
+def hypercorn_argv(port: int, *options: str) -> list[str]:
+    """`hypercorn --worker-class trio ... pats_trio.app:app`, as the README runs it, on loopback."""
+    return [
+        sys.executable,
+        "-m",
+        "hypercorn",
+        "--worker-class",
+        "trio",
+        "--bind",
+        f"127.0.0.1:{port}",
+        *options,
+        "pats_trio.app:app",
+    ]
 
 
 @dataclass

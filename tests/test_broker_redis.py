@@ -394,17 +394,25 @@ async def test_metrics_and_readiness_report_redis_ownership_and_lag(
     assert 0 <= ready["broker"]["lag_seconds"] < 5
 
 
-async def test_bluesky_keeps_one_firehose_for_the_whole_deployment(
-    deployment: Deployment,
-) -> None:
-    jetstream = JetstreamEmulator(rate=0, seed=9)
+async def bluesky_deployment(
+    deployment: Deployment, *, seed: int, prefix: str
+) -> tuple[JetstreamEmulator, dict[str, Any]]:
+    """A Jetstream emulator, and the settings for workers that read it through Redis."""
+    jetstream = JetstreamEmulator(rate=0, seed=seed)
     urls: JetstreamURLs = await deployment.nursery.start(serve_jetstream, jetstream)
-    bluesky = {
+    settings = {
         "source_setting": "bluesky",
         "bluesky_hosts": (urls.jetstream,),
         "bluesky_appview": urls.appview,
-        "redis_prefix": "sky",
+        "redis_prefix": prefix,
     }
+    return jetstream, settings
+
+
+async def test_bluesky_keeps_one_firehose_for_the_whole_deployment(
+    deployment: Deployment,
+) -> None:
+    jetstream, bluesky = await bluesky_deployment(deployment, seed=9, prefix="sky")
     with trio.fail_after(TIMEOUT):
         workers = [await deployment.add_worker(f"sky{i}", **bluesky) for i in range(2)]
         async with (
@@ -462,14 +470,7 @@ async def test_a_new_bluesky_owner_resumes_where_the_old_one_stopped(
 ) -> None:
     """Jetstream replays from a cursor: the posts made while no worker held the firehose reach
     the viewers once each, instead of being lost to a takeover that started at the live edge."""
-    jetstream = JetstreamEmulator(rate=0, seed=11)
-    urls: JetstreamURLs = await deployment.nursery.start(serve_jetstream, jetstream)
-    bluesky = {
-        "source_setting": "bluesky",
-        "bluesky_hosts": (urls.jetstream,),
-        "bluesky_appview": urls.appview,
-        "redis_prefix": "resume",
-    }
+    jetstream, bluesky = await bluesky_deployment(deployment, seed=11, prefix="resume")
     with trio.fail_after(TIMEOUT):
         workers = [await deployment.add_worker(f"r{i}", **bluesky) for i in range(2)]
         owner = await deployment.wait_for_owner()

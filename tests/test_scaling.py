@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from tests.redis_server import RedisServer
-from tests.support import Viewer, free_port, status
+from tests.support import Viewer, free_port, hypercorn_argv, pats_trio_argv, status
 
 STARTUP_TIMEOUT = 40.0
 TEST_TIMEOUT = 90.0
@@ -40,23 +38,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def hypercorn_workers_argv(workers: int, port: int) -> list[str]:
     """hypercorn's own multi-worker mode, serving the app on a loopback port."""
-    return [
-        sys.executable,
-        "-m",
-        "hypercorn",
-        "--worker-class",
-        "trio",
-        "--workers",
-        str(workers),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "pats_trio.app:app",
-    ]
-
-
-def pats_trio_argv(*args: str) -> list[str]:
-    exe = shutil.which("pats-trio")
-    return [*([exe] if exe else [sys.executable, "-m", "pats_trio"]), *args]
+    return hypercorn_argv(port, "--workers", str(workers))
 
 
 @dataclass

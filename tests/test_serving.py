@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -15,28 +13,17 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from tests.support import free_port
+from tests.support import free_port, hypercorn_argv, pats_trio_argv
 
 STARTUP_TIMEOUT = 30
 
 
 def pats_trio_command(port: int) -> list[str]:
-    exe = shutil.which("pats-trio")
-    base = [exe] if exe else [sys.executable, "-m", "pats_trio"]
-    return [*base, "serve", "--port", str(port)]
+    return pats_trio_argv("serve", "--port", str(port))
 
 
 def hypercorn_command(port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "hypercorn",
-        "--worker-class",
-        "trio",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "pats_trio.app:app",
-    ]
+    return hypercorn_argv(port)
 
 
 async def wait_until_serving(url: str) -> None:
@@ -135,7 +122,7 @@ async def test_a_signal_closes_every_viewer_with_1001_and_exits_in_the_grace_per
 
 def hypercorn_json_logging_command(port: int) -> list[str]:
     recipe = Path(__file__).resolve().parent.parent / "docs" / "hypercorn-logging.json"
-    return [*hypercorn_command(port)[:-1], "--log-config", f"json:{recipe}", "pats_trio.app:app"]
+    return hypercorn_argv(port, "--log-config", f"json:{recipe}")
 
 
 @pytest.mark.parametrize("command", [pats_trio_command, hypercorn_json_logging_command])
