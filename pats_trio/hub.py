@@ -170,12 +170,8 @@ class Hub:
         """The limit is the upstream's, so other workers' phrases count too (with Redis)."""
         if not track:
             return
-        elsewhere = self.broker.phrases_elsewhere()
-        if elsewhere:
-            local = {phrase.text for phrase in self._index.union_with(sub, track)}
-            size = len(local | elsewhere)
-        else:
-            size = self._index.union_size_with(sub, track)
+        local = {phrase.text for phrase in self._index.union_with(sub, track)}
+        size = len(local | self.broker.phrases_elsewhere())
         if size > MAX_PHRASES:
             raise TrackError(
                 "too_many_phrases",

@@ -327,15 +327,6 @@ class TrackIndex(Generic[K]):
                 union.discard(phrase)
         return union | wanted
 
-    def union_size_with(self, key: K, phrases: Iterable[Phrase]) -> int:
-        """How many distinct phrases there would be if ``key`` had these phrases instead."""
-        wanted = set(phrases)
-        size = len(self._keys_by_phrase)
-        for phrase in self._phrases_by_key.get(key, ()):
-            if phrase not in wanted and len(self._keys_by_phrase[phrase]) == 1:
-                size -= 1
-        return size + sum(phrase not in self._keys_by_phrase for phrase in wanted)
-
     def __len__(self) -> int:
         return len(self._keys_by_phrase)
 
