@@ -125,21 +125,33 @@ def hypercorn_json_logging_command(port: int) -> list[str]:
     return hypercorn_argv(port, "--log-config", f"json:{recipe}")
 
 
+@pytest.mark.parametrize("redis", [False, True], ids=["alone", "redis-down"])
 @pytest.mark.parametrize("command", [pats_trio_command, hypercorn_json_logging_command])
 async def test_json_logs_hold_one_object_per_line_hypercorns_own_lines_included(
-    command: object, tmp_path: Path
+    command: object, redis: bool, tmp_path: Path
 ) -> None:
-    """A log collector reads stderr line by line: a text line among the JSON breaks it, and
-    hypercorn printed its own lines twice, once in its own format."""
+    """A log collector reads the output line by line: a text line among the JSON breaks it.
+    hypercorn printed its own lines twice, once in its own format, and valkey-glide's core
+    printed coloured text of its own about every failed connection."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_", "REDIS"))}
     env |= {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    if redis:  # nothing listens there: the worker serves degraded and logs why
+        env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
     argv = command(port)  # type: ignore[operator]
-    log = tmp_path / "stderr.log"
-    with log.open("wb") as stderr:
+    log = tmp_path / "output.log"
+    with log.open("wb") as output:
         async with trio.open_nursery() as nursery:
             process: trio.Process = await nursery.start(
-                partial(trio.run_process, argv, cwd=tmp_path, env=env, check=False, stderr=stderr)
+                partial(
+                    trio.run_process,
+                    argv,
+                    cwd=tmp_path,
+                    env=env,
+                    check=False,
+                    stdout=output,
+                    stderr=output,
+                )
             )
             try:
                 with trio.fail_after(STARTUP_TIMEOUT):
@@ -160,3 +172,6 @@ async def test_json_logs_hold_one_object_per_line_hypercorns_own_lines_included(
     running = [e for e in entries if e["message"].startswith("Running on")]
     assert [e["logger"] for e in running] == ["hypercorn.error"]
     assert any(e["logger"].startswith("pats_trio") for e in entries)
+    # A worker serves once it has found Redis unreachable, and has said so by then.
+    unreachable = [e for e in entries if e["message"].startswith("redis unreachable")]
+    assert bool(unreachable) == redis

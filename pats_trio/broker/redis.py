@@ -41,6 +41,8 @@ from glide import (
     GlideClient,
     GlideClientConfiguration,
     GlideError,
+    Logger,
+    LogLevel,
     MaxId,
     MinId,
     NodeAddress,
@@ -205,6 +207,9 @@ class RedisBroker:
 
         Resource handling: each task gets its own client, closed when the task ends. Error
         handling: Redis errors never escape; they become a `degraded` status and a retry."""
+        # glide's core logs on its own, as coloured text on stdout, past LOG_FORMAT; what it
+        # says about a failure reaches our log through the error it raises.
+        Logger.set_logger_config(LogLevel.OFF)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read_forever, sink)
             nursery.start_soon(self._heartbeat_forever)
