@@ -27,6 +27,7 @@ from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.gctune import tune_gc
 from pats_trio.hub import Hub
 from pats_trio.logs import configure_logging
+from pats_trio.looplag import LoopLag
 from pats_trio.observability import register_observability
 from pats_trio.upstream.bluesky import BlueskyUpstream
 from pats_trio.upstream.client import make_http_client, open_stream
@@ -94,6 +95,7 @@ class PatsApp(QuartTrio):
     emulator: Emulator | None = None
     limits: Limits
     clients: ClientCounter
+    loop_lag: LoopLag
 
 
 def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) -> PatsApp:
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
         filter_changes_per_minute=settings.filter_changes_per_minute,
     )
     app.clients = ClientCounter(app.limits)
+    app.loop_lag = LoopLag()
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = SHUTDOWN_TIMEOUT
     app.config["MAX_CONTENT_LENGTH"] = app.limits.max_message_bytes
 
@@ -161,6 +164,7 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
         )
         warn_if_workers_share_no_broker(settings)
         await app.nursery.start(app.hub.run)
+        await app.nursery.start(app.loop_lag.run)
         tune_gc()
 
     @app.after_serving

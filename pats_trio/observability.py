@@ -16,7 +16,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -25,6 +30,7 @@ from quart import Response
 
 from pats_trio.broker.redis import RedisBroker
 from pats_trio.events import STREAM_KINDS
+from pats_trio.looplag import BUCKETS, STALL_SECONDS, TICK_SECONDS, LoopLag
 from pats_trio.upstream.runner import DISCONNECT_REASONS, RunnerStats
 
 if TYPE_CHECKING:
@@ -198,10 +204,37 @@ def _runner_metrics(hub: Hub) -> Iterator[Metric]:
     yield state
 
 
+class LoopLagCollector(Collector):
+    """The event loop's lateness (see `looplag`), from plain counters at scrape time."""
+
+    def __init__(self, lag: LoopLag) -> None:
+        self._lag = lag
+
+    def collect(self) -> Iterator[Metric]:
+        lag = self._lag
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(str, BUCKETS), "+Inf"), lag.counts, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(
+            f"{NAMESPACE}_event_loop_lag_seconds",
+            f"How late the event loop woke a task that asked to wake every {TICK_SECONDS} s. "
+            "Every viewer of this process waits as long.",
+            buckets=buckets,
+            sum_value=lag.total_seconds,
+        )
+        yield CounterMetricFamily(
+            f"{NAMESPACE}_event_loop_stalls",
+            f"Wake-ups {STALL_SECONDS} s or more late: something blocked the event loop.",
+            value=lag.stalls,
+        )
+
+
 def make_registry(app: PatsApp) -> CollectorRegistry:
     """A registry of this app's own: the hub collector plus the standard process collectors."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(app))
+    registry.register(LoopLagCollector(app.loop_lag))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

@@ -19,6 +19,7 @@ from trio_websocket import open_websocket_url
 from pats_trio.app import create_app
 from pats_trio.config import Settings, SettingsError, validate
 from pats_trio.logs import HANDLER_NAME, JsonFormatter, configure_logging
+from pats_trio.looplag import BUCKETS
 from tests.support import Served, Viewer, status
 
 TIMEOUT = 15
@@ -144,6 +145,20 @@ async def test_metrics_follow_a_sample_viewer(served: Served) -> None:
     assert value(after, "pats_hub_running") == 1
     for counter in ("malformed_messages", "oversized_messages", "unknown_messages", "withheld"):
         assert value(after, f"pats_upstream_{counter}_total", kind="sample") == 0
+
+
+async def test_metrics_show_how_late_the_event_loop_runs(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient() as client:
+            samples = await scrape_until(
+                client, served, lambda s: value(s, "pats_event_loop_lag_seconds_count") >= 2
+            )
+    count = value(samples, "pats_event_loop_lag_seconds_count")
+    bounds = [*(str(bound) for bound in BUCKETS), "+Inf"]
+    cumulative = [value(samples, "pats_event_loop_lag_seconds_bucket", le=b) for b in bounds]
+    assert cumulative == sorted(cumulative)
+    assert cumulative[-1] == count
+    assert ("pats_event_loop_stalls_total", frozenset()) in samples
 
 
 async def test_metrics_show_the_filter_union(served: Served) -> None:
