@@ -18,6 +18,8 @@ LOGGER = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.25
 STALL_SECONDS = 0.5
+LOG_EVERY_SECONDS = 60.0
+"""At most one stall line this often: an overloaded worker runs late at every tick."""
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 """Upper bounds in seconds, as Prometheus histograms count them (a +Inf bucket follows)."""
 
@@ -30,17 +32,31 @@ class LoopLag:
         """Wake-ups by lateness bucket, not cumulative; the last one is past every bound."""
         self.total_seconds = 0.0
         self.stalls = 0
+        self._unlogged = 0
+        self._unlogged_worst = 0.0
+        self._logged_at = -LOG_EVERY_SECONDS
 
     @property
     def samples(self) -> int:
         return sum(self.counts)
 
-    def record(self, late: float) -> None:
+    def record(self, late: float, now: float) -> None:
         self.counts[bisect.bisect_left(BUCKETS, late)] += 1
         self.total_seconds += late
-        if late >= STALL_SECONDS:
-            self.stalls += 1
-            LOGGER.warning("the event loop ran %.2fs late: something blocked it", late)
+        if late < STALL_SECONDS:
+            return
+        self.stalls += 1
+        self._unlogged += 1
+        self._unlogged_worst = max(self._unlogged_worst, late)
+        if now - self._logged_at >= LOG_EVERY_SECONDS:
+            LOGGER.warning(
+                "the event loop stalled, up to %.2fs late (%d %s since the last such line): "
+                "something blocked it",
+                self._unlogged_worst,
+                self._unlogged,
+                "stall" if self._unlogged == 1 else "stalls",
+            )
+            self._logged_at, self._unlogged, self._unlogged_worst = now, 0, 0.0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Until cancelled."""
@@ -48,4 +64,5 @@ class LoopLag:
         while True:
             due = trio.current_time() + TICK_SECONDS
             await trio.sleep_until(due)
-            self.record(max(0.0, trio.current_time() - due))
+            now = trio.current_time()
+            self.record(max(0.0, now - due), now)

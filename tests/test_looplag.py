@@ -32,7 +32,28 @@ async def test_a_blocked_loop_is_counted_as_a_stall_and_logged(
     assert lag.counts[BUCKETS.index(1.0)] == 1  # in (0.5, 1.0]
     assert lag.samples == 10 + 1 + 1
     [record] = caplog.records
-    assert record.getMessage() == f"the event loop ran {late:.2f}s late: something blocked it"
+    assert record.getMessage() == (
+        f"the event loop stalled, up to {late:.2f}s late (1 stall since the last such line): "
+        "something blocked it"
+    )
+
+
+async def test_an_overloaded_loop_logs_one_line_a_minute_not_one_per_tick(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    lag = LoopLag()
+    with trio.fail_after(10 * TIMEOUT), caplog.at_level(logging.WARNING, "pats_trio.looplag"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lag.run)
+            for _ in range(80):  # 80 stalls over 70 s
+                await trio.sleep(TICK_SECONDS / 2)
+                autojump_clock.jump(STALL_SECONDS + TICK_SECONDS)
+            await trio.sleep(TICK_SECONDS / 2)  # the last one noticed
+            nursery.cancel_scope.cancel()
+    assert lag.stalls == 80
+    first, second = (record.getMessage() for record in caplog.records)
+    assert "(1 stall since" in first
+    assert "(69 stalls since" in second
 
 
 async def test_lateness_under_the_stall_bound_is_measured_but_not_logged(
