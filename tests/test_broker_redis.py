@@ -459,6 +459,9 @@ async def test_the_phrase_limit_counts_every_workers_viewers(deployment: Deploym
             fits = phrases("a", 100) + "," + phrases("c", 150)
             async with open_websocket_url(workers[1].ws_url + "?filter=" + fits) as ws:
                 assert len((await Viewer(ws).next_of("hello"))["track"]) == 250
+            # A worker that starts now knows the others' phrases before it takes a viewer.
+            late = await deployment.add_worker("cap-late")
+            assert set(phrases("a", 250).split(",")) <= late.broker.phrases_elsewhere()
         # Once the first worker's viewer has gone, the second may take the room.
         await wait_for(lambda: not workers[1].broker.phrases_elsewhere())
         async with open_websocket_url(workers[1].ws_url + "?filter=" + phrases("b", 200)) as ws:

@@ -161,6 +161,8 @@ class RedisBroker:
         self._elsewhere: frozenset[str] = frozenset()
         self._settled = trio.Event()
         """Set once the reader has primed the history, or found Redis unreachable."""
+        self._counted = trio.Event()
+        """Set once the census has read the other workers' phrases, or failed to."""
         self._told_unreachable = False
 
     # keys
@@ -203,7 +205,8 @@ class RedisBroker:
     async def run(
         self, sink: Sink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Started once the stream's tail is in the hub's history, or after `PRIME_WAIT`.
+        """Started once the stream's tail is in the hub's history and the other workers'
+        phrases are known (or Redis is found unreachable), or after `PRIME_WAIT`.
 
         Resource handling: each task gets its own client, closed when the task ends. Error
         handling: Redis errors never escape; they become a `degraded` status and a retry."""
@@ -217,6 +220,7 @@ class RedisBroker:
             nursery.start_soon(self._census_forever)
             with trio.move_on_after(PRIME_WAIT):
                 await self._settled.wait()
+                await self._counted.wait()
             task_status.started()
 
     async def _client(self, name: str) -> GlideClient:
@@ -478,6 +482,7 @@ class RedisBroker:
                     self._elsewhere = frozenset(
                         _union((d.get("filter", [False, ""]) for d in demands), cap=None)
                     )
+                self._counted.set()
                 await trio.sleep(UNION_POLL)
         finally:
             await _close(client)
