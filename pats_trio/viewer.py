@@ -6,9 +6,9 @@ and a queue of its own per socket. The benchmarks (benchmarks/README.md) measure
 per delivery and the memory per idle viewer that this saves. Everything else stays a Quart route.
 
 Error handling: a page from a foreign origin gets HTTP 403 at the handshake. Past it, every
-refusal is an `error` frame and a close: 1008 for a bad filter, 1013 when the server or the
-viewer's address has too many viewers, 4001 for a viewer that stays too slow, 1001 when the
-server shuts down. None of them touches any other viewer.
+refusal is an `error` frame and a close: 1008 for a bad filter (one that is not UTF-8 included),
+1013 when the server or the viewer's address has too many viewers, 4001 for a viewer that stays
+too slow, 1001 when the server shuts down. None of them touches any other viewer.
 """
 
 from __future__ import annotations
@@ -85,6 +85,13 @@ async def serve_viewer(app: PatsApp, scope: Scope, receive: Receive, send: Send)
     else:
         await send({"type": "websocket.accept"})
     socket = _Socket(send, binary=binary)
+    if raw_filter is None:
+        await socket.refuse(
+            frames.CLOSE_POLICY_VIOLATION,
+            "bad_encoding",
+            "The filter is not valid UTF-8: percent-encode its text as UTF-8.",
+        )
+        return
     try:
         if len(raw_filter) > limits.max_filter_length:
             raise TrackError(
@@ -105,8 +112,9 @@ async def serve_viewer(app: PatsApp, scope: Scope, receive: Receive, send: Send)
 
 def _read_handshake(
     scope: Scope, allowed_origins: frozenset[str], trusted_proxy_header: str
-) -> tuple[str, str] | None:
-    """The viewer's address and raw filter, or None for a foreign origin.
+) -> tuple[str, str | None] | None:
+    """The viewer's address and raw filter (None if it is not UTF-8), or None for a foreign
+    origin. An undecodable filter is refused rather than read with U+FFFD in place of its bytes.
 
     A function of its own so that the parsed headers and query are freed before the viewer's
     long life starts: they would cost every idle viewer about a kilobyte.
@@ -120,8 +128,12 @@ def _read_handshake(
         LOGGER.warning("refused a WebSocket from foreign origin %s", origin)
         return None
     peer = scope.get("client") or ("", 0)
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return client_address(peer[0], headers, trusted_proxy_header), query.get("filter", [""])[0]
+    address = client_address(peer[0], headers, trusted_proxy_header)
+    try:
+        query = parse_qs(scope.get("query_string", b"").decode(), errors="strict")
+    except UnicodeDecodeError:
+        return address, None
+    return address, query.get("filter", [""])[0]
 
 
 async def _serve(

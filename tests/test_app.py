@@ -148,7 +148,13 @@ async def test_bad_filter_is_refused_with_error_and_1008(served: Served) -> None
         async with open_websocket_url(served.ws_url) as ws_ok:
             ok = Viewer(ws_ok)
             await ok.next_of("hello")
-            for query, code in (("a,,b", "empty_phrase"), ("x" * 61, "phrase_too_long")):
+            for query, code in (
+                ("a,,b", "empty_phrase"),
+                ("x" * 61, "phrase_too_long"),
+                # Not UTF-8: it used to become a phrase of U+FFFD characters.
+                ("%FF%FE%FD", "bad_encoding"),
+                ("caf%E9", "bad_encoding"),
+            ):
                 async with open_websocket_url(served.ws_url + "?filter=" + query) as ws_bad:
                     bad = Viewer(ws_bad)
                     error = await bad.next_of("error")
