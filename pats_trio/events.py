@@ -24,6 +24,9 @@ class TweetEvent:
     id_str: str
     frame: frames.Frame
     terms: frozenset[str]
+    shows: tuple[str, ...] = ()
+    """Other tweets the card shows and drops with them (a retweet's original), so that a delete
+    of one of those reaches this tweet's viewers."""
     frame_utf8: bytes = field(init=False, repr=False, compare=False)
     """`frame` in UTF-8, for viewers that asked for binary frames."""
     payload: memoryview = field(init=False, repr=False, compare=False)
@@ -38,7 +41,8 @@ class TweetEvent:
 
 @dataclass(frozen=True, slots=True)
 class NoticeEvent:
-    """A frame every viewer of the stream gets (delete, withheld, limit)."""
+    """A frame for the stream's viewers (delete, withheld, limit); a delete goes only to the
+    viewers who could hold the tweet (see `routed.py`)."""
 
     frame: frames.Frame
     deletes: str | None = None
@@ -68,7 +72,10 @@ def tweet_event(status: dict[str, Any], *, source: str = "twitter") -> TweetEven
     except TweetShapeError as exc:
         LOGGER.warning("skipping malformed tweet: %s", exc)
         return None
-    return TweetEvent(trimmed["id_str"], frames.tweet(trimmed), tweet_terms(trimmed))
+    original = trimmed.get("retweeted_status")
+    original_id = original.get("id_str") if isinstance(original, dict) else None
+    shows = (original_id,) if isinstance(original_id, str) else ()
+    return TweetEvent(trimmed["id_str"], frames.tweet(trimmed), tweet_terms(trimmed), shows)
 
 
 def notice_for(message: protocol.Message) -> NoticeEvent | None:

@@ -20,6 +20,7 @@ from pats_trio.broker import Broker
 from pats_trio.events import STREAM_KINDS, Event, NoticeEvent, StatusEvent, StreamKind, TweetEvent
 from pats_trio.history import History
 from pats_trio.matching import MAX_PHRASES, Phrase, TrackError, TrackIndex, format_track
+from pats_trio.routed import Routed, RoutedTweets
 
 LOGGER = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Hub:
         self._index: TrackIndex[Subscription] = TrackIndex()
         self._status: dict[StreamKind, StatusEvent | None] = dict.fromkeys(STREAM_KINDS)
         self._history = History(history_size)
+        self._routed = RoutedTweets()
         self.running = False
         self.closing = False
         self.evictions = 0
@@ -205,11 +207,20 @@ class Hub:
         """Keep history up to date; alone, for an event from before this worker started."""
         if isinstance(event, TweetEvent):
             self._history.add(kind, event)
+            self._routed.add(kind, event)
         elif isinstance(event, NoticeEvent) and event.deletes is not None:
-            self._history.forget(event.deletes)
+            self._forget(event.deletes)
+
+    def _forget(self, id_str: str) -> Routed | None:
+        """A deleted tweet leaves history; where it went is returned, and forgotten."""
+        self._history.forget(id_str)
+        return self._routed.take(id_str)
 
     def route(self, kind: StreamKind, event: Event) -> None:
         """Hand one upstream event to every viewer it concerns. Never blocks."""
+        if isinstance(event, NoticeEvent) and event.deletes is not None:
+            self._route_delete(event)
+            return
         self.remember(kind, event)
         if isinstance(event, TweetEvent):
             if kind == "filter":
@@ -223,6 +234,19 @@ class Hub:
             self._fan_out(self._viewers[kind], event.frame)
         elif isinstance(event, NoticeEvent):
             self._fan_out(self._viewers[kind], event.frame)
+
+    def _route_delete(self, notice: NoticeEvent) -> None:
+        """Only to viewers who could hold the tweet: those of a kind it went out on, or whose
+        phrases match it (a filter viewer's history also draws on the sample stream). The page
+        starts afresh on every filter change, so current phrases are the right test."""
+        assert notice.deletes is not None
+        routed = self._forget(notice.deletes)
+        if routed is None:
+            return
+        targets = self._index.subscribers_for(routed.terms)
+        if "sample" in routed.kinds:
+            targets |= self._viewers["sample"]
+        self._fan_out(targets, notice.frame)
 
     def _deliver(self, sub: Subscription, item: Outgoing) -> None:
         self._fan_out((sub,), item)

@@ -372,9 +372,15 @@ async def test_control_messages_reach_the_viewers_they_concern(served: Served) -
             )
             assert (await sample.next_of("delete"))["id_str"] == gone
             assert (await filtered.next_of("delete"))["id_str"] == gone
-            withheld = b'{"status_withheld":{"id":5,"user_id":7,"withheld_in_countries":["DE"]}}'
-            emulator.inject_raw(withheld + b"\r\n", kind="filter")
-            assert (await filtered.next_of("delete"))["id_str"] == "5"
+            held = status("python for some countries", new_id())
+            emulator.inject(held)
+            await filtered.tweets(1)
+            for id_str in ("5", held["id_str"]):  # 5 was never shown: nobody is told
+                withheld = (
+                    b'{"status_withheld":{"id":%s,"user_id":7,"withheld_in_countries":["DE"]}}'
+                )
+                emulator.inject_raw(withheld % id_str.encode() + b"\r\n", kind="filter")
+            assert (await filtered.next_of("delete"))["id_str"] == held["id_str"]
             # Twitter's limit count is cumulative per connection: viewers get the difference.
             emulator.inject_raw(b'{"limit":{"track":5}}\r\n', kind="filter")
             emulator.inject_raw(b'{"limit":{"track":12}}\r\n', kind="filter")
@@ -385,6 +391,47 @@ async def test_control_messages_reach_the_viewers_they_concern(served: Served) -
             await filtered.tweets(1)
             await sample.tweets(1)
     assert not any(f["type"] == "limit" for f in sample.frames), "limit is for filter viewers"
+
+
+def delete_line(id_str: str) -> bytes:
+    return b'{"delete":{"status":{"id":%s,"id_str":"%s","user_id":7,"user_id_str":"7"}}}\r\n' % (
+        id_str.encode(),
+        id_str.encode(),
+    )
+
+
+async def test_a_delete_goes_only_to_viewers_who_could_hold_the_tweet(served: Served) -> None:
+    emulator = served.emulator
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_websocket_url(served.ws_url + "?filter=python") as ws_python,
+            open_websocket_url(served.ws_url + "?filter=rust") as ws_rust,
+        ):
+            python, rust = Viewer(ws_python), Viewer(ws_rust)
+            await python.next_of("hello")
+            await rust.next_of("hello")
+            await emulator.wait_until(
+                lambda emu: any(c.track == "python,rust" for c in emu.open_connections("filter"))
+            )
+            original = status("rust in the kernel", new_id())
+            snake = status("python 3.14 is out", new_id())
+            retweet = status("RT @someone: rust in the kernel", new_id(), retweeted_status=original)
+            emulator.inject(snake)
+            emulator.inject(retweet)
+            assert [t["id_str"] for t in await python.tweets(1)] == [snake["id_str"]]
+            assert [t["id_str"] for t in await rust.tweets(1)] == [retweet["id_str"]]
+            # Never shown to anyone, the python tweet, and the original of the shown retweet.
+            for gone in ("424242", snake["id_str"], original["id_str"]):
+                emulator.inject_raw(delete_line(gone), kind="filter")
+            marker = status("python and rust marker", new_id())
+            emulator.inject(marker)
+            await python.tweets(1)
+            await rust.tweets(1)
+    deletes = {
+        name: [f["id_str"] for f in viewer.frames if f["type"] == "delete"]
+        for name, viewer in (("python", python), ("rust", rust))
+    }
+    assert deletes == {"python": [snake["id_str"]], "rust": [original["id_str"]]}
 
 
 async def test_viewers_are_told_the_upstream_state(served: Served) -> None:

@@ -24,6 +24,7 @@ def encode(kind: StreamKind, event: Event) -> list[tuple[str, str]]:
             ("f", event.frame),
             ("i", event.id_str),
             ("m", TERMS_SEPARATOR.join(event.terms)),
+            *([("o", TERMS_SEPARATOR.join(event.shows))] if event.shows else []),
         ]
     if isinstance(event, NoticeEvent):
         fields = [("k", kind), ("t", "notice"), ("f", event.frame)]
@@ -54,6 +55,7 @@ def decode(pairs: Sequence[Sequence[bytes]]) -> tuple[StreamKind, Event]:
                 fields["i"],
                 frame,
                 frozenset(terms.split(TERMS_SEPARATOR)) if terms else frozenset(),
+                tuple(fields["o"].split(TERMS_SEPARATOR)) if "o" in fields else (),
             )
         if type_ == "notice":
             return stream, NoticeEvent(frame, deletes=fields.get("d"))
