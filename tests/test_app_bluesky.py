@@ -97,6 +97,51 @@ async def test_filter_viewers_get_exactly_their_posts_and_a_filter_change_never_
             assert (profiles[bob]["handle"], profiles[bob]["name"]) == ("bob.example", "Bob B.")
 
 
+async def test_an_account_taken_down_takes_its_posts_off_every_page_and_out_of_history(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator, ws_url = await start(nursery, history_size=10)
+    alice, bob = did_for("alice"), did_for("bob")
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_websocket_url(ws_url) as ws_sample,
+            open_websocket_url(ws_url + "?filter=python") as ws_python,
+            open_websocket_url(ws_url + "?filter=rust") as ws_rust,
+        ):
+            sample, python, rust = Viewer(ws_sample), Viewer(ws_python), Viewer(ws_rust)
+            for viewer in (sample, python, rust):
+                await viewer.next_of("hello")
+            await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+            while (await sample.next_of("status"))["state"] != "connected":
+                pass
+            emulator.post(alice, "python tips, part one")
+            emulator.post(alice, "lunch")
+            emulator.post(bob, "python and rust together")
+            shown = [t["id_str"] for t in await sample.tweets(3)]
+            await python.tweets(2)
+            await rust.tweets(1)
+
+            emulator.account(alice, active=False, status="takendown")
+            emulator.post(bob, "python rust marker")
+            for viewer in (sample, python, rust):
+                await viewer.tweets(1)
+            async with open_websocket_url(ws_url) as ws_late:
+                late = Viewer(ws_late)
+                await late.next_of("hello")
+                history = [t["id_str"] for t in await late.tweets(2)]
+
+    def deletes(viewer: Viewer) -> list[str]:
+        return [f["id_str"] for f in viewer.frames if f["type"] == "delete"]
+
+    assert deletes(sample) == shown[:2]
+    assert deletes(python) == shown[:1]
+    assert deletes(rust) == [], "none of alice's posts was shown there"
+    assert history[0] == shown[2], "a newcomer never sees the account's posts"
+    assert any(
+        "takendown" in r.getMessage() and "2 recent posts" in r.getMessage() for r in caplog.records
+    )
+
+
 def test_bluesky_is_chosen_with_pats_source(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATS_SOURCE", "bluesky")
     monkeypatch.setenv("PATS_BLUESKY_HOSTS", "wss://one.example, wss://two.example/")

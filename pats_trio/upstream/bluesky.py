@@ -52,6 +52,7 @@ from pats_trio.upstream.profiles import (
     ProfileFetcher,
     profile_frame,
 )
+from pats_trio.upstream.recent_posts import RecentPostsByAuthor
 from pats_trio.upstream.runner import RunnerStats
 
 LOGGER = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class BlueskyUpstream:
         self._changed = trio.Event()
         self._seen: set[Hashable] = set()
         self._seen_order: deque[Hashable] = deque()
+        self._recent_posts = RecentPostsByAuthor()
         self.cursor: int | None = None
         """The latest ``time_us`` read; a reconnect asks for ``cursor - rewind_us``."""
         self.profiles = ProfileFetcher(http, appview, self._on_profile, cache=profile_cache)
@@ -322,10 +324,10 @@ class BlueskyUpstream:
             self.stats.identities += 1
             self.profiles.invalidate(event.did)
         elif isinstance(event, Account):
-            # Hosting status only; a deactivated account's posts arrive as deletes if removed.
             self.stats.accounts += 1
             if not event.active:
                 self.profiles.invalidate(event.did)
+                self._take_back_posts_of(event)
         elif isinstance(event, Ignored):
             self.stats.ignored += 1
 
@@ -337,6 +339,7 @@ class BlueskyUpstream:
         if author is None:
             self.profiles.want(post.did)
         payload = post_payload(post, author)
+        self._recent_posts.add(post.did, payload["id_str"])
         event = events.TweetEvent(
             payload["id_str"],
             frames.tweet(payload),
@@ -346,6 +349,21 @@ class BlueskyUpstream:
         for kind in STREAM_KINDS:
             if self._active[kind]:
                 self._publish(kind, event)
+
+    def _take_back_posts_of(self, account: Account) -> None:
+        """A taken down, suspended, deleted or deactivated account: Jetstream sends no delete per
+        post, yet Bluesky hides them all, so viewers are sent one for each post they may hold."""
+        ids = self._recent_posts.take(account.did)
+        if not ids:
+            return
+        LOGGER.info(
+            "bluesky: account %s is %s: taking back its %d recent posts",
+            account.did,
+            account.status or "inactive",
+            len(ids),
+        )
+        for id_str in ids:
+            self._to_both(events.NoticeEvent(frames.delete(id_str), deletes=id_str))
 
     def _on_profile(self, profile: Profile) -> None:
         self._to_both(events.NoticeEvent(profile_frame(profile)))
