@@ -326,6 +326,15 @@ function photos(tweet) {
   }
   if (!box.firstChild) return null;
   if (box.childElementCount > 1) box.classList.add('media-grid');
+  // A Bluesky gallery holds up to 20 images; the card shows four and says how many more there are.
+  const more = tweet.more_media;
+  if (Number.isInteger(more) && more > 0) {
+    const last = box.lastElementChild;
+    const count = el('span', 'more-count', `+${more}`);
+    count.setAttribute('title', `${more} more ${more === 1 ? 'image' : 'images'} in the post`);
+    last.classList.add('media-more');
+    last.append(count);
+  }
   return box;
 }
 

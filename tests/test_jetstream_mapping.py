@@ -191,6 +191,53 @@ def test_images_and_quotes_map_to_media_and_links() -> None:
     ]
 
 
+def gallery(count: int) -> dict[str, Any]:
+    """`app.bsky.embed.gallery` as the post lexicon writes it: `#image` items, alt required."""
+    return {
+        "$type": "app.bsky.embed.gallery",
+        "items": [
+            {
+                "$type": "app.bsky.embed.gallery#image",
+                "alt": f"photo {n}",
+                "image": {"$type": "blob", "ref": {"$link": f"bafkreigallery{n:04d}"}, "size": 1},
+                "aspectRatio": {"width": 4, "height": 3},
+            }
+            for n in range(count)
+        ],
+    }
+
+
+def test_a_gallery_shows_like_images_with_alt_text_and_counts_the_rest() -> None:
+    event = commit({"text": "trip", "createdAt": "2026-09-09T19:46:02Z", "embed": gallery(6)})
+    payload = post_payload(parse_event(event))  # type: ignore[arg-type]
+    media = payload["entities"]["media"]
+    assert [(m["media_url_https"], m["type"], m["ext_alt_text"]) for m in media] == [
+        (
+            f"https://cdn.bsky.app/img/feed_thumbnail/plain/{DID}/bafkreigallery{n:04d}@jpeg",
+            "photo",
+            f"photo {n}",
+        )
+        for n in range(4)
+    ]
+    assert payload["more_media"] == 2
+
+
+def test_a_gallery_beside_a_quote_shows_too_and_a_small_one_counts_nothing_more() -> None:
+    quoted = f"at://{BOB}/app.bsky.feed.post/3kquoted"
+    embed = {
+        "$type": "app.bsky.embed.recordWithMedia",
+        "record": {"record": {"uri": quoted, "cid": "bafyrei"}},
+        "media": gallery(2),
+    }
+    event = commit({"text": "look", "createdAt": "2026-09-09T19:46:02Z", "embed": embed})
+    payload = post_payload(parse_event(event))  # type: ignore[arg-type]
+    assert [m["ext_alt_text"] for m in payload["entities"]["media"]] == ["photo 0", "photo 1"]
+    assert "more_media" not in payload
+    assert [u["expanded_url"] for u in payload["entities"]["urls"]] == [
+        f"https://bsky.app/profile/{BOB}/post/3kquoted"
+    ]
+
+
 def test_a_delete_names_the_post_it_removes() -> None:
     event = {
         "did": DID,

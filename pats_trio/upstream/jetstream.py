@@ -41,6 +41,8 @@ FACET_LINK = "app.bsky.richtext.facet#link"
 FACET_MENTION = "app.bsky.richtext.facet#mention"
 EMBED_EXTERNAL = "app.bsky.embed.external"
 EMBED_IMAGES = "app.bsky.embed.images"
+EMBED_GALLERY = "app.bsky.embed.gallery"
+"""Posts of more than four images (up to 20 `#image` items, each with a required `alt`)."""
 EMBED_VIDEO = "app.bsky.embed.video"
 EMBED_RECORD = "app.bsky.embed.record"
 EMBED_RECORD_WITH_MEDIA = "app.bsky.embed.recordWithMedia"
@@ -49,6 +51,9 @@ MAX_TEXT_BYTES = 64 * 1024
 """Bluesky allows 3000 bytes; anything far past that is junk, not a post to render."""
 MAX_FACETS = 256
 MAX_IMAGES = 4
+"""Images a card shows; a gallery's others are counted in the payload's `more_media`."""
+MAX_GALLERY_ITEMS = 20
+"""The lexicon's own ceiling for a gallery; a longer list is not a valid record."""
 MAX_TITLE_CHARS = 300
 DISPLAY_URL_CHARS = 25
 _MAX_SAFE_INTEGER = 2**53 - 1
@@ -337,18 +342,19 @@ def _blob_cid(blob: object) -> str | None:
 
 def _embed_entities(
     post: Post, link: str, embed: object, entities: dict[str, list[dict[str, Any]]]
-) -> None:
-    """Link cards and quotes become unplaced url entities (matched, not inlined); images and
-    video thumbnails become media, which the page shows below the text."""
+) -> int:
+    """Link cards and quotes become unplaced url entities (matched, not inlined); images, gallery
+    items and video thumbnails become media, which the page shows below the text. Returns how
+    many images there were beyond the ones kept."""
     if not isinstance(embed, Mapping):
-        return
+        return 0
     kind = embed.get("$type")
     if kind == EMBED_RECORD_WITH_MEDIA:
-        _embed_entities(post, link, embed.get("media"), entities)
+        more = _embed_entities(post, link, embed.get("media"), entities)
         record = embed.get("record")
         if isinstance(record, Mapping):
             _embed_entities(post, link, {"$type": EMBED_RECORD, **record}, entities)
-        return
+        return more
     if kind == EMBED_EXTERNAL:
         external = embed.get("external")
         uri = _string(external.get("uri")) if isinstance(external, Mapping) else None
@@ -372,14 +378,18 @@ def _embed_entities(
             entities["urls"].append(
                 {"url": url, "expanded_url": url, "display_url": display_url(url), "indices": None}
             )
-    elif kind == EMBED_IMAGES:
-        images = embed.get("images")
-        for image in images[:MAX_IMAGES] if isinstance(images, list) else ():
-            cid = _blob_cid(image.get("image")) if isinstance(image, Mapping) else None
-            if cid and isinstance(image, Mapping):
-                entities.setdefault("media", []).append(
-                    _media(link, f"{IMAGE_CDN}/{post.did}/{cid}@jpeg", "photo", image.get("alt"))
-                )
+    elif kind in (EMBED_IMAGES, EMBED_GALLERY):
+        items = embed.get("images" if kind == EMBED_IMAGES else "items")
+        photos = [
+            (cid, image.get("alt"))
+            for image in (items[:MAX_GALLERY_ITEMS] if isinstance(items, list) else ())
+            if isinstance(image, Mapping) and (cid := _blob_cid(image.get("image")))
+        ]
+        for cid, alt in photos[:MAX_IMAGES]:
+            entities.setdefault("media", []).append(
+                _media(link, f"{IMAGE_CDN}/{post.did}/{cid}@jpeg", "photo", alt)
+            )
+        return max(len(photos) - MAX_IMAGES, 0)
     elif kind == EMBED_VIDEO:
         cid = _blob_cid(embed.get("video"))
         if cid:
@@ -387,6 +397,7 @@ def _embed_entities(
             entities.setdefault("media", []).append(
                 _media(link, thumbnail, "video", embed.get("alt"))
             )
+    return 0
 
 
 def _media(link: str, src: str, kind: str, alt: object) -> dict[str, Any]:
@@ -419,11 +430,11 @@ def post_payload(post: Post, author: Profile | None = None) -> dict[str, Any]:
             known.add(tag.strip("#").lower())
             entities["hashtags"].append({"text": tag.strip("#"), "indices": None})
     link = post_url(post.did, post.rkey, handle)
-    _embed_entities(post, link, record.get("embed"), entities)
+    more_media = _embed_entities(post, link, record.get("embed"), entities)
     langs = record.get("langs")
     lang = langs[0] if isinstance(langs, list) and langs and isinstance(langs[0], str) else None
     screen_name = handle or post.did
-    return {
+    payload: dict[str, Any] = {
         "id_str": post.id_str,
         "text": text,
         "created_at": _created_at(record, post.time_us),
@@ -440,6 +451,9 @@ def post_payload(post: Post, author: Profile | None = None) -> dict[str, Any]:
         },
         "entities": entities,
     }
+    if more_media:
+        payload["more_media"] = more_media
+    return payload
 
 
 def profile_from_appview(view: object) -> Profile:

@@ -11,6 +11,7 @@ the page's WebSocket instead (`serve_frames`), for frames a real stack sends onl
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -541,6 +542,33 @@ def test_a_jetstream_delete_removes_the_card(page: Page, bluesky_stack: BlueskyS
     bluesky_stack.jetstream.delete(BOB, rkeys[1])
     expect(post_card(page, BOB, rkeys[1])).to_have_count(0)
     assert bluesky_ids(page) == [rkeys[2], rkeys[0]]
+
+
+def test_a_gallery_post_shows_four_images_with_their_alt_text_and_how_many_more(
+    page: Page, bluesky_stack: BlueskyStack
+) -> None:
+    # Bluesky's image CDN is out of reach here, and the page drops photos that fail to load.
+    pixel = base64.b64decode(PIXEL.split(",", 1)[1])
+    page.route(
+        "https://cdn.bsky.app/**", lambda route: route.fulfill(body=pixel, content_type="image/png")
+    )
+    open_bluesky_page(page, bluesky_stack)
+    items = [
+        {
+            "$type": "app.bsky.embed.gallery#image",
+            "alt": f"beach {n}",
+            "image": {"$type": "blob", "ref": {"$link": f"bafkreibeach{n:04d}"}, "size": 1},
+            "aspectRatio": {"width": 4, "height": 3},
+        }
+        for n in range(7)
+    ]
+    embed = {"$type": "app.bsky.embed.gallery", "items": items}
+    bluesky_stack.jetstream.post(BOB, "holiday photos", rkey="3kgallery", embed=embed)
+    post = post_card(page, BOB, "3kgallery")
+    expect(post.locator("img.photo")).to_have_count(4)
+    alts = post.locator("img.photo").evaluate_all("imgs => imgs.map(i => i.alt)")
+    assert alts == ["beach 0", "beach 1", "beach 2", "beach 3"]
+    expect(post.locator(".more-count")).to_have_text("+3")
 
 
 def test_a_late_profile_fills_in_its_authors_card(page: Page, bluesky_stack: BlueskyStack) -> None:
