@@ -41,9 +41,11 @@ class Recorder:
 
 @dataclass
 class Gate:
-    """Holds every connection attempt for `track` before its request goes out, until `opened`."""
+    """Holds every connection attempt for `track` until `opened`: before its request goes out,
+    or, with `after_answer`, once the answer is in but before the runner gets to read it."""
 
     track: str
+    after_answer: bool = False
     waiting: trio.Event = field(default_factory=trio.Event)
     opened: trio.Event = field(default_factory=trio.Event)
 
@@ -93,9 +95,11 @@ async def start(
 
     @asynccontextmanager
     async def connect(track: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        if gate is not None:
+        if gate is not None and not gate.after_answer:
             await gate.passage(track)
         async with open_stream(http, url, kind, track, credentials=credentials) as chunks:
+            if gate is not None and gate.after_answer:
+                await gate.passage(track)
             yield chunks
 
     runner = StreamRunner(kind, connect, recorder, linger=linger, debounce=debounce, budget=budget)
@@ -252,11 +256,11 @@ async def test_restart_keeps_the_old_connection_until_the_new_one_answers(
         assert old.closed_at is None
         emulator.inject(status("python during the retry", 5))
         await emulator.wait_until(lambda _: harness.tweet_ids() == ["5"])
-        await emulator.wait_until(lambda _: old.closed_at is not None)
+        # The upstream closes the old connection as the new one opens, before the runner switches.
+        await harness.recorder.wait_for(lambda _: harness.runner.serving_track == "python,rust")
     new = emulator.connections[-1]
     assert new.track == "python,rust"
     assert new.opened_at <= old.closed_at  # type: ignore[operator]
-    assert harness.runner.serving_track == "python,rust"
 
 
 async def test_rate_limiting_backs_off_from_a_minute(
@@ -353,8 +357,8 @@ async def test_a_union_change_during_a_backoff_connects_with_the_newest_union(
         await emulator.wait_until(
             lambda emu: any(c.track == "go,python,rust" for c in emu.open_connections())
         )
-        await emulator.wait_until(lambda _: old.closed_at is not None)
-    assert harness.runner.serving_track == "go,python,rust"
+        await harness.recorder.wait_for(lambda _: harness.runner.serving_track == "go,python,rust")
+    assert old.closed_at is not None
     assert [c.track for c in emulator.connections if c.status == 200] == [
         "python",
         "go,python,rust",
@@ -501,3 +505,29 @@ async def test_a_duplicate_stream_on_the_only_connection_says_who_took_it(
     assert sample.runner.stats.disconnects == {"fatal": 1}
     [logged] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "another client connected with these credentials" in logged.getMessage()
+
+
+async def test_the_emulator_closing_the_old_connection_before_we_read_the_new_answer_is_a_handover(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    gate = Gate("python,rust", after_answer=True)
+    harness = await start(nursery, "filter", debounce=0.5, gate=gate)
+    emulator = harness.emulator
+    with trio.fail_after(TIMEOUT * 10):
+        old = await first_connection(harness, "python")
+        await harness.recorder.wait_for(lambda _: harness.runner.state == "connected")
+        emulator.inject(status("python before the switch", 51))
+        harness.runner.demand(active=True, track="python,rust")
+        await gate.waiting.wait()
+        await emulator.wait_until(lambda _: old.closed_at is not None)
+        await trio.sleep(1)
+        assert harness.runner.stats.disconnects == {"handover": 1}
+        assert [s.state for s in harness.statuses()] == ["connecting", "connected"]
+        gate.opened.set()
+        await harness.recorder.wait_for(lambda _: harness.runner.serving_track == "python,rust")
+        emulator.inject(status("python after the switch", 52))
+        await harness.recorder.wait_for(lambda _: "52" in harness.tweet_ids())
+    new = emulator.connections[-1]
+    assert old.replaced_by == new.id
+    assert [s.state for s in harness.statuses()] == ["connecting", "connected", "connected"]
+    assert harness.tweet_ids() == ["51", "52"]
