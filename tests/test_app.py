@@ -106,7 +106,10 @@ async def test_filter_routing_follows_and_or_rules(served: Served) -> None:
     ]
 
 
-async def test_union_change_restarts_filter_without_gap_or_duplicates(served: Served) -> None:
+async def test_union_change_restarts_filter_without_gap_or_duplicates_or_alarm(
+    served: Served,
+) -> None:
+    """The emulator, like Twitter, closes the old connection with code 2 as the new one opens."""
     emulator = served.emulator
     injected: list[str] = []
     with trio.fail_after(TIMEOUT):
@@ -141,6 +144,9 @@ async def test_union_change_restarts_filter_without_gap_or_duplicates(served: Se
     second = next(c for c in emulator.connections if c.track == "python,rust")
     assert first_connection.closed_at is not None
     assert second.opened_at <= first_connection.closed_at, "new connection opens before old closes"
+    assert first_connection.replaced_by == second.id
+    told = [f["state"] for f in a.frames if f["type"] == "status"]
+    assert not {"error", "backoff"} & set(told), told
 
 
 async def test_bad_filter_is_refused_with_error_and_1008(served: Served) -> None:

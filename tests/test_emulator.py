@@ -7,7 +7,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import unquote
 
@@ -24,6 +24,7 @@ from pats_trio.emulator.corpus import USERS, TweetFactory
 from pats_trio.emulator.server import FALLING_BEHIND_PERCENT, STREAM_BUFFER
 from pats_trio.matching import TrackError, matches_any, parse_track, tweet_terms
 from pats_trio.tweets import trim
+from pats_trio.upstream.client import Credentials, StreamRequest, build_request
 
 pytestmark = pytest.mark.trio
 
@@ -31,6 +32,9 @@ TIMEOUT = 15.0
 # Under autojump_clock, fail_after counts virtual seconds.
 MOCK_TIMEOUT = 3600.0
 NOW_MS = 1_700_000_000_000
+ACCOUNT = Credentials("consumer-key", "consumer-secret", "access-token", "access-token-secret")
+# The same app (consumer key) for another account: a credential set of its own.
+OTHER_ACCOUNT = Credentials("consumer-key", "consumer-secret", "other-token", "other-secret")
 
 
 @asynccontextmanager
@@ -42,6 +46,13 @@ async def serving(emulator: Emulator) -> AsyncIterator[str]:
             yield base_url
         finally:
             nursery.cancel_scope.cancel()
+
+
+def open_request(
+    client: httpx.AsyncClient, request: StreamRequest
+) -> AbstractAsyncContextManager[httpx.Response]:
+    """Send a request built (and signed, given credentials) as the app's client builds it."""
+    return client.stream(request.method, request.url, headers=request.headers, content=request.body)
 
 
 @asynccontextmanager
@@ -83,6 +94,13 @@ class Body:
             pass
         loaded: dict[str, Any] = orjson.loads(line)
         return loaded
+
+    async def rest(self) -> bytes:
+        """Everything left, up to the end the server gives the body."""
+        async for chunk in self._chunks:
+            self._buffer += chunk
+        rest, self._buffer = self._buffer, b""
+        return rest
 
 
 def body_of(response: httpx.Response) -> Body:
@@ -268,11 +286,12 @@ async def test_injected_status_reaches_sample_and_matching_filter_streams_only()
     received: dict[str, list[str]] = {}
 
     async def watch(client: httpx.AsyncClient, base_url: str, track: str) -> None:
-        if track:
-            url, data = base_url + "/statuses/filter.json", {"track": track}
-        else:
-            url, data = base_url + "/statuses/sample.json", None
-        async with client.stream("POST" if data else "GET", url, data=data) as response:
+        # Each filter stream is another account's: one account has one standing stream.
+        account = Credentials("app", "app-secret", f"token-{track}", "token-secret")
+        request = build_request(
+            base_url, "filter" if track else "sample", track, credentials=account
+        )
+        async with open_request(client, request) as response:
             body = body_of(response)
             count = 1 if track else 2
             received[track or "sample"] = [(await body.message())["id_str"] for _ in range(count)]
@@ -458,6 +477,65 @@ async def test_inject_raw_writes_control_messages_as_given() -> None:
             assert await body.message() == {"limit": {"track": 7}}
             assert await body.line() == b"{garbage"
     assert emulator.sent == 0
+
+
+# ---- one standing connection per account
+
+
+@pytest.mark.parametrize("account", [ACCOUNT, None], ids=["oauth", "anonymous"])
+async def test_a_new_stream_with_the_same_credentials_ends_the_older_one(
+    account: Credentials | None,
+) -> None:
+    emulator = Emulator(rate=0, filter_rate=0)
+    python = emulator.factory.status_matching(["python"], NOW_MS)
+    later = emulator.factory.status_matching(["python"], NOW_MS + 1)
+    with trio.fail_after(TIMEOUT):
+        async with serving(emulator) as base_url, httpx.AsyncClient(timeout=None) as client:
+            first = build_request(base_url, "filter", "python", credentials=account)
+            second = build_request(base_url, "filter", "python,rust", credentials=account)
+            async with open_request(client, first) as old_response:
+                await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+                emulator.inject(python)
+                async with open_request(client, second) as new_response:
+                    assert new_response.status_code == 200
+                    old_body = body_of(old_response)
+                    assert (await old_body.message())["id_str"] == python["id_str"]
+                    farewell = await old_body.message()
+                    assert await old_body.rest() == b"", "the body ends cleanly after it"
+                    emulator.inject(later)
+                    assert (await body_of(new_response).message())["id_str"] == later["id_str"]
+    old, new = emulator.connections
+    assert farewell["disconnect"]["code"] == 2
+    assert set(farewell["disconnect"]) == {"code", "stream_name", "reason"}
+    assert all(farewell["disconnect"][key] for key in ("stream_name", "reason"))
+    assert old.replaced_by == new.id
+    assert old.closed_at is not None
+    assert new.opened_at <= old.closed_at
+    assert (old.sent, new.sent, new.replaced_by) == (1, 1, None)
+
+
+async def test_other_credentials_and_the_other_endpoint_keep_their_streams() -> None:
+    emulator = Emulator(rate=0, filter_rate=0)
+    python = emulator.factory.status_matching(["python"], NOW_MS)
+    with trio.fail_after(TIMEOUT):
+        async with (
+            serving(emulator) as base_url,
+            httpx.AsyncClient(timeout=None) as client,
+            open_request(
+                client, build_request(base_url, "filter", "python", credentials=ACCOUNT)
+            ) as mine,
+            open_request(
+                client, build_request(base_url, "filter", "python", credentials=OTHER_ACCOUNT)
+            ) as theirs,
+            # Twitter counts sample and filter together; the emulator does not (see Emulator).
+            open_request(client, build_request(base_url, "sample", credentials=ACCOUNT)) as sample,
+        ):
+            await emulator.wait_until(lambda e: len(e.open_connections()) == 3)
+            emulator.inject(python)
+            for response in (mine, theirs, sample):
+                assert (await body_of(response).message())["id_str"] == python["id_str"]
+            assert len(emulator.open_connections()) == 3
+    assert [record.replaced_by for record in emulator.connections] == [None, None, None]
 
 
 # ---- the corpus

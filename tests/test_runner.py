@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -12,7 +14,7 @@ import trio.testing
 
 from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
 from pats_trio.events import Event, StatusEvent, StreamKind, TweetEvent
-from pats_trio.upstream.backoff import ConnectionBudget
+from pats_trio.upstream.backoff import FATAL_RETRY_SECONDS, ConnectionBudget
 from pats_trio.upstream.client import Credentials, make_http_client, open_stream
 from pats_trio.upstream.runner import StreamRunner
 from tests.support import status
@@ -35,6 +37,22 @@ class Recorder:
     async def wait_for(self, predicate: Callable[[list[Event]], bool]) -> None:
         while not predicate(self.events):
             await self._changed.wait()
+
+
+@dataclass
+class Gate:
+    """Holds every connection attempt for `track` until `opened`: before its request goes out,
+    or, with `after_answer`, once the answer is in but before the runner gets to read it."""
+
+    track: str
+    after_answer: bool = False
+    waiting: trio.Event = field(default_factory=trio.Event)
+    opened: trio.Event = field(default_factory=trio.Event)
+
+    async def passage(self, track: str) -> None:
+        if track == self.track:
+            self.waiting.set()
+            await self.opened.wait()
 
 
 @dataclass
@@ -67,6 +85,7 @@ async def start(
     budget: ConnectionBudget | None = None,
     credentials: Credentials | None = None,
     emulator_credentials: Credentials | None = None,
+    gate: Gate | None = None,
 ) -> Harness:
     emulator = Emulator(rate=0, filter_rate=0, seed=3, credentials=emulator_credentials)
     emulator_url = await nursery.start(serve_emulator, emulator)
@@ -74,8 +93,14 @@ async def start(
     url = base_url or emulator_url
     recorder = Recorder()
 
-    def connect(track: str):  # type: ignore[no-untyped-def]
-        return open_stream(http, url, kind, track, credentials=credentials)
+    @asynccontextmanager
+    async def connect(track: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        if gate is not None and not gate.after_answer:
+            await gate.passage(track)
+        async with open_stream(http, url, kind, track, credentials=credentials) as chunks:
+            if gate is not None and gate.after_answer:
+                await gate.passage(track)
+            yield chunks
 
     runner = StreamRunner(kind, connect, recorder, linger=linger, debounce=debounce, budget=budget)
     await nursery.start(runner.run)
@@ -231,11 +256,11 @@ async def test_restart_keeps_the_old_connection_until_the_new_one_answers(
         assert old.closed_at is None
         emulator.inject(status("python during the retry", 5))
         await emulator.wait_until(lambda _: harness.tweet_ids() == ["5"])
-        await emulator.wait_until(lambda _: old.closed_at is not None)
+        # The upstream closes the old connection as the new one opens, before the runner switches.
+        await harness.recorder.wait_for(lambda _: harness.runner.serving_track == "python,rust")
     new = emulator.connections[-1]
     assert new.track == "python,rust"
     assert new.opened_at <= old.closed_at  # type: ignore[operator]
-    assert harness.runner.serving_track == "python,rust"
 
 
 async def test_rate_limiting_backs_off_from_a_minute(
@@ -332,8 +357,8 @@ async def test_a_union_change_during_a_backoff_connects_with_the_newest_union(
         await emulator.wait_until(
             lambda emu: any(c.track == "go,python,rust" for c in emu.open_connections())
         )
-        await emulator.wait_until(lambda _: old.closed_at is not None)
-    assert harness.runner.serving_track == "go,python,rust"
+        await harness.recorder.wait_for(lambda _: harness.runner.serving_track == "go,python,rust")
+    assert old.closed_at is not None
     assert [c.track for c in emulator.connections if c.status == 200] == [
         "python",
         "go,python,rust",
@@ -390,3 +415,119 @@ async def test_withheld_tweets_are_not_shown(
         await sample.recorder.wait_for(lambda _: bool(sample.tweet_ids()))
     assert sample.tweet_ids() == ["33"]
     assert sample.runner.stats.withheld == 3
+
+
+def replaced(name: str, code: int = 2) -> bytes:
+    """What Twitter sends the older of two connections with the same credentials."""
+    return b'{"disconnect":{"code":%d,"stream_name":"%s","reason":"replaced"}}\r\n' % (
+        code,
+        name.encode(),
+    )
+
+
+async def replace_and_hand_over(harness: Harness, gate: Gate, code: int = 2) -> ConnectionRecord:
+    """Serve "python", start a restart on `gate.track` and, while the new connection has not
+    answered yet, have the old one closed with `code` as Twitter does. Returns the old record."""
+    emulator = harness.emulator
+    old = await first_connection(harness, "python")
+    await harness.recorder.wait_for(lambda _: harness.runner.state == "connected")
+    harness.runner.demand(active=True, track=gate.track)
+    await gate.waiting.wait()
+    emulator.inject(status("python before the switch", 41))
+    emulator.inject_raw(replaced("me-filter", code), kind="filter")
+    await emulator.wait_until(lambda _: old.closed_at is not None)
+    await trio.sleep(1)
+    return old
+
+
+@pytest.mark.parametrize("code", [2, 7], ids=["duplicate stream", "admin logout"])
+async def test_a_duplicate_stream_on_the_connection_being_replaced_is_a_quiet_handover(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, code: int
+) -> None:
+    gate = Gate("python,rust")
+    harness = await start(nursery, "filter", debounce=0.5, gate=gate)
+    emulator = harness.emulator
+    with trio.fail_after(TIMEOUT * 100):
+        old = await replace_and_hand_over(harness, gate, code)
+        assert harness.runner.stats.disconnects == {"handover": 1}
+        assert [s.state for s in harness.statuses()] == ["connecting", "connected"]
+        told = len(harness.statuses())
+        await trio.sleep(FATAL_RETRY_SECONDS + 100)
+        assert len(emulator.connections) == 1, "the old slot does not reconnect"
+        gate.opened.set()
+        await emulator.wait_until(lambda emu: len(emu.open_connections()) == 1)
+        await harness.recorder.wait_for(lambda _: harness.runner.serving_track == "python,rust")
+        emulator.inject(status("python after the switch", 42))
+        await harness.recorder.wait_for(lambda _: "42" in harness.tweet_ids())
+        await trio.sleep(600)
+    assert [s.state for s in harness.statuses()[told:]] == ["connected"]
+    assert not [s for s in harness.statuses() if s.state in ("error", "backoff")]
+    assert harness.runner.state == "connected"
+    assert harness.runner.stats.disconnects == {"handover": 1}
+    assert [c.track for c in emulator.connections] == ["python", "python,rust"]
+    assert old.closed_at is not None
+    assert harness.tweet_ids() == ["41", "42"]
+
+
+async def test_after_a_handover_the_replacement_failing_is_shown(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    gate = Gate("python,rust")
+    harness = await start(nursery, "filter", debounce=0.5, gate=gate)
+    emulator = harness.emulator
+    with trio.fail_after(TIMEOUT * 10):
+        await replace_and_hand_over(harness, gate)
+        told = len(harness.statuses())
+        assert harness.runner.state == "connected", "nothing alarming while the switch is under way"
+        emulator.fail_next(503)
+        gate.opened.set()
+        await harness.recorder.wait_for(lambda _: harness.runner.state == "backoff")
+        assert harness.runner.retry_in == 5
+        await harness.recorder.wait_for(lambda _: harness.runner.state == "connected")
+    after = harness.statuses()[told:]
+    assert [s.state for s in after] == ["backoff", "connecting", "connected"]
+    assert "503" in after[0].details["reason"]
+    assert harness.runner.stats.disconnects == {"handover": 1, "http": 1}
+
+
+async def test_a_duplicate_stream_on_the_only_connection_says_who_took_it(
+    sample: Harness, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(TIMEOUT * 100):
+        await first_connection(sample)
+        await sample.recorder.wait_for(lambda _: sample.runner.state == "connected")
+        sample.emulator.inject_raw(replaced("me-sample"))
+        await sample.recorder.wait_for(lambda _: sample.runner.state == "error")
+    error = sample.statuses()[-1]
+    assert "another client connected with these credentials" in error.details["reason"]
+    assert "one stream per account" in error.details["reason"]
+    assert error.details["retry_in"] == 300
+    assert sample.runner.stats.disconnects == {"fatal": 1}
+    [logged] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "another client connected with these credentials" in logged.getMessage()
+
+
+async def test_the_emulator_closing_the_old_connection_before_we_read_the_new_answer_is_a_handover(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    gate = Gate("python,rust", after_answer=True)
+    harness = await start(nursery, "filter", debounce=0.5, gate=gate)
+    emulator = harness.emulator
+    with trio.fail_after(TIMEOUT * 10):
+        old = await first_connection(harness, "python")
+        await harness.recorder.wait_for(lambda _: harness.runner.state == "connected")
+        emulator.inject(status("python before the switch", 51))
+        harness.runner.demand(active=True, track="python,rust")
+        await gate.waiting.wait()
+        await emulator.wait_until(lambda _: old.closed_at is not None)
+        await trio.sleep(1)
+        assert harness.runner.stats.disconnects == {"handover": 1}
+        assert [s.state for s in harness.statuses()] == ["connecting", "connected"]
+        gate.opened.set()
+        await harness.recorder.wait_for(lambda _: harness.runner.serving_track == "python,rust")
+        emulator.inject(status("python after the switch", 52))
+        await harness.recorder.wait_for(lambda _: "52" in harness.tweet_ids())
+    new = emulator.connections[-1]
+    assert old.replaced_by == new.id
+    assert [s.state for s in harness.statuses()] == ["connecting", "connected", "connected"]
+    assert harness.tweet_ids() == ["51", "52"]

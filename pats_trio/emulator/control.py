@@ -9,7 +9,8 @@ Mounted under ``/_control`` only when the emulator is built with ``Emulator(cont
   `Emulator.inject_raw` to the open streams of that kind (all without `kind`). Answers
   ``{"streams": n}``, the number of open streams it was written to.
 * ``GET /_control/connections``: every `ConnectionRecord` so far, oldest first, as JSON objects
-  with an ``open`` flag (and without the authorization header).
+  with an ``open`` flag (and without the authorization header); ``replaced_by`` names the newer
+  stream with the same credentials that ended one.
 """
 
 from __future__ import annotations
@@ -125,4 +126,5 @@ def _record(record: ConnectionRecord) -> dict[str, Any]:
         "open": record.closed_at is None,
         "sent": record.sent,
         "skipped": record.skipped,
+        "replaced_by": record.replaced_by,
     }

@@ -1,4 +1,4 @@
-"""OAuth 1.0a checks as the streaming API makes them, so the emulator can refuse bad signatures.
+"""OAuth 1.0a as the streaming API reads it: whose request this is, and whether it is signed right.
 
 The check is oauthlib's own server-side `SignatureOnlyEndpoint`: the signatures our client sends
 are verified by an independent implementation, not by the code that made them.
@@ -10,8 +10,29 @@ import string
 from typing import Any
 
 from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
+from oauthlib.oauth1.rfc5849.utils import parse_authorization_header
 
 from pats_trio.upstream.client import Credentials
+
+Account = tuple[str, str]
+"""A credential set as the streaming API counts standing connections: consumer key, access token."""
+
+ANONYMOUS: Account = ("", "")
+"""Every request without OAuth parameters counts as this one account."""
+
+
+def account_of(authorization: str | None) -> Account:
+    """The credential set an Authorization header names; `ANONYMOUS` without one.
+
+    This groups connections and checks nothing: whether the signature holds is `OAuthCheck`'s job.
+    """
+    if authorization is None:
+        return ANONYMOUS
+    try:
+        params = dict(parse_authorization_header(authorization))
+    except ValueError:
+        return ANONYMOUS
+    return (params.get("oauth_consumer_key", ""), params.get("oauth_token", ""))
 
 
 class _Validator(RequestValidator):  # type: ignore[misc]

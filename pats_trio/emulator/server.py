@@ -18,6 +18,16 @@ reader: a stream whose channel is full misses the message, and the miss is count
 `ConnectionRecord`. With ``stall_warnings=true`` it is told, like Twitter did, with a
 ``FALLING_BEHIND`` warning once its queue passes `FALLING_BEHIND_PERCENT`.
 
+One account has one standing connection per endpoint, as on Twitter: when a stream is accepted
+(it passed every check and will get its HTTP 200), an older open stream of the same kind with the
+same credential set (the OAuth consumer key and access token, or no OAuth at all) gets what it has
+queued, then a ``disconnect`` message with code 2 ("Duplicate stream"), and its body ends. The new
+stream's 200 goes out once that is written (`REPLACE_WAIT` at most), so the old connection hears
+of its end before the new one is answered, the order in which it reached clients from Twitter.
+Twitter's documentation counts one standing connection per account across all public endpoints,
+sample and filter together; the emulator counts each endpoint on its own, because pats-trio runs a
+sample and a filter stream with one account. A known difference, not an oversight.
+
 An emulator built with ``control=True`` also answers the HTTP control API of
 `pats_trio.emulator.control` under ``/_control``, for tests that run it as its own process.
 
@@ -55,7 +65,7 @@ from pats_trio.emulator.asgi import (
 )
 from pats_trio.emulator.control import CONTROL_PREFIX, serve_control
 from pats_trio.emulator.corpus import TweetFactory
-from pats_trio.emulator.oauth import OAuthCheck
+from pats_trio.emulator.oauth import Account, OAuthCheck, account_of
 from pats_trio.matching import Phrase, TrackError, matches_any, parse_track, tweet_terms
 from pats_trio.tweets import TweetShapeError, trim
 from pats_trio.upstream.client import Credentials
@@ -84,6 +94,10 @@ CRLF = b"\r\n"
 KEEPALIVE = CRLF
 MISSING_TRACK = b"Parameter track is missing"
 UNAUTHORIZED = b'{"errors":[{"code":32,"message":"Could not authenticate you."}]}'
+DUPLICATE_STREAM = 2
+# A new stream's 200 waits this long at most for the stream it replaces to be told (a client
+# that has stopped reading holds that write up).
+REPLACE_WAIT = 1.0
 
 StreamKind = Literal["sample", "filter"]
 
@@ -93,7 +107,9 @@ class ConnectionRecord:
     """One request to a streaming endpoint, kept after it closes so tests can inspect it.
 
     `status` is the HTTP status it got; a refused request is closed at once. `sent` counts the
-    tweets written to it and `skipped` those it missed because its queue was full.
+    tweets written to it and `skipped` those it missed because its queue was full. `replaced_by`
+    is the id of the newer stream, same kind and same credentials, that ended this one with a
+    code 2 disconnect; its `closed_at` is the moment that stream was accepted.
     """
 
     id: int
@@ -107,6 +123,7 @@ class ConnectionRecord:
     status: int = 200
     sent: int = 0
     skipped: int = 0
+    replaced_by: int | None = None
 
 
 class _Out(NamedTuple):
@@ -120,6 +137,7 @@ class _Out(NamedTuple):
 @dataclass(eq=False)
 class _Stream:
     record: ConnectionRecord
+    account: Account
     phrases: tuple[Phrase, ...]
     stall_warnings: bool
     send_channel: trio.MemorySendChannel[_Out]
@@ -128,6 +146,22 @@ class _Stream:
     stalled: bool = False
     dropped: bool = False
     warned: bool = False
+    farewell: bytes = b""
+    """The last message, written once the queue closes and drains; then the body ends."""
+    finished: trio.Event = field(default_factory=trio.Event)
+
+
+def _duplicate_stream(old: ConnectionRecord, new: ConnectionRecord) -> bytes:
+    """Twitter's disconnect message for a stream that a newer one with its credentials replaced."""
+    return orjson.dumps(
+        {
+            "disconnect": {
+                "code": DUPLICATE_STREAM,
+                "stream_name": f"emulator-{old.kind}{old.id}",
+                "reason": f"{old.kind} stream {new.id} opened with the same credentials",
+            }
+        }
+    )
 
 
 def _falling_behind(percent: int) -> bytes:
@@ -311,6 +345,34 @@ class Emulator:
                 with contextlib.suppress(trio.WouldBlock):
                     stream.send_channel.send_nowait(warning)
 
+    def _replace_older(self, stream: _Stream) -> list[_Stream]:
+        """End every other open stream of this kind and account, as Twitter ends the older one.
+
+        Its queue is closed, so it gets what was queued for it, then the code 2 message, then the
+        end of the body. A stalled stream sends nothing more, so it is just closed.
+        """
+        replaced = [
+            older
+            for older in self._open_streams(stream.record.kind)
+            if older is not stream and older.account == stream.account
+        ]
+        for older in replaced:
+            older.record.replaced_by = stream.record.id
+            older.farewell = _duplicate_stream(older.record, stream.record)
+            self._close(older)
+            older.send_channel.close()
+            if older.stalled:
+                older.scope.cancel()
+            LOGGER.info(
+                "emulator: %s stream %d replaced by stream %d with the same credentials",
+                stream.record.kind,
+                older.record.id,
+                stream.record.id,
+            )
+        if replaced:
+            self._notify()
+        return replaced
+
     def _close(self, stream: _Stream) -> bool:
         """Unregister a stream and stamp its record; False if that was already done."""
         if self._streams.pop(stream.record.id, None) is None:
@@ -401,7 +463,14 @@ class Emulator:
             if not phrases:
                 await self._refuse(record, send, 406, MISSING_TRACK)
                 return
-        await self._stream(record, phrases, param("stall_warnings") == "true", receive, send)
+        await self._stream(
+            record,
+            account_of(authorization),
+            phrases,
+            param("stall_warnings") == "true",
+            receive,
+            send,
+        )
 
     def _signed(self, scope: Mapping[str, Any], method: str, body: bytes) -> bool:
         assert self._oauth is not None
@@ -428,14 +497,16 @@ class Emulator:
     async def _stream(
         self,
         record: ConnectionRecord,
+        account: Account,
         phrases: tuple[Phrase, ...],
         stall_warnings: bool,
         receive: Receive,
         send: Send,
     ) -> None:
-        """Serve one stream until the client leaves, `drop_streams`, or cancellation."""
+        """Serve one stream until the client leaves, `drop_streams`, a newer stream of its
+        account, or cancellation."""
         send_channel, receive_channel = trio.open_memory_channel[_Out](STREAM_BUFFER)
-        stream = _Stream(record, phrases, stall_warnings, send_channel, receive_channel)
+        stream = _Stream(record, account, phrases, stall_warnings, send_channel, receive_channel)
         # Registered before the headers go out: a client that has its 200 gets every injection.
         self._streams[record.id] = stream
         self._notify()
@@ -448,6 +519,10 @@ class Emulator:
         )
         try:
             headers = [(b"content-type", b"application/json")]
+            # The stream this one replaces is told before this one is answered, as on Twitter.
+            with trio.move_on_after(REPLACE_WAIT):
+                for older in self._replace_older(stream):
+                    await older.finished.wait()
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             with stream.scope:
                 async with trio.open_nursery() as nursery:
@@ -455,47 +530,61 @@ class Emulator:
                     if record.kind == "filter" and self.filter_rate > 0:
                         nursery.start_soon(self._feed_filter, stream)
                     await self._write(stream, send)
-            # Returning without the final empty body makes hypercorn close the connection, so a
-            # dropped stream ends mid-body, before the chunked terminator.
+                    nursery.cancel_scope.cancel()
+            # A replaced stream's body ends properly (`_write`). Returning without the final
+            # empty body makes hypercorn close the connection, so a dropped stream ends
+            # mid-body, before the chunked terminator.
         finally:
+            stream.finished.set()
             if self._close(stream):
                 self._notify()
             send_channel.close()
             receive_channel.close()
+            how = " by drop_streams" if stream.dropped else ""
+            if record.replaced_by is not None:
+                how = f" for stream {record.replaced_by}"
             LOGGER.info(
                 "emulator: %s stream %d closed%s after %d tweets (%d skipped)",
                 record.kind,
                 record.id,
-                " by drop_streams" if stream.dropped else "",
+                how,
                 record.sent,
                 record.skipped,
             )
 
     async def _write(self, stream: _Stream, send: Send) -> None:
-        """Write queued messages, a keep-alive when idle, forever; nothing at all once stalled."""
-        while True:
+        """Write queued messages, a keep-alive when idle, until the queue is closed; then the
+        farewell and the end of the body. Nothing at all once stalled."""
+        ended = False
+        while not ended:
             frames: list[bytes] = []
             size = tweets = 0
             with trio.move_on_after(self.keepalive_interval):
-                item = await stream.receive_channel.receive()
-                while True:
-                    frames.append(_frame(item, stream.record.delimited))
-                    size += len(frames[-1])
-                    tweets += item.tweet
-                    if size >= MAX_CHUNK_BYTES:
-                        break
-                    try:
+                try:
+                    item = await stream.receive_channel.receive()
+                    while True:
+                        frames.append(_frame(item, stream.record.delimited))
+                        size += len(frames[-1])
+                        tweets += item.tweet
+                        if size >= MAX_CHUNK_BYTES:
+                            break
                         item = stream.receive_channel.receive_nowait()
-                    except trio.WouldBlock:
-                        break
+                except trio.WouldBlock:
+                    pass
+                except trio.EndOfChannel:
+                    ended = True
             if stream.stalled:
                 await trio.sleep_forever()
+            if ended:
+                farewell = _Out(stream.farewell, framed=True, tweet=False)
+                frames.append(_frame(farewell, stream.record.delimited))
             data = b"".join(frames) or KEEPALIVE
             await send({"type": "http.response.body", "body": data, "more_body": True})
             if tweets:
                 stream.record.sent += tweets
                 self.sent += tweets
                 self._notify()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _frame(item: _Out, delimited: bool) -> bytes:

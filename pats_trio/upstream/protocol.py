@@ -86,6 +86,11 @@ class Disconnect:
     def fatal(self) -> bool:
         return disconnect_is_fatal(self.code)
 
+    @property
+    def replaced(self) -> bool:
+        """Whether it says a newer connection with the same credentials took this one's place."""
+        return self.code in DISCONNECT_REPLACED
+
 
 @dataclass(frozen=True, slots=True)
 class StatusWithheld:
@@ -145,13 +150,22 @@ DISCONNECT_NAMES: Mapping[int, str] = {
     12: "Shed load",
 }
 
+DISCONNECT_REPLACED = frozenset({2, 7})
+"""Codes that end the older of two connections made with the same credentials.
+
+Twitter allows one standing connection per account and disconnects the older one with code 2
+("Duplicate stream"). Its documentation gives 7 ("Admin logout") the words "the same credentials
+were used to connect a new stream and the oldest was disconnected", so 7 is read the same way.
+"""
+
 DISCONNECT_NEEDS_PERSON = frozenset({2, 6, 7})
 """Codes where reconnecting as usual cannot help.
 
 2 and 7 mean the same credentials are connected elsewhere: reconnecting would only fight that other
-client for the slot. 6 means the access token was revoked. Every other code, including codes
-Twitter adds later, means "reconnect with the usual backoff"; a real credential problem then shows
-up as HTTP 401 on the next attempt and is classified there.
+client for the slot (unless that newer connection is our own replacement; the runner tells the two
+apart). 6 means the access token was revoked. Every other code, including codes Twitter adds
+later, means "reconnect with the usual backoff"; a real credential problem then shows up as HTTP
+401 on the next attempt and is classified there.
 """
 
 

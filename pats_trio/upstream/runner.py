@@ -4,6 +4,11 @@ It connects when the first viewer arrives, lingers after the last one leaves, re
 Twitter's backoff, watches for stalls, and restarts the filter connection when the keyword union
 changes: the new connection is opened first and the old one is cancelled only once the new one
 answers, with duplicates dropped by tweet id across the switch.
+
+Twitter allows one standing connection per account, so it may close the old connection itself,
+with a "Duplicate stream" disconnect, as the new one opens, even before we have read the new one's
+answer. That is the expected end of the switch (a "handover"): the old connection is not retried
+and viewers hear nothing of it.
 """
 
 from __future__ import annotations
@@ -30,8 +35,21 @@ DEDUP_WINDOW = 10_000
 # A burst of filter changes is coalesced, but a steady trickle must not postpone a restart forever.
 DEBOUNCE_MAX_FACTOR = 5.0
 
-DISCONNECT_REASONS = ("stream ended", "stall", "network", "http", "fatal", "disconnect")
-"""Reason classes for `RunnerStats.disconnects`; "fatal" is anything that needs a person."""
+DISCONNECT_REASONS = (
+    "stream ended",
+    "stall",
+    "network",
+    "http",
+    "fatal",
+    "disconnect",
+    "handover",
+)
+"""Reason classes for `RunnerStats.disconnects`; "fatal" is anything that needs a person;
+"handover" is an old connection the upstream closed because its replacement opened."""
+
+SAME_CREDENTIALS_ELSEWHERE = (
+    "another client connected with these credentials (Twitter allows one stream per account)"
+)
 
 ConnectFn = Callable[[str], AbstractAsyncContextManager[AsyncIterator[bytes]]]
 Publish = Callable[[Event], None]
@@ -231,7 +249,12 @@ class StreamRunner:
                     reason = "stream ended"
                     self.stats.disconnects["stream ended"] += 1
                 except UpstreamDisconnectError as exc:
+                    if exc.message.replaced and self._being_replaced(slot):
+                        self._handed_over(slot, exc.message)
+                        return
                     reason = f"upstream disconnect: {exc.message.name} ({exc.message.reason})"
+                    if exc.message.replaced:
+                        reason = f"{SAME_CREDENTIALS_ELSEWHERE}; {reason}"
                     if exc.message.fatal:
                         await self._fatal(slot, reason, FATAL_RETRY_SECONDS)
                         continue
@@ -266,6 +289,32 @@ class StreamRunner:
                     await trio.sleep(delay)
                 else:
                     LOGGER.info("%s: %s, reconnecting now", self.kind, reason)
+
+    def _being_replaced(self, slot: _Slot) -> bool:
+        """Whether a newer connection of ours is taking over from `slot`.
+
+        It is if a pending slot exists (the upstream may close the old connection as soon as the
+        new one reaches it, before we have read the new one's 200), or if `slot` was superseded.
+        """
+        return slot is not self._pending and (
+            self._pending is not None or slot is not self._current
+        )
+
+    def _handed_over(self, slot: _Slot, message: protocol.Disconnect) -> None:
+        """The upstream closed `slot` for its replacement: no alarm, no backoff, no reconnect.
+
+        The slot stops being the one viewers are served from, so that what happens to the
+        replacement from now on (connected, or a failure and its backoff) is what they hear.
+        """
+        LOGGER.info(
+            "%s: the old connection was closed as its replacement opened (%s, code %d)",
+            self.kind,
+            message.name,
+            message.code,
+        )
+        self.stats.disconnects["handover"] += 1
+        if slot is self._current:
+            self._current = None
 
     async def _fatal(self, slot: _Slot, reason: str, delay: float) -> None:
         """An error that needs a person: say so, then retry slowly (a new union retries sooner)."""
