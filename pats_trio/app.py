@@ -20,7 +20,7 @@ from pats_trio.admission import (
     ClientCounter,
     Limits,
 )
-from pats_trio.broker.factory import WORKER_ID, make_broker, warn_if_workers_share_no_broker
+from pats_trio.broker.factory import make_broker, warn_if_workers_share_no_broker
 from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.events import STREAM_KINDS, StreamKind
@@ -34,6 +34,7 @@ from pats_trio.upstream.client import make_http_client, open_stream
 from pats_trio.upstream.runner import ConnectFn
 from pats_trio.upstream.source import Publish, Upstream
 from pats_trio.upstream.twitter import TwitterUpstream
+from pats_trio.worker import WORKER_ID
 
 LOGGER = logging.getLogger(__name__)
 

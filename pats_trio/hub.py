@@ -1,4 +1,4 @@
-"""The supervisor: viewers subscribe here, and every upstream event is routed to their channels.
+"""The hub: viewers subscribe here, and every upstream event is routed to their channels.
 
 The hub never awaits a viewer. Each one has its own bounded memory channel that is fed with
 `send_nowait`; a viewer that cannot keep up loses tweets (counted and reported to it as

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from pathlib import Path
 
 from pats_trio.broker import Broker
@@ -15,9 +14,6 @@ from pats_trio.config import Settings
 from pats_trio.upstream.source import UpstreamFactory
 
 LOGGER = logging.getLogger(__name__)
-
-WORKER_ID = secrets.token_hex(4)
-"""Opaque and per process: it tells workers apart in logs, /readyz and the hello frame."""
 
 
 def make_broker(settings: Settings, make_upstream: UpstreamFactory, worker_id: str) -> Broker:
