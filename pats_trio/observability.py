@@ -28,7 +28,6 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from quart import Response
 
-from pats_trio.broker.redis import RedisBroker
 from pats_trio.events import STREAM_KINDS
 from pats_trio.looplag import BUCKETS, STALL_SECONDS, TICK_SECONDS, LoopLag
 from pats_trio.upstream.runner import DISCONNECT_REASONS, RunnerStats
@@ -137,32 +136,34 @@ def _broker_metrics(hub: Hub) -> Iterator[Metric]:
         "1 while this process runs the upstream connections (always, without Redis).",
         value=int(broker.upstream is not None and broker.owner),
     )
-    if not isinstance(broker, RedisBroker):
+    stats = broker.deployment_stats()
+    if stats is None:
         return
+    # Redis is the one broker that shares a feed, so these keep the names they were scraped by.
     yield GaugeMetricFamily(
         f"{NAMESPACE}_redis_connected",
         "1 while this worker reads the Redis stream, else 0 (viewers see a degraded status).",
-        value=int(broker.connected),
+        value=int(stats.connected),
     )
     yield GaugeMetricFamily(
         f"{NAMESPACE}_redis_lag_seconds",
         "How far behind the newest entry of the Redis stream this worker's reader was.",
-        value=broker.lag_seconds,
+        value=stats.lag_seconds,
     )
     yield CounterMetricFamily(
         f"{NAMESPACE}_redis_published",
         "Events this worker published to Redis while it owned the upstream.",
-        value=broker.published,
+        value=stats.published,
     )
     yield CounterMetricFamily(
         f"{NAMESPACE}_redis_publish_failures",
         "Events this worker could not publish to Redis while it owned the upstream.",
-        value=broker.publish_failures,
+        value=stats.publish_failures,
     )
     yield CounterMetricFamily(
         f"{NAMESPACE}_upstream_terms_of_office",
         "Times this worker took the upstream lease.",
-        value=broker.terms_of_office,
+        value=stats.terms_of_office,
     )
 
 

@@ -147,6 +147,15 @@ async def test_metrics_follow_a_sample_viewer(served: Served) -> None:
         assert value(after, f"pats_upstream_{counter}_total", kind="sample") == 0
 
 
+async def test_metrics_of_a_shared_feed_stay_out_of_a_worker_without_one(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient() as client:
+            samples = await scrape(client, served)
+    assert value(samples, "pats_upstream_owner") == 1
+    assert [name for name, _ in samples if name.startswith("pats_redis_")] == []
+    assert ("pats_upstream_terms_of_office_total", frozenset()) not in samples
+
+
 async def test_metrics_show_how_late_the_event_loop_runs(served: Served) -> None:
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient() as client:

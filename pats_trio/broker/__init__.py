@@ -6,6 +6,7 @@ deployment own the upstream and feeds every worker through a Redis stream.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
@@ -22,6 +23,22 @@ class Sink(Protocol):
 
     def remember(self, kind: StreamKind, event: Event) -> None:
         """Keep an old event for new viewers' history, without sending it to anyone."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentStats:
+    """What a broker that shares one upstream among workers counts, for /metrics."""
+
+    connected: bool
+    """Whether this worker reads the shared feed now (else its viewers see `degraded`)."""
+    lag_seconds: float
+    """How far behind the feed's newest entry this worker's reader was at its last read."""
+    published: int
+    """Events this worker published to the feed while it owned the upstream."""
+    publish_failures: int
+    """Events it could not publish while it owned the upstream."""
+    terms_of_office: int
+    """Times this worker took the upstream lease."""
 
 
 class Broker(Protocol):
@@ -43,3 +60,6 @@ class Broker(Protocol):
 
     def phrases_elsewhere(self) -> frozenset[str]:
         """Phrases other workers' viewers follow: they share the upstream's phrase limit."""
+
+    def deployment_stats(self) -> DeploymentStats | None:
+        """The shared feed's numbers for /metrics; None when this process's upstream is its own."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import trio
 
-from pats_trio.broker import Sink
+from pats_trio.broker import DeploymentStats, Sink
 from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.upstream.source import Upstream, UpstreamFactory
 
@@ -40,3 +40,6 @@ class MemoryBroker:
 
     def phrases_elsewhere(self) -> frozenset[str]:
         return frozenset()
+
+    def deployment_stats(self) -> DeploymentStats | None:
+        return None

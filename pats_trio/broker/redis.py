@@ -53,7 +53,7 @@ from glide import (
     TrimByMaxLen,
 )
 
-from pats_trio.broker import Sink
+from pats_trio.broker import DeploymentStats, Sink
 from pats_trio.broker.codec import EntryError, decode, encode
 from pats_trio.broker.redis_url import RedisTarget
 from pats_trio.events import (
@@ -191,6 +191,15 @@ class RedisBroker:
 
     def phrases_elsewhere(self) -> frozenset[str]:
         return self._elsewhere
+
+    def deployment_stats(self) -> DeploymentStats:
+        return DeploymentStats(
+            connected=self.connected,
+            lag_seconds=self.lag_seconds,
+            published=self.published,
+            publish_failures=self.publish_failures,
+            terms_of_office=self.terms_of_office,
+        )
 
     def health(self) -> dict[str, Any]:
         return {
