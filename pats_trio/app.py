@@ -16,10 +16,7 @@ from quart import Response, send_from_directory
 from quart_trio import QuartTrio
 
 from pats_trio import viewer
-from pats_trio.admission import (
-    ClientCounter,
-    Limits,
-)
+from pats_trio.admission import ClientCounter, Limits
 from pats_trio.broker.factory import make_broker, warn_if_workers_share_no_broker
 from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
 from pats_trio.emulator import Emulator, serve_emulator
@@ -34,7 +31,7 @@ from pats_trio.upstream.client import make_http_client, open_stream
 from pats_trio.upstream.runner import ConnectFn
 from pats_trio.upstream.source import Publish, Upstream
 from pats_trio.upstream.twitter import TwitterUpstream
-from pats_trio.worker import WORKER_ID
+from pats_trio.worker import WORKER_ID, Worker
 
 LOGGER = logging.getLogger(__name__)
 
@@ -64,7 +61,11 @@ def frontend_dir() -> Path:
 
 
 class PatsApp(QuartTrio):
-    """QuartTrio with the hub it serves, created when serving starts."""
+    """QuartTrio serving one `Worker`: `/ws` goes to the viewer handler, the rest to Quart."""
+
+    def __init__(self, worker: Worker, static: Path) -> None:
+        super().__init__(__name__, static_folder=str(static), static_url_path="/static")
+        self.worker = worker
 
     async def until_shutdown(self) -> None:
         """A hypercorn `shutdown_trigger`: on SIGINT or SIGTERM, close every viewer with 1001.
@@ -73,106 +74,129 @@ class PatsApp(QuartTrio):
         timeout, for the viewers' handlers to finish their close; then the hub and the upstream
         connections are cancelled.
         """
+        hub = self.worker.hub
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
                 LOGGER.info(
                     "%s: closing %d viewers and shutting down",
                     signal.Signals(signum).name,
-                    self.hub.viewer_count(),
+                    hub.viewer_count(),
                 )
                 break
-        self.hub.close_all()
+        hub.close_all()
 
     async def asgi_app(self, scope: Any, receive: Any, send: Any) -> None:
         """Viewer sockets go straight to `viewer.serve_viewer`; everything else to Quart."""
         if scope["type"] == "websocket" and scope.get("path") == viewer.PATH:
-            await viewer.serve_viewer(self, scope, receive, send)
+            await viewer.serve_viewer(self.worker, scope, receive, send)
             return
         await super().asgi_app(scope, receive, send)
 
-    settings: Settings
-    hub: Hub
-    http: httpx.AsyncClient
-    emulator: Emulator | None = None
-    limits: Limits
-    clients: ClientCounter
-    loop_lag: LoopLag
+
+class _Upstreams:
+    """Builds the upstream for each term of office, with what the serving run opened.
+
+    The broker that calls `make` is built with the app, but the HTTP client and the built-in
+    emulator (whose URL is known once it listens) belong to one serving run: `open` starts them
+    when serving starts and `aclose` closes the client after. No upstream runs outside that.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._http: httpx.AsyncClient | None = None
+        self._connectors: dict[StreamKind, ConnectFn] = {}
+
+    async def open(self, nursery: trio.Nursery) -> None:
+        settings = self._settings
+        self._http = make_http_client()
+        base_url = settings.twitter_stream_url
+        if settings.source == "emulator" and base_url == DEFAULT_STREAM_URL:
+            emulator = Emulator(rate=settings.emulator_rate, seed=settings.emulator_seed)
+            base_url = await nursery.start(serve_emulator, emulator)
+            LOGGER.info("no Twitter credentials: serving the built-in emulator at %s", base_url)
+        self._connectors = _connectors(
+            self._http, base_url, settings.credentials, delimited=settings.twitter_delimited
+        )
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    def make(self, publish: Publish) -> Upstream:
+        if self._http is None:
+            raise RuntimeError("an upstream is made only while the app serves")
+        settings = self._settings
+        if settings.source == "bluesky":
+            return BlueskyUpstream(
+                publish,
+                hosts=settings.bluesky_hosts,
+                appview=settings.bluesky_appview,
+                http=self._http,
+                linger=settings.linger_seconds,
+            )
+        return TwitterUpstream(
+            publish,
+            self._connectors,
+            source=settings.source,
+            linger=settings.linger_seconds,
+            debounce=settings.filter_debounce_seconds,
+            min_reconnect=settings.min_reconnect_seconds,
+            max_connects_per_window=settings.max_connects_per_5min,
+            delimited=settings.twitter_delimited,
+        )
 
 
 def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) -> PatsApp:
-    """Build the app; nothing connects until hypercorn starts serving it.
+    """The composition root: build every part once and wire them; nothing connects or starts a
+    task until hypercorn starts serving the app.
 
     `worker_id` tells this app apart from others in the deployment; one per process by default.
     """
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    static = frontend_dir()
-    app = PatsApp(__name__, static_folder=str(static), static_url_path="/static")
-    app.settings = settings
-    app.limits = Limits(
+    limits = Limits(
         max_clients=settings.max_clients,
         max_clients_per_ip=settings.max_clients_per_ip,
         max_filter_length=settings.max_filter_length,
         max_message_bytes=settings.max_message_bytes,
         filter_changes_per_minute=settings.filter_changes_per_minute,
     )
-    app.clients = ClientCounter(app.limits)
-    app.loop_lag = LoopLag()
+    upstreams = _Upstreams(settings)
+    hub = Hub(
+        make_broker(settings, upstreams.make, worker_id),
+        mode={"twitter": "twitter", "bluesky": "live"}.get(settings.source, "demo"),
+        source=settings.source,
+        queue_size=settings.client_queue_size,
+        slow_client_seconds=settings.slow_client_seconds,
+        history_size=settings.history_size,
+        worker_id=worker_id,
+    )
+    worker = Worker(
+        id=worker_id,
+        settings=settings,
+        limits=limits,
+        clients=ClientCounter(limits),
+        hub=hub,
+        loop_lag=LoopLag(),
+    )
+    static = frontend_dir()
+    app = PatsApp(worker, static)
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = SHUTDOWN_TIMEOUT
-    app.config["MAX_CONTENT_LENGTH"] = app.limits.max_message_bytes
+    app.config["MAX_CONTENT_LENGTH"] = limits.max_message_bytes
 
     @app.before_serving
     async def start_hub() -> None:
-        app.http = make_http_client()
-        base_url, credentials = settings.twitter_stream_url, settings.credentials
-        source = settings.source
-        if source == "emulator" and base_url == DEFAULT_STREAM_URL:
-            app.emulator = Emulator(rate=settings.emulator_rate, seed=settings.emulator_seed)
-            base_url = await app.nursery.start(serve_emulator, app.emulator)
-            LOGGER.info("no Twitter credentials: serving the built-in emulator at %s", base_url)
-        connectors = _connectors(
-            app.http, base_url, credentials, delimited=settings.twitter_delimited
-        )
-
-        def make_upstream(publish: Publish) -> Upstream:
-            if source == "bluesky":
-                return BlueskyUpstream(
-                    publish,
-                    hosts=settings.bluesky_hosts,
-                    appview=settings.bluesky_appview,
-                    http=app.http,
-                    linger=settings.linger_seconds,
-                )
-            return TwitterUpstream(
-                publish,
-                connectors,
-                source=source,
-                linger=settings.linger_seconds,
-                debounce=settings.filter_debounce_seconds,
-                min_reconnect=settings.min_reconnect_seconds,
-                max_connects_per_window=settings.max_connects_per_5min,
-                delimited=settings.twitter_delimited,
-            )
-
-        app.hub = Hub(
-            make_broker(settings, make_upstream, worker_id),
-            mode={"twitter": "twitter", "bluesky": "live"}.get(source, "demo"),
-            source=source,
-            queue_size=settings.client_queue_size,
-            slow_client_seconds=settings.slow_client_seconds,
-            history_size=settings.history_size,
-            worker_id=worker_id,
-        )
+        await upstreams.open(app.nursery)
         warn_if_workers_share_no_broker(settings)
-        await app.nursery.start(app.hub.run)
-        await app.nursery.start(app.loop_lag.run)
+        await app.nursery.start(hub.run)
+        await app.nursery.start(worker.loop_lag.run)
         tune_gc()
 
     @app.after_serving
     async def stop_hub() -> None:
         # Viewers are gone by now; the upstream closes at once rather than at quart-trio's deadline.
         app.nursery.cancel_scope.cancel()
-        await app.http.aclose()
+        await upstreams.aclose()
 
     @app.after_request
     async def add_security_headers(response: Response) -> Response:
@@ -188,7 +212,7 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
     async def healthz() -> Any:
         return {"ok": True}
 
-    register_observability(app)
+    register_observability(app, worker)
     return app
 
 

@@ -2,7 +2,7 @@
 
 Nothing here sits on the hot path. The hub and the runners keep plain integer counters; the
 collector reads them (and the viewer counts, states and keyword union) only when scraped.
-Each app gets its own `CollectorRegistry`, so several apps in one process never collide.
+Each worker gets its own `CollectorRegistry`, so several apps in one process never collide.
 
 No label or value carries a setting: kinds, states and reason classes are fixed vocabularies,
 so no credential or URL can reach a scrape.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -26,15 +26,13 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from quart import Response
+from quart import Quart, Response
 
 from pats_trio.events import STREAM_KINDS
+from pats_trio.hub import Hub
 from pats_trio.looplag import BUCKETS, STALL_SECONDS, TICK_SECONDS, LoopLag
 from pats_trio.upstream.runner import DISCONNECT_REASONS, RunnerStats
-
-if TYPE_CHECKING:
-    from pats_trio.app import PatsApp
-    from pats_trio.hub import Hub
+from pats_trio.worker import Worker
 
 LOGGER = logging.getLogger(__name__)
 
@@ -54,22 +52,16 @@ RUNNER_COUNTERS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def hub_of(app: PatsApp) -> Hub | None:
-    """The app's hub once serving has started it, else None."""
-    hub: Hub | None = getattr(app, "hub", None)
-    return hub
-
-
-def readiness(app: PatsApp) -> tuple[bool, dict[str, Any]]:
+def readiness(worker: Worker) -> tuple[bool, dict[str, Any]]:
     """Whether this process can serve viewers now, and the state of what that depends on."""
-    hub = hub_of(app)
-    if hub is None:
+    hub = worker.hub
+    if hub.state == "starting":
         return False, {"ready": False, "hub": "starting"}
     body: dict[str, Any] = {
-        "hub": "running" if hub.running else "stopped",
+        "hub": hub.state,
         "upstream": {kind: hub.upstream_state(kind) for kind in STREAM_KINDS},
         "viewers": {kind: hub.viewer_count(kind) for kind in STREAM_KINDS},
-        "worker": hub.worker_id,
+        "worker": worker.id,
         "pid": os.getpid(),
     }
     broker = hub.broker.health()
@@ -81,12 +73,12 @@ def readiness(app: PatsApp) -> tuple[bool, dict[str, Any]]:
 class HubCollector(Collector):
     """Reads the hub and its runners at scrape time; yields nothing before serving starts."""
 
-    def __init__(self, app: PatsApp) -> None:
-        self._app = app
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
 
     def collect(self) -> Iterator[Metric]:
-        hub = hub_of(self._app)
-        if hub is None:
+        hub = self._hub
+        if hub.state == "starting":
             return
         yield from _hub_metrics(hub)
         yield from _runner_metrics(hub)
@@ -231,24 +223,25 @@ class LoopLagCollector(Collector):
         )
 
 
-def make_registry(app: PatsApp) -> CollectorRegistry:
-    """A registry of this app's own: the hub collector plus the standard process collectors."""
+def make_registry(worker: Worker) -> CollectorRegistry:
+    """A registry of this worker's own: its hub and loop lag, and the process collectors."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(HubCollector(app))
-    registry.register(LoopLagCollector(app.loop_lag))
+    registry.register(HubCollector(worker.hub))
+    registry.register(LoopLagCollector(worker.loop_lag))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
 
 
-def register_observability(app: PatsApp) -> CollectorRegistry:
-    """Add GET /readyz and GET /metrics to `app`; returns the registry /metrics serves."""
-    registry = make_registry(app)
+def register_observability(app: Quart, worker: Worker) -> CollectorRegistry:
+    """Add GET /readyz and GET /metrics about `worker` to `app`; returns the registry /metrics
+    serves."""
+    registry = make_registry(worker)
 
     @app.get("/readyz")
     async def readyz() -> Any:
-        ready, body = readiness(app)
+        ready, body = readiness(worker)
         return body, 200 if ready else 503
 
     @app.get("/metrics")

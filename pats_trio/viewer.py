@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -26,9 +26,7 @@ from pats_trio.admission import AdmissionError, ChangeRate, Limits, client_addre
 from pats_trio.events import TweetEvent
 from pats_trio.hub import Hub, Outgoing, Subscription
 from pats_trio.matching import TrackError, parse_track
-
-if TYPE_CHECKING:
-    from pats_trio.app import PatsApp
+from pats_trio.worker import Worker
 
 LOGGER = logging.getLogger(__name__)
 
@@ -69,11 +67,12 @@ class _Socket:
             await self._send({"type": "websocket.close", "code": code, "reason": error_code})
 
 
-async def serve_viewer(app: PatsApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """One viewer's socket; returns when it is closed, by either side."""
+async def serve_viewer(worker: Worker, scope: Scope, receive: Receive, send: Send) -> None:
+    """One viewer's socket, admitted and served by `worker`; returns when it is closed, by
+    either side."""
     if (await receive())["type"] != "websocket.connect":
         return
-    settings, limits = app.settings, app.limits
+    settings, limits, hub = worker.settings, worker.limits, worker.hub
     handshake = _read_handshake(scope, settings.allowed_origins, settings.trusted_proxy_header)
     if handshake is None:
         await _deny(scope, send, 403, b"This origin may not open the stream.")
@@ -97,11 +96,11 @@ async def serve_viewer(app: PatsApp, scope: Scope, receive: Receive, send: Send)
             raise TrackError(
                 "filter_too_long", f"Filters are limited to {limits.max_filter_length} characters."
             )
-        with app.clients.admit(address):
+        with worker.clients.admit(address):
             track = parse_track(raw_filter)
             del raw_filter
-            async with app.hub.subscribe(track) as sub:
-                await _serve(app.hub, sub, socket, receive, limits)
+            async with hub.subscribe(track) as sub:
+                await _serve(hub, sub, socket, receive, limits)
     except TrackError as exc:
         await socket.refuse(frames.CLOSE_POLICY_VIOLATION, exc.code, exc.message)
     except AdmissionError as exc:

@@ -1,8 +1,35 @@
-"""Who this process is in the deployment: its worker id, and later the parts it serves with."""
+"""Who this process is in the deployment, and the parts it serves viewers with.
+
+The viewer handler and the metrics take a `Worker` rather than the app, so they depend on the
+parts they read and not on the Quart app around them (which imports them).
+"""
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+
+from pats_trio.admission import ClientCounter, Limits
+from pats_trio.config import Settings
+from pats_trio.hub import Hub
+from pats_trio.looplag import LoopLag
 
 WORKER_ID = secrets.token_hex(4)
 """Opaque and per process: it tells workers apart in logs, /readyz and the hello frame."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Worker:
+    """One process's serving parts, built together by `create_app`.
+
+    Every part exists from the moment the app is built, so nothing has to ask whether it is
+    there yet; the hub and the loop-lag task *run* only while the app serves (`Hub.state`).
+    """
+
+    id: str
+    settings: Settings
+    limits: Limits
+    clients: ClientCounter
+    """Viewers admitted now, in all and per address."""
+    hub: Hub
+    loop_lag: LoopLag

@@ -139,4 +139,5 @@ async def test_message_and_filter_limits_answer_with_errors(
             assert (await viewer.next_of("hello"))["track"] == ["two"]
             await ws.send_message('{"type":"filter","track":"three"}')
             assert (await viewer.next_of("error"))["code"] == "too_many_changes"
-            assert served.app.hub.union()[0].text == "two", "the refused change was not applied"
+            union = served.app.worker.hub.union()
+            assert union[0].text == "two", "the refused change was not applied"

@@ -344,7 +344,7 @@ async def test_viewer_that_stays_full_is_closed_with_4001(make_served: Callable[
                         received.extend(t["id_str"] for t in await fast.tweets(1))
 
                 nursery.start_soon(read_fast)
-                while served.app.hub.evictions == 0:
+                while served.app.worker.hub.evictions == 0:
                     sent += await inject_paced(served, [f"tweet {len(sent)}{PADDING}"] * 40)
                 served.emulator.inject(end)
             assert received == [*sent, end["id_str"]], "the other viewer lost nothing"

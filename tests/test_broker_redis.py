@@ -46,7 +46,7 @@ class Worker:
 
     @property
     def broker(self) -> RedisBroker:
-        broker = self.app.hub.broker
+        broker = self.app.worker.hub.broker
         assert isinstance(broker, RedisBroker)
         return broker
 
@@ -368,7 +368,7 @@ async def test_metrics_and_readiness_report_redis_ownership_and_lag(
             await viewer.tweets(1)
             async with httpx.AsyncClient() as client:
                 metrics = {
-                    worker.app.hub.worker_id: (await client.get(worker.http_url + "/metrics")).text
+                    worker.app.worker.id: (await client.get(worker.http_url + "/metrics")).text
                     for worker in (owner, other)
                 }
                 ready = (await client.get(other.http_url + "/readyz")).json()

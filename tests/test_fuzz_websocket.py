@@ -81,9 +81,9 @@ async def answered_harmlessly(served: Served, bystander: Viewer, batch: list[str
     served.emulator.inject(tweet)
     assert [t["id_str"] for t in await bystander.tweets(1)] == [tweet["id_str"]]
     with trio.move_on_after(2):
-        while served.app.hub.viewer_count() > 1:  # noqa: ASYNC110 - the hub has no event for it
+        while served.app.worker.hub.viewer_count() > 1:  # noqa: ASYNC110 - the hub has no event for it
             await trio.sleep(0.01)
-    assert served.app.hub.viewer_count() == 1, "the fuzzing viewer is gone"
+    assert served.app.worker.hub.viewer_count() == 1, "the fuzzing viewer is gone"
 
 
 async def settled(served: Served) -> None:

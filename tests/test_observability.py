@@ -241,7 +241,7 @@ async def test_no_secret_reaches_frames_metrics_readyz_or_logs(
     caplog.set_level(logging.DEBUG)
     with trio.fail_after(TIMEOUT):
         served: Served = await make_served(**SECRETS)
-        assert served.app.settings.source == "twitter"
+        assert served.app.worker.settings.source == "twitter"
         async with (
             httpx.AsyncClient() as client,
             open_websocket_url(served.ws_url + "?filter=python") as ws_filter,
