@@ -1,12 +1,25 @@
-"""The Quart-Trio app: the page, the WebSocket endpoint, and the hub started beside them.
+"""The Quart-Trio app and its composition root: `create_app` builds every part once.
 
-Run it with `hypercorn --worker-class trio pats_trio.app:app` or `pats-trio`.
+Run it with `pats-trio` or `hypercorn --worker-class trio pats_trio.app:app`.
+
+Importing this module builds nothing: no `.env` is read, no logging set up, no app made. Each
+caller builds the one app it serves: `pats-trio serve` and each of its `--workers` with the
+command line's overrides, the tests with their own settings. `app` is for hypercorn: a `LazyApp`
+that builds the app from the environment on hypercorn's first call, its lifespan start-up, in
+the process that serves it. Why not the alternatives:
+
+* a module `__getattr__` (PEP 562): hypercorn finds the app with `eval("app", vars(module))`,
+  which never consults it, so `pats_trio.app:app` would not be found;
+* hypercorn's factory form (`'pats_trio.app:create_app()'`, which works too) or an `asgi`
+  module: both change the command the README and every deployment already run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +226,46 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
         return {"ok": True}
 
     register_observability(app, worker)
+    LOGGER.info("app built: worker %s, pid %d", worker_id, os.getpid())
     return app
+
+
+class LazyApp:
+    """The ASGI app hypercorn serves as `pats_trio.app:app`, built on its first call.
+
+    hypercorn's first call is the lifespan start-up, so the app is built once, in the process
+    that serves it, and every later call goes to that app.
+
+    Error handling: settings that cannot run (a `SettingsError`, say) fail that start-up with
+    `lifespan.startup.failed`, so hypercorn stops with the error, as it did when the app was
+    built on import. Raised instead, hypercorn would serve on without lifespan support.
+    """
+
+    def __init__(self, build: Callable[[], PatsApp]) -> None:
+        self._build = build
+        self._app: PatsApp | None = None
+
+    @property
+    def built(self) -> bool:
+        return self._app is not None
+
+    def get(self) -> PatsApp:
+        """The app, built on the first call."""
+        if self._app is None:
+            self._app = self._build()
+        return self._app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            app = self.get()
+        except Exception as exc:
+            if scope["type"] != "lifespan":
+                raise
+            await receive()  # lifespan.startup
+            message = f"{type(exc).__name__}: {exc}"
+            await send({"type": "lifespan.startup.failed", "message": message})
+            return
+        await app(scope, receive, send)
 
 
 def _connectors(
@@ -230,4 +282,5 @@ def _connectors(
     return {kind: connector(kind) for kind in STREAM_KINDS}
 
 
-app = create_app()
+app = LazyApp(create_app)
+"""For `hypercorn --worker-class trio pats_trio.app:app`; see the module docstring."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Callable
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,9 +16,14 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from pats_trio.app import LazyApp, PatsApp, create_app
+from pats_trio.config import Settings, SettingsError
 from tests.support import Served, Viewer, close_code, status
 
 TIMEOUT = 15
+PROCESS_TIMEOUT = 60
+CHECKOUT = Path(__file__).resolve().parent.parent
+APP_BUILT = re.compile(r"app built: worker \w+, pid \d+")
 
 _ids = itertools.count(10_000)
 
@@ -505,3 +514,110 @@ async def test_a_new_viewer_gets_recent_matching_tweets_at_once_but_never_delete
                 got = await python.tweets(2)
             # From the sample stream's recent tweets: the python ones, less the deleted one.
             assert [t["id_str"] for t in got] == ["9000", "9004"]
+
+
+def checkout_env() -> dict[str, str]:
+    """This environment without our settings, able to import pats_trio and tests from here."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWITTER_", "PATS_", "REDIS", "LOG_"))
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHECKOUT), env.get("PYTHONPATH")]))
+    return env
+
+
+async def test_collecting_the_tests_builds_no_app() -> None:
+    """It did once: importing pats_trio.app built an app from the developer's own `.env`."""
+    argv = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-s", "-p", "no:logging"]
+    argv += ["-p", "no:cacheprovider", "tests"]
+    with trio.fail_after(PROCESS_TIMEOUT):
+        result = await trio.run_process(
+            argv, cwd=CHECKOUT, env=checkout_env(), capture_stdout=True, capture_stderr=True
+        )
+    output = (result.stdout + result.stderr).decode()
+    assert re.search(r"\d+ tests collected", output), output
+    assert APP_BUILT.findall(output) == []
+
+
+IMPORT_THEN_BUILD = """
+import sys
+from pathlib import Path
+
+import pats_trio.app
+from pats_trio.config import SettingsError
+
+print("imported", file=sys.stderr, flush=True)
+try:
+    pats_trio.app.app.get()
+except SettingsError as exc:
+    print("refused:", exc, file=sys.stderr, flush=True)
+Path(".env").unlink()
+first = pats_trio.app.app.get()
+assert pats_trio.app.app.get() is first
+print("built", file=sys.stderr, flush=True)
+"""
+
+
+async def test_importing_the_app_module_reads_no_env_and_app_is_built_once_on_use(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".env").write_text("LOG_LEVEL=LOUD\n")
+    with trio.fail_after(PROCESS_TIMEOUT):
+        result = await trio.run_process(
+            [sys.executable, "-c", IMPORT_THEN_BUILD],
+            cwd=tmp_path,
+            env=checkout_env(),
+            capture_stderr=True,
+        )
+    lines = result.stderr.decode().splitlines()
+    imported, built = lines.index("imported"), lines.index("built")
+    assert not APP_BUILT.search("\n".join(lines[:imported])), "built on import"
+    assert lines[imported + 1] == "refused: LOG_LEVEL must be a logging level name, got 'LOUD'"
+    assert len(APP_BUILT.findall("\n".join(lines[imported:built]))) == 1
+
+
+async def test_lazy_app_builds_once_and_hands_every_call_to_that_app() -> None:
+    built: list[PatsApp] = []
+
+    def build() -> PatsApp:
+        built.append(create_app(Settings(emulator_rate=0.0)))
+        return built[-1]
+
+    lazy = LazyApp(build)
+    assert not lazy.built
+    with trio.fail_after(TIMEOUT):
+        async with lazy.get().test_app() as test_app:
+            response = await test_app.test_client().get("/healthz")
+    assert response.status_code == 200
+    assert lazy.get() is lazy.get()
+    assert len(built) == 1
+
+
+async def test_lazy_app_that_cannot_be_built_fails_hypercorns_lifespan_start_up() -> None:
+    """hypercorn stops on `lifespan.startup.failed`; on an exception it would serve on without
+    lifespan support, and each request would try to build the app again."""
+
+    def build() -> PatsApp:
+        raise SettingsError("LOG_LEVEL must be a logging level name, got 'LOUD'")
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    lazy = LazyApp(build)
+    with trio.fail_after(TIMEOUT):
+        await lazy({"type": "lifespan"}, receive, send)
+        with pytest.raises(SettingsError):
+            await lazy({"type": "http"}, receive, send)
+    assert sent == [
+        {
+            "type": "lifespan.startup.failed",
+            "message": "SettingsError: LOG_LEVEL must be a logging level name, got 'LOUD'",
+        }
+    ]
+    assert not lazy.built

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from tests.support import free_port, hypercorn_argv, pats_trio_argv
 
 STARTUP_TIMEOUT = 30
+APP_BUILT = re.compile(r"app built: worker \w+, pid (\d+)")
 
 
 def pats_trio_command(port: int) -> list[str]:
@@ -175,3 +178,68 @@ async def test_json_logs_hold_one_object_per_line_hypercorns_own_lines_included(
     # A worker serves once it has found Redis unreachable, and has said so by then.
     unreachable = [e for e in entries if e["message"].startswith("redis unreachable")]
     assert bool(unreachable) == redis
+
+
+def pats_trio_workers_command(port: int) -> list[str]:
+    return pats_trio_argv("serve", "--port", str(port), "--workers", "2")
+
+
+def app_builds(log: Path) -> list[int]:
+    """The pid of each "app built" line, one per `create_app`."""
+    return [int(pid) for pid in APP_BUILT.findall(log.read_text())]
+
+
+async def wait_for_app_builds(log: Path, count: int) -> None:
+    while True:
+        if len(app_builds(log)) >= count:
+            return
+        await trio.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    ("command", "workers"),
+    [(pats_trio_command, 0), (pats_trio_workers_command, 2), (hypercorn_command, 1)],
+    ids=["serve", "serve-workers-2", "hypercorn"],
+)
+async def test_each_serving_process_builds_exactly_one_app(
+    command: Callable[[int], list[str]], workers: int, tmp_path: Path
+) -> None:
+    """`pats-trio serve` built two (one on importing the app module, one with its overrides),
+    and so did each worker; the supervisor built one it never served.
+
+    `workers` is how many worker processes the command starts (hypercorn starts one by
+    default); with none, the process serves, and builds, itself."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_", "REDIS"))}
+    env |= {"LOG_LEVEL": "INFO", "LOG_FORMAT": "text"}
+    log = tmp_path / "output.log"
+    with log.open("wb") as output:
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(
+                partial(
+                    trio.run_process,
+                    command(port),
+                    cwd=tmp_path,
+                    env=env,
+                    check=False,
+                    stdout=output,
+                    stderr=output,
+                )
+            )
+            try:
+                with trio.fail_after(STARTUP_TIMEOUT):
+                    await wait_until_serving(f"http://127.0.0.1:{port}")
+                    await wait_for_app_builds(log, max(workers, 1))
+                process.send_signal(signal.SIGTERM)
+                with trio.fail_after(15):
+                    await process.wait()
+            finally:
+                if process.returncode is None:
+                    process.kill()
+    assert process.returncode == 0
+    builds = app_builds(log)
+    if workers:
+        assert len(builds) == len(set(builds)) == workers, builds
+        assert process.pid not in builds, "the process that starts the workers built an app"
+    else:
+        assert builds == [process.pid]
