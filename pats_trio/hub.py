@@ -82,8 +82,10 @@ class Hub:
         self._status: dict[StreamKind, StatusEvent | None] = dict.fromkeys(STREAM_KINDS)
         self._history = History(history_size)
         self._routed = RoutedTweets()
+        self.started = False
+        """Whether `run` was ever called: the hub is built with the app, but runs only while the
+        app serves."""
         self.running = False
-        self._ended = False
         self.closing = False
         self.evictions = 0
         self.delivered: dict[StreamKind, int] = dict.fromkeys(STREAM_KINDS, 0)
@@ -93,24 +95,15 @@ class Hub:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the broker, which feeds `route`, until cancelled."""
-        try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.broker.run, self)
-                self.running = True
-                task_status.started()
+        self.started = True
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.broker.run, self)
+            self.running = True
+            task_status.started()
+            try:
                 await trio.sleep_forever()
-        finally:
-            self.running = False
-            self._ended = True
-
-    @property
-    def state(self) -> str:
-        """`starting` until `run` has the broker going, `running` while it does, then `stopped`.
-
-        The hub is built with the app but runs only while the app serves."""
-        if self.running:
-            return "running"
-        return "stopped" if self._ended else "starting"
+            finally:
+                self.running = False
 
     def viewer_count(self, kind: StreamKind | None = None) -> int:
         kinds = STREAM_KINDS if kind is None else (kind,)

@@ -55,10 +55,10 @@ RUNNER_COUNTERS: tuple[tuple[str, str, str], ...] = (
 def readiness(worker: Worker) -> tuple[bool, dict[str, Any]]:
     """Whether this process can serve viewers now, and the state of what that depends on."""
     hub = worker.hub
-    if hub.state == "starting":
+    if not hub.started:
         return False, {"ready": False, "hub": "starting"}
     body: dict[str, Any] = {
-        "hub": hub.state,
+        "hub": "running" if hub.running else "stopped",
         "upstream": {kind: hub.upstream_state(kind) for kind in STREAM_KINDS},
         "viewers": {kind: hub.viewer_count(kind) for kind in STREAM_KINDS},
         "worker": worker.id,
@@ -78,7 +78,7 @@ class HubCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         hub = self._hub
-        if hub.state == "starting":
+        if not hub.started:
             return
         yield from _hub_metrics(hub)
         yield from _runner_metrics(hub)

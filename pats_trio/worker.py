@@ -23,7 +23,7 @@ class Worker:
     """One process's serving parts, built together by `create_app`.
 
     Every part exists from the moment the app is built, so nothing has to ask whether it is
-    there yet; the hub and the loop-lag task *run* only while the app serves (`Hub.state`).
+    there yet; the hub and the loop-lag task *run* only while the app serves (`Hub.started`).
     """
 
     id: str
