@@ -49,6 +49,9 @@ class DemandLog:
     def phrases_elsewhere(self) -> frozenset[str]:
         return self.elsewhere
 
+    def deployment_stats(self) -> None:
+        return None
+
 
 def tweet(id_: int, text: str) -> TweetEvent:
     payload = {"id_str": str(id_), "text": text, "entities": {}}
