@@ -10,6 +10,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from pats_trio.config import Settings
+
 CHANGE_WINDOW_SECONDS = 60.0
 
 
@@ -24,11 +26,13 @@ class AdmissionError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    max_clients: int = 10_000
-    max_clients_per_ip: int = 50
-    max_filter_length: int = 4096
-    max_message_bytes: int = 4096
-    filter_changes_per_minute: int = 30
+    """What each viewer and each address may ask; defaults are the settings' own."""
+
+    max_clients: int = Settings.max_clients
+    max_clients_per_ip: int = Settings.max_clients_per_ip
+    max_filter_length: int = Settings.max_filter_length
+    max_message_bytes: int = Settings.max_message_bytes
+    filter_changes_per_minute: int = Settings.filter_changes_per_minute
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]) -> bool:

@@ -30,8 +30,8 @@ from quart_trio import QuartTrio
 
 from pats_trio import viewer
 from pats_trio.admission import ClientCounter, Limits
-from pats_trio.broker.factory import make_broker, warn_if_workers_share_no_broker
 from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
+from pats_trio.deployment import make_broker, warn_if_workers_share_no_broker
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.gctune import tune_gc

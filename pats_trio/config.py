@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from decouple import AutoConfig
 
-from pats_trio.broker.redis_url import RedisURLError, parse_redis_url
-from pats_trio.upstream.client import Credentials
+from pats_trio.credentials import Credentials
+from pats_trio.redis_url import RedisURLError, parse_redis_url
 
 DEFAULT_STREAM_URL = "https://stream.twitter.com/1.1"
 
@@ -36,46 +37,88 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
+def _strip_slash(value: str) -> str:
+    return value.rstrip("/")
+
+
+def _word(value: str) -> str:
+    return value.strip().lower()
+
+
+def _hosts(value: str) -> tuple[str, ...]:
+    return tuple(h.strip().rstrip("/") for h in value.split(",") if h.strip())
+
+
+def _optional_int(value: str) -> int | None:
+    return int(value) if value.strip() else None
+
+
+def _origins(value: str) -> frozenset[str]:
+    origins = frozenset(o.strip().rstrip("/").lower() for o in value.split(",") if o.strip())
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")):
+            raise SettingsError(f"PATS_ALLOWED_ORIGINS entries must be http(s) origins: {origin!r}")
+    return origins
+
+
+def _delimited(value: str) -> bool:
+    if value.strip().lower() not in ("", "length"):
+        raise SettingsError(f"TWITTER_DELIMITED must be empty or 'length', got {value!r}")
+    return bool(value.strip())
+
+
+def _setting(
+    env: str, default: Any, parse: Callable[[str], Any] = str, *, secret: bool = False
+) -> Any:
+    """One row of the settings table: its variable, its default and how its text is read."""
+    return field(default=default, repr=not secret, metadata={"env": env, "parse": parse})
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Everything the server can be told. Secrets stay out of the repr."""
+    """Everything the server can be told, each setting written once: its field, the environment
+    variable that sets it, its default and how its text is read. Secrets stay out of the repr.
 
-    twitter_stream_url: str = DEFAULT_STREAM_URL
-    twitter_consumer_key: str = field(default="", repr=False)
-    twitter_consumer_secret: str = field(default="", repr=False)
-    twitter_access_token: str = field(default="", repr=False)
-    twitter_access_token_secret: str = field(default="", repr=False)
-    twitter_delimited: bool = False
-    source_setting: str = ""
+    Constructors elsewhere take their values from here (see `app.create_app`), so a default has
+    this one home; `load_settings` leaves a field whose variable is unset at this default.
+    """
+
+    twitter_stream_url: str = _setting("TWITTER_STREAM_URL", DEFAULT_STREAM_URL, _strip_slash)
+    twitter_consumer_key: str = _setting("TWITTER_CONSUMER_KEY", "", secret=True)
+    twitter_consumer_secret: str = _setting("TWITTER_CONSUMER_SECRET", "", secret=True)
+    twitter_access_token: str = _setting("TWITTER_ACCESS_TOKEN", "", secret=True)
+    twitter_access_token_secret: str = _setting("TWITTER_ACCESS_TOKEN_SECRET", "", secret=True)
+    twitter_delimited: bool = _setting("TWITTER_DELIMITED", False, _delimited)
+    source_setting: str = _setting("PATS_SOURCE", "", _word)
     """PATS_SOURCE as given; empty means "twitter" with credentials, else "emulator"."""
-    bluesky_hosts: tuple[str, ...] = DEFAULT_BLUESKY_HOSTS
-    bluesky_appview: str = DEFAULT_BLUESKY_APPVIEW
-    host: str = "127.0.0.1"
-    port: int = 8000
-    log_level: str = "INFO"
-    log_format: LogFormat = "text"
-    redis_url: str = field(default="", repr=False)
-    redis_prefix: str = "pats"
-    redis_lease_seconds: float = 10.0
-    redis_heartbeat_seconds: float = 2.0
-    redis_stream_maxlen: int = 10_000
-    history_size: int = 20
-    linger_seconds: float = 30.0
-    filter_debounce_seconds: float = 1.0
-    min_reconnect_seconds: float = 5.0
-    max_connects_per_5min: int = 20
-    client_queue_size: int = 256
-    slow_client_seconds: float = 30.0
-    shutdown_grace_seconds: float = 10.0
-    allowed_origins: frozenset[str] = frozenset()
-    trusted_proxy_header: str = ""
-    max_clients: int = 10_000
-    max_clients_per_ip: int = 50
-    max_filter_length: int = 4096
-    max_message_bytes: int = 4096
-    filter_changes_per_minute: int = 30
-    emulator_rate: float = 5.0
-    emulator_seed: int | None = None
+    bluesky_hosts: tuple[str, ...] = _setting("PATS_BLUESKY_HOSTS", DEFAULT_BLUESKY_HOSTS, _hosts)
+    bluesky_appview: str = _setting("PATS_BLUESKY_APPVIEW", DEFAULT_BLUESKY_APPVIEW, _strip_slash)
+    host: str = _setting("PATS_HOST", "127.0.0.1")
+    port: int = _setting("PATS_PORT", 8000, int)
+    log_level: str = _setting("LOG_LEVEL", "INFO", str.upper)
+    log_format: LogFormat = _setting("LOG_FORMAT", "text", _word)
+    redis_url: str = _setting("REDIS_URL", "", str.strip, secret=True)
+    redis_prefix: str = _setting("PATS_REDIS_PREFIX", "pats")
+    redis_lease_seconds: float = _setting("PATS_REDIS_LEASE_SECONDS", 10.0, float)
+    redis_heartbeat_seconds: float = _setting("PATS_REDIS_HEARTBEAT_SECONDS", 2.0, float)
+    redis_stream_maxlen: int = _setting("PATS_REDIS_STREAM_MAXLEN", 10_000, int)
+    history_size: int = _setting("PATS_HISTORY", 20, int)
+    linger_seconds: float = _setting("PATS_LINGER_SECONDS", 30.0, float)
+    filter_debounce_seconds: float = _setting("PATS_FILTER_DEBOUNCE_SECONDS", 1.0, float)
+    min_reconnect_seconds: float = _setting("PATS_MIN_RECONNECT_SECONDS", 5.0, float)
+    max_connects_per_5min: int = _setting("PATS_MAX_CONNECTS_PER_5MIN", 20, int)
+    client_queue_size: int = _setting("PATS_CLIENT_QUEUE_SIZE", 256, int)
+    slow_client_seconds: float = _setting("PATS_SLOW_CLIENT_SECONDS", 30.0, float)
+    shutdown_grace_seconds: float = _setting("PATS_SHUTDOWN_GRACE_SECONDS", 10.0, float)
+    allowed_origins: frozenset[str] = _setting("PATS_ALLOWED_ORIGINS", frozenset(), _origins)
+    trusted_proxy_header: str = _setting("PATS_TRUSTED_PROXY_HEADER", "")
+    max_clients: int = _setting("PATS_MAX_CLIENTS", 10_000, int)
+    max_clients_per_ip: int = _setting("PATS_MAX_CLIENTS_PER_IP", 50, int)
+    max_filter_length: int = _setting("PATS_MAX_FILTER_LENGTH", 4096, int)
+    max_message_bytes: int = _setting("PATS_MAX_MESSAGE_BYTES", 4096, int)
+    filter_changes_per_minute: int = _setting("PATS_FILTER_CHANGES_PER_MINUTE", 30, int)
+    emulator_rate: float = _setting("PATS_EMULATOR_RATE", 5.0, float)
+    emulator_seed: int | None = _setting("PATS_EMULATOR_SEED", None, _optional_int)
 
     @property
     def credentials(self) -> Credentials | None:
@@ -109,66 +152,25 @@ class Settings:
         return f"Settings({shown}, {masked})"
 
 
-def _origins(value: str) -> frozenset[str]:
-    origins = frozenset(o.strip().rstrip("/").lower() for o in value.split(",") if o.strip())
-    for origin in origins:
-        if not origin.startswith(("http://", "https://")):
-            raise SettingsError(f"PATS_ALLOWED_ORIGINS entries must be http(s) origins: {origin!r}")
-    return origins
-
-
-def _delimited(value: str) -> bool:
-    if value.strip().lower() not in ("", "length"):
-        raise SettingsError(f"TWITTER_DELIMITED must be empty or 'length', got {value!r}")
-    return bool(value.strip())
-
-
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment and `.env`; keyword overrides win (tests, CLI flags)."""
+    """Read settings from the environment and `.env`; keyword overrides win (tests, CLI flags).
+
+    A variable that is not set leaves its setting at the default in `Settings`, the only place
+    a default is written. A value that cannot be read is a `SettingsError` naming the variable.
+    """
     env = AutoConfig(search_path=".")
-    values: dict[str, Any] = {
-        "twitter_stream_url": env("TWITTER_STREAM_URL", default=DEFAULT_STREAM_URL).rstrip("/"),
-        "twitter_consumer_key": env("TWITTER_CONSUMER_KEY", default=""),
-        "twitter_consumer_secret": env("TWITTER_CONSUMER_SECRET", default=""),
-        "twitter_access_token": env("TWITTER_ACCESS_TOKEN", default=""),
-        "twitter_access_token_secret": env("TWITTER_ACCESS_TOKEN_SECRET", default=""),
-        "twitter_delimited": env("TWITTER_DELIMITED", default="", cast=_delimited),
-        "source_setting": env("PATS_SOURCE", default="").strip().lower(),
-        "bluesky_hosts": env(
-            "PATS_BLUESKY_HOSTS",
-            default=",".join(DEFAULT_BLUESKY_HOSTS),
-            cast=lambda v: tuple(h.strip().rstrip("/") for h in v.split(",") if h.strip()),
-        ),
-        "bluesky_appview": env("PATS_BLUESKY_APPVIEW", default=DEFAULT_BLUESKY_APPVIEW).rstrip("/"),
-        "host": env("PATS_HOST", default="127.0.0.1"),
-        "port": env("PATS_PORT", default=8000, cast=int),
-        "log_level": env("LOG_LEVEL", default="INFO").upper(),
-        "log_format": env("LOG_FORMAT", default="text").strip().lower(),
-        "redis_url": env("REDIS_URL", default="").strip(),
-        "redis_prefix": env("PATS_REDIS_PREFIX", default="pats"),
-        "redis_lease_seconds": env("PATS_REDIS_LEASE_SECONDS", default=10.0, cast=float),
-        "redis_heartbeat_seconds": env("PATS_REDIS_HEARTBEAT_SECONDS", default=2.0, cast=float),
-        "redis_stream_maxlen": env("PATS_REDIS_STREAM_MAXLEN", default=10_000, cast=int),
-        "history_size": env("PATS_HISTORY", default=20, cast=int),
-        "linger_seconds": env("PATS_LINGER_SECONDS", default=30.0, cast=float),
-        "filter_debounce_seconds": env("PATS_FILTER_DEBOUNCE_SECONDS", default=1.0, cast=float),
-        "min_reconnect_seconds": env("PATS_MIN_RECONNECT_SECONDS", default=5.0, cast=float),
-        "max_connects_per_5min": env("PATS_MAX_CONNECTS_PER_5MIN", default=20, cast=int),
-        "client_queue_size": env("PATS_CLIENT_QUEUE_SIZE", default=256, cast=int),
-        "allowed_origins": env("PATS_ALLOWED_ORIGINS", default="", cast=_origins),
-        "trusted_proxy_header": env("PATS_TRUSTED_PROXY_HEADER", default=""),
-        "max_clients": env("PATS_MAX_CLIENTS", default=10_000, cast=int),
-        "max_clients_per_ip": env("PATS_MAX_CLIENTS_PER_IP", default=50, cast=int),
-        "max_filter_length": env("PATS_MAX_FILTER_LENGTH", default=4096, cast=int),
-        "max_message_bytes": env("PATS_MAX_MESSAGE_BYTES", default=4096, cast=int),
-        "filter_changes_per_minute": env("PATS_FILTER_CHANGES_PER_MINUTE", default=30, cast=int),
-        "shutdown_grace_seconds": env("PATS_SHUTDOWN_GRACE_SECONDS", default=10.0, cast=float),
-        "slow_client_seconds": env("PATS_SLOW_CLIENT_SECONDS", default=30.0, cast=float),
-        "emulator_rate": env("PATS_EMULATOR_RATE", default=5.0, cast=float),
-        "emulator_seed": env(
-            "PATS_EMULATOR_SEED", default="", cast=lambda v: int(v) if v else None
-        ),
-    }
+    values: dict[str, Any] = {}
+    for spec in fields(Settings):
+        name = spec.metadata["env"]
+        raw = env(name, default=None)
+        if raw is None:
+            continue
+        try:
+            values[spec.name] = spec.metadata["parse"](raw)
+        except SettingsError:
+            raise
+        except ValueError as exc:
+            raise SettingsError(f"{name} cannot be read from {raw!r}: {exc}") from None
     values.update(overrides)
     settings = Settings(**values)
     validate(settings)

@@ -17,14 +17,13 @@ import trio
 from pats_trio import frames
 from pats_trio.admission import AdmissionError
 from pats_trio.broker import Broker
+from pats_trio.config import Settings
 from pats_trio.events import STREAM_KINDS, Event, NoticeEvent, StatusEvent, StreamKind, TweetEvent
 from pats_trio.history import History
 from pats_trio.matching import MAX_PHRASES, Phrase, TrackError, TrackIndex, format_track
 from pats_trio.routed import Routed, RoutedTweets
 
 LOGGER = logging.getLogger(__name__)
-
-DEFAULT_QUEUE_SIZE = 256
 
 Outgoing = frames.Frame | TweetEvent
 """What a viewer's channel carries: a frame, or a tweet, which its sender may batch with others."""
@@ -66,9 +65,9 @@ class Hub:
         *,
         mode: str = "demo",
         source: str = "emulator",
-        queue_size: int = DEFAULT_QUEUE_SIZE,
-        slow_client_seconds: float = 30.0,
-        history_size: int = 0,
+        queue_size: int = Settings.client_queue_size,
+        slow_client_seconds: float = Settings.slow_client_seconds,
+        history_size: int = Settings.history_size,
         worker_id: str = "",
     ) -> None:
         self.broker = broker

@@ -22,11 +22,12 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 from pats_trio.app import PatsApp, create_app
 from pats_trio.broker.redis import PRIME_WAIT, RedisBroker
-from pats_trio.broker.redis_url import parse_redis_url
+from pats_trio.config import Settings
 from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
 from pats_trio.emulator.corpus import TweetFactory
 from pats_trio.emulator.jetstream import JetstreamEmulator, JetstreamURLs, did_for, serve_jetstream
 from pats_trio.events import Event, StreamKind, TweetEvent, tweet_event
+from pats_trio.redis_url import parse_redis_url
 from pats_trio.upstream.runner import RunnerStats
 from pats_trio.upstream.source import Publish
 from tests.conftest import settings_for_tests
@@ -567,8 +568,15 @@ async def test_a_busy_owner_publishes_a_burst_without_a_round_trip_per_tweet() -
     redis = RedisServer()
     await redis.start()
     try:
+        defaults = Settings()
         broker = RedisBroker(
-            parse_redis_url(redis.url), make_upstream, worker_id="busy", prefix="burst"
+            parse_redis_url(redis.url),
+            make_upstream,
+            worker_id="busy",
+            prefix="burst",
+            lease_seconds=defaults.redis_lease_seconds,
+            heartbeat_seconds=defaults.redis_heartbeat_seconds,
+            maxlen=defaults.redis_stream_maxlen,
         )
         sink = CountingSink()
         rounds = 0

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
 
 import pytest
 
-from pats_trio.config import SettingsError, load_settings
+from pats_trio.admission import Limits
+from pats_trio.config import Settings, SettingsError, load_settings
+from pats_trio.hub import Hub
 
 SECRETS = {
     "TWITTER_CONSUMER_KEY": "ck-visible-nowhere",
@@ -61,4 +65,41 @@ def test_bad_values_fail_at_start_naming_the_setting(
 ) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=name):
+        load_settings()
+
+
+def test_every_setting_has_one_variable_and_unset_ones_keep_the_tables_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    variables = [spec.metadata["env"] for spec in dataclasses.fields(Settings)]
+    assert len(variables) == len(set(variables)), "one variable per setting"
+    for name in variables:
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings() == Settings()
+
+
+def test_a_variable_set_to_its_default_gives_the_same_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PATS_CLIENT_QUEUE_SIZE", str(Settings().client_queue_size))
+    monkeypatch.setenv("PATS_BLUESKY_HOSTS", ",".join(Settings().bluesky_hosts) + ",")
+    assert load_settings() == Settings()
+
+
+def test_the_constructors_defaults_are_the_settings_defaults() -> None:
+    settings = Settings()
+    assert dataclasses.asdict(Limits()) == {
+        name: getattr(settings, name) for name in dataclasses.asdict(Limits())
+    }
+    hub = inspect.signature(Hub).parameters
+    assert (
+        hub["queue_size"].default,
+        hub["slow_client_seconds"].default,
+        hub["history_size"].default,
+    ) == (settings.client_queue_size, settings.slow_client_seconds, settings.history_size)
+
+
+def test_a_value_that_cannot_be_read_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATS_PORT", "abc")
+    with pytest.raises(SettingsError, match="PATS_PORT cannot be read from 'abc'"):
         load_settings()

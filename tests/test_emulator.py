@@ -19,12 +19,13 @@ import trio.testing
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from pats_trio.credentials import Credentials
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.emulator.corpus import USERS, TweetFactory
 from pats_trio.emulator.server import FALLING_BEHIND_PERCENT, STREAM_BUFFER
 from pats_trio.matching import TrackError, matches_any, parse_track, tweet_terms
 from pats_trio.tweets import trim
-from pats_trio.upstream.client import Credentials, StreamRequest, build_request
+from pats_trio.upstream.client import StreamRequest, build_request
 
 pytestmark = pytest.mark.trio
 

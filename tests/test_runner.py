@@ -12,10 +12,11 @@ import pytest
 import trio
 import trio.testing
 
+from pats_trio.credentials import Credentials
 from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
 from pats_trio.events import Event, StatusEvent, StreamKind, TweetEvent
 from pats_trio.upstream.backoff import FATAL_RETRY_SECONDS, ConnectionBudget
-from pats_trio.upstream.client import Credentials, make_http_client, open_stream
+from pats_trio.upstream.client import make_http_client, open_stream
 from pats_trio.upstream.runner import StreamRunner
 from tests.support import status
 

@@ -55,7 +55,6 @@ from glide import (
 
 from pats_trio.broker import DeploymentStats, Sink
 from pats_trio.broker.codec import EntryError, decode, encode
-from pats_trio.broker.redis_url import RedisTarget
 from pats_trio.events import (
     STREAM_KINDS,
     Event,
@@ -66,6 +65,7 @@ from pats_trio.events import (
 )
 from pats_trio.history import SCAN_SIZE
 from pats_trio.matching import MAX_PHRASES
+from pats_trio.redis_url import RedisTarget
 from pats_trio.upstream.source import Upstream, UpstreamFactory
 
 LOGGER = logging.getLogger(__name__)
@@ -133,10 +133,10 @@ class RedisBroker:
         make_upstream: UpstreamFactory,
         *,
         worker_id: str,
-        prefix: str = "pats",
-        lease_seconds: float = 10.0,
-        heartbeat_seconds: float = 2.0,
-        maxlen: int = 10_000,
+        prefix: str,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+        maxlen: int,
     ) -> None:
         self._target = target
         self._make_upstream = make_upstream

@@ -12,7 +12,7 @@ from typing import Any
 from oauthlib.oauth1 import RequestValidator, SignatureOnlyEndpoint
 from oauthlib.oauth1.rfc5849.utils import parse_authorization_header
 
-from pats_trio.upstream.client import Credentials
+from pats_trio.credentials import Credentials
 
 Account = tuple[str, str]
 """A credential set as the streaming API counts standing connections: consumer key, access token."""

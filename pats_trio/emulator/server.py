@@ -53,6 +53,7 @@ import orjson
 import trio
 from hypercorn.trio import serve
 
+from pats_trio.credentials import Credentials
 from pats_trio.emulator.asgi import (
     BodyTooLargeError,
     Receive,
@@ -68,7 +69,6 @@ from pats_trio.emulator.corpus import TweetFactory
 from pats_trio.emulator.oauth import Account, OAuthCheck, account_of
 from pats_trio.matching import Phrase, TrackError, matches_any, parse_track, tweet_terms
 from pats_trio.tweets import TweetShapeError, trim
-from pats_trio.upstream.client import Credentials
 
 LOGGER = logging.getLogger(__name__)
 # hypercorn's own messages; its "Running on ... (CTRL + C to quit)" would be mistaken for the app's.

@@ -25,6 +25,7 @@ import orjson
 import trio
 
 from pats_trio import __version__
+from pats_trio.credentials import Credentials
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ REASON_READ_SECONDS = 5.0
 """An error body is read only this long: with no read timeout, a silent server would hang us."""
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
-MIN_REDACTED_LENGTH = 4
 
 StreamKind = Literal["sample", "filter"]
 _PATHS: dict[str, str] = {
@@ -61,34 +61,6 @@ _PATHS: dict[str, str] = {
 }
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """OAuth 1.0a user-context credentials. The repr shows none of them."""
-
-    consumer_key: str
-    consumer_secret: str
-    access_token: str
-    access_token_secret: str
-
-    def __repr__(self) -> str:
-        return (
-            "Credentials(consumer_key='***', consumer_secret='***', "
-            "access_token='***', access_token_secret='***')"
-        )
-
-    def redact(self, text: str) -> str:
-        """`text` with every credential replaced, for messages built from foreign input."""
-        for value in (
-            self.consumer_key,
-            self.consumer_secret,
-            self.access_token,
-            self.access_token_secret,
-        ):
-            if len(value) >= MIN_REDACTED_LENGTH:
-                text = text.replace(value, "***")
-        return text
 
 
 class StreamError(Exception):

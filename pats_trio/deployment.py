@@ -9,8 +9,8 @@ from pathlib import Path
 from pats_trio.broker import Broker
 from pats_trio.broker.memory import MemoryBroker
 from pats_trio.broker.redis import RedisBroker
-from pats_trio.broker.redis_url import parse_redis_url
 from pats_trio.config import Settings
+from pats_trio.redis_url import parse_redis_url
 from pats_trio.upstream.source import UpstreamFactory
 
 LOGGER = logging.getLogger(__name__)
