@@ -21,6 +21,7 @@ from pats_trio.config import Settings
 from pats_trio.events import STREAM_KINDS, Event, NoticeEvent, StatusEvent, StreamKind, TweetEvent
 from pats_trio.history import History
 from pats_trio.matching import MAX_PHRASES, Phrase, TrackError, TrackIndex, format_track
+from pats_trio.outsider_log import OutsiderLog
 from pats_trio.routed import Routed, RoutedTweets
 
 LOGGER = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Hub:
         self._status: dict[StreamKind, StatusEvent | None] = dict.fromkeys(STREAM_KINDS)
         self._history = History(history_size)
         self._routed = RoutedTweets()
+        self._outsiders = OutsiderLog(LOGGER)
+        """A peer that never reads gets itself evicted, once per socket it opens: limited."""
         self.started = False
         """Whether `run` was ever called: the hub is built with the app, but runs only while the
         app serves."""
@@ -282,7 +285,8 @@ class Hub:
             self._evict(sub)
 
     def _evict(self, sub: Subscription) -> None:
-        LOGGER.warning(
+        self._outsiders.warning(
+            "evicted",
             "closing viewer %d: its queue stayed full for %.0fs (%d frames skipped)",
             sub.id,
             self._slow_client_seconds,

@@ -26,6 +26,7 @@ from pats_trio.admission import AdmissionError, ChangeRate, Limits, client_addre
 from pats_trio.events import TweetEvent
 from pats_trio.hub import Hub, Outgoing, Subscription
 from pats_trio.matching import TrackError, parse_track
+from pats_trio.outsider_log import OutsiderLog
 from pats_trio.worker import Worker
 
 LOGGER = logging.getLogger(__name__)
@@ -73,7 +74,9 @@ async def serve_viewer(worker: Worker, scope: Scope, receive: Receive, send: Sen
     if (await receive())["type"] != "websocket.connect":
         return
     settings, limits, hub = worker.settings, worker.limits, worker.hub
-    handshake = _read_handshake(scope, settings.allowed_origins, settings.trusted_proxy_header)
+    handshake = _read_handshake(
+        scope, settings.allowed_origins, settings.trusted_proxy_header, worker.outsiders
+    )
     if handshake is None:
         await _deny(scope, send, 403, b"This origin may not open the stream.")
         return
@@ -84,12 +87,8 @@ async def serve_viewer(worker: Worker, scope: Scope, receive: Receive, send: Sen
     else:
         await send({"type": "websocket.accept"})
     socket = _Socket(send, binary=binary)
-    if raw_filter is None:
-        await socket.refuse(
-            frames.CLOSE_POLICY_VIOLATION,
-            "bad_encoding",
-            "The filter is not valid UTF-8: percent-encode its text as UTF-8.",
-        )
+    if isinstance(raw_filter, TrackError):
+        await socket.refuse(frames.CLOSE_POLICY_VIOLATION, raw_filter.code, raw_filter.message)
         return
     try:
         if len(raw_filter) > limits.max_filter_length:
@@ -110,10 +109,12 @@ async def serve_viewer(worker: Worker, scope: Scope, receive: Receive, send: Sen
 
 
 def _read_handshake(
-    scope: Scope, allowed_origins: frozenset[str], trusted_proxy_header: str
-) -> tuple[str, str | None] | None:
-    """The viewer's address and raw filter (None if it is not UTF-8), or None for a foreign
-    origin. An undecodable filter is refused rather than read with U+FFFD in place of its bytes.
+    scope: Scope, allowed_origins: frozenset[str], trusted_proxy_header: str, log: OutsiderLog
+) -> tuple[str, str | TrackError] | None:
+    """The viewer's address and raw filter, or why that filter is refused, or None for a
+    foreign origin. An undecodable filter is refused rather than read with U+FFFD in place of
+    its bytes, and `?track=` (Twitter's word, a likely slip for `?filter=`) rather than quietly
+    giving the unfiltered stream.
 
     A function of its own so that the parsed headers and query are freed before the viewer's
     long life starts: they would cost every idle viewer about a kilobyte.
@@ -124,14 +125,20 @@ def _read_handshake(
     }
     origin = headers.get("origin")
     if not origin_allowed(origin, headers.get("host"), allowed_origins):
-        LOGGER.warning("refused a WebSocket from foreign origin %s", origin)
+        log.warning("origin", "refused a WebSocket from foreign origin %s", origin)
         return None
     peer = scope.get("client") or ("", 0)
     address = client_address(peer[0], headers, trusted_proxy_header)
     try:
         query = parse_qs(scope.get("query_string", b"").decode(), errors="strict")
     except UnicodeDecodeError:
-        return address, None
+        return address, TrackError(
+            "bad_encoding", "The filter is not valid UTF-8: percent-encode its text as UTF-8."
+        )
+    if "track" in query and "filter" not in query:
+        return address, TrackError(
+            "unknown_parameter", "Use ?filter=a,b to choose keywords here, not ?track=."
+        )
     return address, query.get("filter", [""])[0]
 
 

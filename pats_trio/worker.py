@@ -6,13 +6,15 @@ parts they read and not on the Quart app around them (which imports them).
 
 from __future__ import annotations
 
+import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pats_trio.admission import ClientCounter, Limits
 from pats_trio.config import Settings
 from pats_trio.hub import Hub
 from pats_trio.looplag import LoopLag
+from pats_trio.outsider_log import OutsiderLog
 
 WORKER_ID = secrets.token_hex(4)
 """Opaque and per process: it tells workers apart in logs, /readyz and the hello frame."""
@@ -33,3 +35,7 @@ class Worker:
     """Viewers admitted now, in all and per address."""
     hub: Hub
     loop_lag: LoopLag
+    outsiders: OutsiderLog = field(
+        default_factory=lambda: OutsiderLog(logging.getLogger("pats_trio.viewer"))
+    )
+    """What a request can make the viewer handler log (a refused Origin), limited."""

@@ -164,13 +164,15 @@ async def test_bad_filter_is_refused_with_error_and_1008(served: Served) -> None
             ok = Viewer(ws_ok)
             await ok.next_of("hello")
             for query, code in (
-                ("a,,b", "empty_phrase"),
-                ("x" * 61, "phrase_too_long"),
+                ("filter=a,,b", "empty_phrase"),
+                ("filter=" + "x" * 61, "phrase_too_long"),
                 # Not UTF-8: it used to become a phrase of U+FFFD characters.
-                ("%FF%FE%FD", "bad_encoding"),
-                ("caf%E9", "bad_encoding"),
+                ("filter=%FF%FE%FD", "bad_encoding"),
+                ("filter=caf%E9", "bad_encoding"),
+                # Twitter's word for it: it used to give the unfiltered stream without a word.
+                ("track=python", "unknown_parameter"),
             ):
-                async with open_websocket_url(served.ws_url + "?filter=" + query) as ws_bad:
+                async with open_websocket_url(served.ws_url + "?" + query) as ws_bad:
                     bad = Viewer(ws_bad)
                     error = await bad.next_of("error")
                     assert error["code"] == code
