@@ -8,7 +8,6 @@ that touches the process (signals, exit status, a closed stdout).
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import sys
@@ -29,6 +28,7 @@ from trio_websocket import (
 )
 
 from pats_trio import frames
+from pats_trio.upstream import backoff
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws"
 INITIAL_DELAY = 1.0
@@ -54,7 +54,6 @@ _LINE_BREAKS = re.compile(r"\s*[\r\n\x0b\x0c\x85\u2028\u2029]+\s*")
 # C0 and C1 controls (ESC included) would let a tweet drive the terminal; tabs become spaces.
 _CONTROLS = {code: "\ufffd" for code in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0))}
 _CONTROLS[ord("\t")] = " "
-_MAX_DOUBLINGS = 16
 
 
 class _OutputClosedError(Exception):
@@ -70,13 +69,12 @@ def backoff_delay(attempt: int, jitter: float) -> float:
     >>> backoff_delay(0, 0.0), backoff_delay(3, 0.999999) < 8, backoff_delay(40, 0.0)
     (0.5, True, 15.0)
     """
-    ceiling = min(MAX_DELAY, INITIAL_DELAY * 2.0 ** min(max(attempt, 0), _MAX_DOUBLINGS))
-    return ceiling * (0.5 + 0.5 * min(max(jitter, 0.0), 1.0))
+    return backoff.jitter(backoff.doubling(INITIAL_DELAY, MAX_DELAY, attempt), jitter)
 
 
 def jittered_delay(attempt: int) -> float:
     """`backoff_delay` with fresh randomness, the default for `tail()`."""
-    return backoff_delay(attempt, random.random())
+    return backoff.jittered(backoff.doubling(INITIAL_DELAY, MAX_DELAY, attempt))
 
 
 def with_filter(url: str, track: str | None) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -66,6 +65,7 @@ from pats_trio.events import (
 from pats_trio.history import SCAN_SIZE
 from pats_trio.matching import MAX_PHRASES
 from pats_trio.redis_url import RedisTarget
+from pats_trio.upstream.backoff import doubling, jittered
 from pats_trio.upstream.source import Upstream, UpstreamFactory
 
 LOGGER = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ PUBLISH_BATCH = 512
 DEDUP_WINDOW = 10_000
 REQUEST_TIMEOUT_MS = 2_000
 RETRY_MIN, RETRY_MAX = 0.5, 10.0
+RETRY_JITTER = (0.75, 1.25)
+"""A retry waits between these fractions of its delay, so workers do not retry in step."""
 Publication = tuple[StreamKind, Event, int | None]
 """An event for the stream, and the owner's resume point once it is out (see `Upstream`)."""
 RESUME_TTL_SECONDS = 60.0
@@ -234,16 +236,17 @@ class RedisBroker:
 
     async def _client(self, name: str) -> GlideClient:
         """A client, once Redis answers; until then, retry with backoff."""
-        delay = RETRY_MIN
+        failures = 0
         while True:
             try:
                 return await GlideClient.create(
                     client_config(self._target, f"pats-{name}-{self.worker_id}")
                 )
             except GlideError as exc:
+                delay = doubling(RETRY_MIN, RETRY_MAX, failures)
                 LOGGER.warning("redis %s client: %s; retrying in %.1fs", name, exc, delay)
             await trio.sleep(_jitter(delay))
-            delay = min(delay * 2, RETRY_MAX)
+            failures += 1
 
     # the reader
 
@@ -251,7 +254,7 @@ class RedisBroker:
         client = await self._client("reader")
         try:
             last_id: str | None = None
-            delay = RETRY_MIN
+            failures = 0
             while True:
                 try:
                     if last_id is None:
@@ -261,15 +264,16 @@ class RedisBroker:
                         self.connected = True
                         self._told_unreachable = False
                         self._settled.set()
-                        delay = RETRY_MIN
+                        failures = 0
                     reply = await client.xread(
                         {self.events_key: last_id},
                         StreamReadOptions(block_ms=READ_BLOCK_MS, count=READ_COUNT),
                     )
                 except GlideError as exc:
+                    delay = doubling(RETRY_MIN, RETRY_MAX, failures)
                     self._degrade(sink, exc, delay)
                     await trio.sleep(_jitter(delay))
-                    delay = min(delay * 2, RETRY_MAX)
+                    failures += 1
                     continue
                 if not reply:
                     self.lag_seconds = 0.0
@@ -596,4 +600,5 @@ def _quietly() -> contextlib.suppress:
 
 
 def _jitter(delay: float) -> float:
-    return delay * random.uniform(0.75, 1.25)
+    low, high = RETRY_JITTER
+    return jittered(delay, low=low, high=high)

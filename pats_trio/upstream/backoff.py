@@ -1,13 +1,19 @@
-"""Twitter's reconnect policy as a pure object: it says how long to wait; the caller waits.
+"""How long to wait before reconnecting, as pure values: the caller waits.
 
-The ladders follow Twitter's "Connecting to a streaming endpoint" guide: network errors back off
-linearly, HTTP errors exponentially, rate limiting (420, 429) exponentially from a minute, and the
-first reconnect after an established stream drops is immediate. Each ladder climbs on its own and
-all of them restart at `reset()`, which the caller makes when a connection answers HTTP 200.
+`doubling` and `jitter` are the delay and its randomness for every retry in the project (the
+sources, the Redis broker's clients, `tail`). `Backoff` is Twitter's reconnect policy as a pure
+object, and `ConnectionBudget` paces connection attempts whatever caused them.
+
+Backoff's ladders follow Twitter's "Connecting to a streaming endpoint" guide: network errors
+back off linearly, HTTP errors exponentially, rate limiting (420, 429) exponentially from a
+minute, and the first reconnect after an established stream drops is immediate. Each ladder
+climbs on its own and all of them restart at `reset()`, which the caller makes when a
+connection answers HTTP 200.
 """
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from typing import Literal
 
@@ -29,6 +35,7 @@ FATAL_STATUSES = frozenset({401, 403, 404, 406, 413, 416})
 (406 unacceptable, 413 too long, 416 range): retrying sooner changes nothing."""
 
 _MAX_DOUBLINGS = 32
+"""Past this a doubled delay is far above any cap; it only keeps `2.0 ** n` finite."""
 
 StatusClass = Literal["ok", "rate_limited", "fatal", "http_error"]
 
@@ -44,8 +51,32 @@ def classify(status: int) -> StatusClass:
     return "http_error"
 
 
-def _exponential(first: float, cap: float, failures: int) -> float:
-    return min(first * 2.0 ** min(failures - 1, _MAX_DOUBLINGS), cap)
+def doubling(first: float, cap: float, step: int) -> float:
+    """`first`, doubled `step` times (0 for the first retry), and never above `cap`.
+
+    >>> [doubling(1.0, 30.0, step) for step in range(7)]
+    [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    """
+    return min(first * 2.0 ** min(max(step, 0), _MAX_DOUBLINGS), cap)
+
+
+def jitter(delay: float, draw: float, *, low: float = 0.5, high: float = 1.0) -> float:
+    """`delay` moved to a point between `low` and `high` times itself, where `draw` in [0, 1]
+    says which: clients that failed together then do not come back in step. By default half
+    the delay is kept and half is random.
+
+    >>> jitter(8.0, 0.0), jitter(8.0, 1.0), jitter(8.0, 0.5, low=0.75, high=1.25)
+    (4.0, 8.0, 8.0)
+    """
+    return delay * (low + (high - low) * min(max(draw, 0.0), 1.0))
+
+
+def jittered(
+    delay: float, rng: random.Random | None = None, *, low: float = 0.5, high: float = 1.0
+) -> float:
+    """`jitter` with a fresh draw from `rng` (the module's generator if None)."""
+    draw = rng.random() if rng is not None else random.random()
+    return jitter(delay, draw, low=low, high=high)
 
 
 class Backoff:
@@ -102,14 +133,21 @@ class Backoff:
         """A non-200 answer worth retrying: 5 s doubling to 320 s; for 420/429, 60 s to 960 s."""
         if status in RATE_LIMITED_STATUSES:
             self._rate_limited_failures += 1
-            return _exponential(
-                RATE_LIMITED_FIRST_SECONDS, RATE_LIMITED_CAP_SECONDS, self._rate_limited_failures
+            return doubling(
+                RATE_LIMITED_FIRST_SECONDS,
+                RATE_LIMITED_CAP_SECONDS,
+                self._rate_limited_failures - 1,
             )
         self._http_failures += 1
-        return _exponential(HTTP_ERROR_FIRST_SECONDS, HTTP_ERROR_CAP_SECONDS, self._http_failures)
+        return doubling(HTTP_ERROR_FIRST_SECONDS, HTTP_ERROR_CAP_SECONDS, self._http_failures - 1)
 
-    def after_fatal(self, status: int) -> float:
-        """An answer that needs a person (see `FATAL_STATUSES`): a slow, fixed retry."""
+    def after_fatal(self, status: int | None = None) -> float:
+        """An error that needs a person: a slow, fixed retry, whatever the cause.
+
+        The same for an HTTP answer in `FATAL_STATUSES` (its `status` may be given; it changes
+        nothing) and for a fatal message on an open stream, which has none. The other ladders
+        are left where they were.
+        """
         return FATAL_RETRY_SECONDS
 
 
