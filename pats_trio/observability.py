@@ -31,7 +31,7 @@ from quart import Quart, Response
 from pats_trio.events import STREAM_KINDS
 from pats_trio.hub import Hub
 from pats_trio.looplag import BUCKETS, STALL_SECONDS, TICK_SECONDS, LoopLag
-from pats_trio.upstream.runner import DISCONNECT_REASONS, RunnerStats
+from pats_trio.upstream.source import DISCONNECT_REASONS, SourceStats
 from pats_trio.worker import Worker
 
 LOGGER = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ NAMESPACE = "pats"
 UPSTREAM_STATES = ("idle", "connecting", "connected", "backoff", "error", "degraded")
 
 RUNNER_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    # (RunnerStats field, metric name without _total, help)
+    # (SourceStats field, metric name without _total, help)
     ("tweets", "upstream_tweets", "Tweets received upstream and handed to the hub."),
     ("connects", "upstream_connects", "Upstream connections that answered HTTP 200."),
     ("duplicates", "upstream_duplicates", "Tweets dropped as already seen (filter restarts)."),
@@ -161,8 +161,8 @@ def _broker_metrics(hub: Hub) -> Iterator[Metric]:
 
 def _runner_metrics(hub: Hub) -> Iterator[Metric]:
     upstream = hub.broker.upstream
-    stats: dict[str, RunnerStats] = {
-        kind: upstream.stats_of(kind) if upstream is not None else RunnerStats()
+    stats: dict[str, SourceStats] = {
+        kind: upstream.stats_of(kind) if upstream is not None else SourceStats()
         for kind in STREAM_KINDS
     }
     for field, name, help_text in RUNNER_COUNTERS:

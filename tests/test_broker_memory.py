@@ -9,8 +9,7 @@ import trio
 from pats_trio import frames
 from pats_trio.broker.memory import MemoryBroker
 from pats_trio.events import Event, NoticeEvent, StreamKind
-from pats_trio.upstream.runner import RunnerStats
-from pats_trio.upstream.source import Publish
+from pats_trio.upstream.source import Publish, SourceStats
 
 TIMEOUT = 10
 
@@ -37,8 +36,8 @@ class ScriptedUpstream:
     def retry_in_of(self, kind: StreamKind) -> float:
         return 0.0
 
-    def stats_of(self, kind: StreamKind) -> RunnerStats:
-        return RunnerStats()
+    def stats_of(self, kind: StreamKind) -> SourceStats:
+        return SourceStats()
 
     def resume_point(self) -> int | None:
         return None

@@ -28,8 +28,7 @@ from pats_trio.emulator.corpus import TweetFactory
 from pats_trio.emulator.jetstream import JetstreamEmulator, JetstreamURLs, did_for, serve_jetstream
 from pats_trio.events import Event, StreamKind, TweetEvent, tweet_event
 from pats_trio.redis_url import parse_redis_url
-from pats_trio.upstream.runner import RunnerStats
-from pats_trio.upstream.source import Publish
+from pats_trio.upstream.source import Publish, SourceStats
 from tests.conftest import settings_for_tests
 from tests.redis_server import RedisServer
 from tests.support import Viewer, close_code, status
@@ -532,8 +531,8 @@ class BurstUpstream:
     def retry_in_of(self, kind: StreamKind) -> float:
         return 0.0
 
-    def stats_of(self, kind: StreamKind) -> RunnerStats:
-        return RunnerStats()
+    def stats_of(self, kind: StreamKind) -> SourceStats:
+        return SourceStats()
 
     def resume_point(self) -> int | None:
         return None

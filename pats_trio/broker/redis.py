@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,6 +65,7 @@ from pats_trio.history import SCAN_SIZE
 from pats_trio.matching import MAX_PHRASES
 from pats_trio.redis_url import RedisTarget
 from pats_trio.upstream.backoff import doubling, jittered
+from pats_trio.upstream.lifecycle import DedupWindow, RepeatedEvent
 from pats_trio.upstream.source import Upstream, UpstreamFactory
 
 LOGGER = logging.getLogger(__name__)
@@ -148,9 +148,9 @@ class RedisBroker:
         self._heartbeat = heartbeat_seconds
         self._maxlen = maxlen
         self._local: dict[StreamKind, tuple[bool, str]] = dict.fromkeys(STREAM_KINDS, (False, ""))
-        self._local_changed = trio.Event()
-        self._seen: set[str] = set()
-        self._seen_order: deque[str] = deque()
+        self._local_changed = RepeatedEvent()
+        self._seen = DedupWindow[str](DEDUP_WINDOW)
+        """Tweets seen recently: a takeover can replay a tweet that was already read."""
         self.upstream: Upstream | None = None
         self.owner = False
         self.connected = False
@@ -298,7 +298,7 @@ class RedisBroker:
             except EntryError:
                 continue
             if isinstance(event, TweetEvent):
-                self._remember_id(f"{kind}:{event.id_str}")
+                self._seen.add(f"{kind}:{event.id_str}")
             sink.remember(kind, event)
         return next(iter(newest)).decode()
 
@@ -345,20 +345,10 @@ class RedisBroker:
             self.undecodable += 1
             LOGGER.warning("skipping a stream entry: %s", exc)
             return
-        if isinstance(event, TweetEvent):
-            # The same tweet may come on both streams: each kind is deduplicated on its own.
-            key = f"{kind}:{event.id_str}"
-            if key in self._seen:
-                return
-            self._remember_id(key)
+        # The same tweet may come on both streams: each kind is deduplicated on its own.
+        if isinstance(event, TweetEvent) and not self._seen.first_time(f"{kind}:{event.id_str}"):
+            return
         sink.route(kind, event)
-
-    def _remember_id(self, key: str) -> None:
-        """Tweets seen recently: a takeover can replay a tweet that was already read."""
-        self._seen.add(key)
-        self._seen_order.append(key)
-        if len(self._seen_order) > DEDUP_WINDOW:
-            self._seen.discard(self._seen_order.popleft())
 
     # the heartbeat
 
@@ -367,7 +357,7 @@ class RedisBroker:
         key, ttl_ms = self._demand_key(self.worker_id), int(self._heartbeat * 3 * 1000)
         try:
             while True:
-                self._local_changed = trio.Event()
+                changed = self._local_changed.next_set()
                 payload = orjson.dumps(
                     {kind: [active, track] for kind, (active, track) in self._local.items()}
                 )
@@ -376,7 +366,7 @@ class RedisBroker:
                 except GlideError as exc:
                     LOGGER.debug("heartbeat failed: %s", exc)
                 with trio.move_on_after(self._heartbeat):
-                    await self._local_changed.wait()
+                    await changed.wait()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1.0), _quietly():
                 await client.delete([key])

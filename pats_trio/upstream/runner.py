@@ -14,7 +14,7 @@ and viewers hear nothing of it.
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -27,6 +27,10 @@ from pats_trio.events import Event, StreamKind
 from pats_trio.upstream import protocol
 from pats_trio.upstream.backoff import FATAL_RETRY_SECONDS, Backoff, ConnectionBudget, classify
 from pats_trio.upstream.client import StreamHTTPError, StreamNetworkError
+from pats_trio.upstream.source import SourceStats
+
+RunnerStats = SourceStats
+"""The counters' old name, still imported by the sources that are not on the lifecycle yet."""
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,18 +38,6 @@ STALL_SECONDS = 90.0
 DEDUP_WINDOW = 10_000
 # A burst of filter changes is coalesced, but a steady trickle must not postpone a restart forever.
 DEBOUNCE_MAX_FACTOR = 5.0
-
-DISCONNECT_REASONS = (
-    "stream ended",
-    "stall",
-    "network",
-    "http",
-    "fatal",
-    "disconnect",
-    "handover",
-)
-"""Reason classes for `RunnerStats.disconnects`; "fatal" is anything that needs a person;
-"handover" is an old connection the upstream closed because its replacement opened."""
 
 SAME_CREDENTIALS_ELSEWHERE = (
     "another client connected with these credentials (Twitter allows one stream per account)"
@@ -74,22 +66,6 @@ class _Slot:
     track: str
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     last_limit: int = 0
-
-
-@dataclass
-class RunnerStats:
-    """Counters over the runner's life, for logs, tests and metrics."""
-
-    connects: int = 0
-    tweets: int = 0
-    duplicates: int = 0
-    stall_warnings: int = 0
-    withheld: int = 0
-    unknown: int = 0
-    malformed: int = 0
-    oversized: int = 0
-    disconnects: Counter[str] = field(default_factory=Counter)
-    """Connections that ended or failed, by reason class (see `DISCONNECT_REASONS`)."""
 
 
 class StreamRunner:
@@ -127,7 +103,7 @@ class StreamRunner:
         self.state = "idle"
         self.retry_in = 0.0
         """Seconds of the current backoff or error wait, as last told to viewers; else 0."""
-        self.stats = RunnerStats()
+        self.stats = SourceStats()
 
     @property
     def serving_track(self) -> str | None:

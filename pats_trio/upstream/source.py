@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import trio
 
 from pats_trio.events import Event, StreamKind
-from pats_trio.upstream.runner import RunnerStats
 
 Publish = Callable[[StreamKind, Event], None]
+"""How a source hands an event for one stream kind's viewers to the broker."""
+
+DISCONNECT_REASONS = (
+    "stream ended",
+    "stall",
+    "network",
+    "http",
+    "fatal",
+    "disconnect",
+    "handover",
+)
+"""Reason classes for `SourceStats.disconnects`; "fatal" is anything that needs a person;
+"handover" is an old connection the upstream closed because its replacement opened."""
+
+
+@dataclass
+class SourceStats:
+    """Counters over a source's life, for logs, tests and metrics; every source keeps these
+    (a source adds its own in a subclass), so the metrics read them all alike."""
+
+    connects: int = 0
+    tweets: int = 0
+    duplicates: int = 0
+    stall_warnings: int = 0
+    withheld: int = 0
+    unknown: int = 0
+    malformed: int = 0
+    oversized: int = 0
+    disconnects: Counter[str] = field(default_factory=Counter)
+    """Connections that ended or failed, by reason class (see `DISCONNECT_REASONS`)."""
 
 
 class Upstream(Protocol):
@@ -26,7 +57,7 @@ class Upstream(Protocol):
     def retry_in_of(self, kind: StreamKind) -> float:
         """Seconds of the current backoff for `kind`, else 0."""
 
-    def stats_of(self, kind: StreamKind) -> RunnerStats:
+    def stats_of(self, kind: StreamKind) -> SourceStats:
         """Counters for metrics."""
 
     def resume_point(self) -> int | None:
