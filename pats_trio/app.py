@@ -40,10 +40,10 @@ from pats_trio.logs import configure_logging
 from pats_trio.looplag import LoopLag
 from pats_trio.observability import register_observability
 from pats_trio.upstream.bluesky import BlueskyUpstream
-from pats_trio.upstream.client import make_http_client, open_stream
-from pats_trio.upstream.runner import ConnectFn
 from pats_trio.upstream.source import Publish, Upstream
-from pats_trio.upstream.twitter import TwitterUpstream
+from pats_trio.upstream.twitter.client import make_http_client, open_stream
+from pats_trio.upstream.twitter.runner import ConnectFn
+from pats_trio.upstream.twitter.upstream import TwitterUpstream
 from pats_trio.worker import WORKER_ID, Worker
 
 LOGGER = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""What an upstream runner hands to the hub: each message already trimmed and encoded once."""
+"""What an upstream source hands to the hub: each message already trimmed and encoded once."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any, Literal
 from pats_trio import frames
 from pats_trio.matching import tweet_terms
 from pats_trio.tweets import TweetShapeError, trim
-from pats_trio.upstream import protocol
 
 LOGGER = logging.getLogger(__name__)
 
@@ -76,10 +75,3 @@ def tweet_event(status: dict[str, Any], *, source: str = "twitter") -> TweetEven
     original_id = original.get("id_str") if isinstance(original, dict) else None
     shows = (original_id,) if isinstance(original_id, str) else ()
     return TweetEvent(trimmed["id_str"], frames.tweet(trimmed), tweet_terms(trimmed), shows)
-
-
-def notice_for(message: protocol.Message) -> NoticeEvent | None:
-    """Control messages that viewers see; the rest are handled by the runner or ignored."""
-    if isinstance(message, protocol.Delete | protocol.StatusWithheld):
-        return NoticeEvent(frames.delete(message.id_str), deletes=message.id_str)
-    return None

@@ -22,9 +22,9 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 import pats_trio
 from pats_trio.credentials import Credentials
 from pats_trio.emulator.oauth import OAuthCheck
-from pats_trio.upstream import client as client_module
-from pats_trio.upstream import protocol
-from pats_trio.upstream.client import (
+from pats_trio.upstream.twitter import client as client_module
+from pats_trio.upstream.twitter import protocol
+from pats_trio.upstream.twitter.client import (
     MAX_REASON_CHARS,
     StreamHTTPError,
     StreamNetworkError,

@@ -25,7 +25,7 @@ from pats_trio.emulator.corpus import USERS, TweetFactory
 from pats_trio.emulator.server import FALLING_BEHIND_PERCENT, STREAM_BUFFER
 from pats_trio.matching import TrackError, matches_any, parse_track, tweet_terms
 from pats_trio.tweets import trim
-from pats_trio.upstream.client import StreamRequest, build_request
+from pats_trio.upstream.twitter.client import StreamRequest, build_request
 
 pytestmark = pytest.mark.trio
 

@@ -12,7 +12,8 @@ from pats_trio import events, frames
 from pats_trio.events import TweetEvent
 from pats_trio.history import History
 from pats_trio.matching import parse_track, tweet_terms
-from pats_trio.upstream import protocol
+from pats_trio.upstream.twitter import protocol
+from pats_trio.upstream.twitter.runner import notice_for
 
 
 def tweet(id_: int, text: str) -> TweetEvent:
@@ -97,10 +98,10 @@ def test_a_tweet_the_page_could_not_show_is_skipped_and_logged(
 
 
 def test_deletes_and_withheld_tweets_become_notices_that_take_the_tweet_back() -> None:
-    delete = events.notice_for(protocol.Delete("5", "7"))
-    withheld = events.notice_for(protocol.StatusWithheld("6", "7", ("DE",)))
+    delete = notice_for(protocol.Delete("5", "7"))
+    withheld = notice_for(protocol.StatusWithheld("6", "7", ("DE",)))
     assert delete is not None
     assert withheld is not None
     assert (delete.deletes, orjson.loads(delete.frame)) == ("5", {"type": "delete", "id_str": "5"})
     assert withheld.deletes == "6"
-    assert events.notice_for(protocol.Limit(3)) is None
+    assert notice_for(protocol.Limit(3)) is None

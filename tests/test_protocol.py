@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pats_trio.upstream import protocol
-from pats_trio.upstream.protocol import (
+from pats_trio.upstream.twitter import protocol
+from pats_trio.upstream.twitter.protocol import (
     KeepAlive,
     Message,
     StreamDecoder,

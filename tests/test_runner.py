@@ -16,8 +16,9 @@ from pats_trio.credentials import Credentials
 from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
 from pats_trio.events import Event, StatusEvent, StreamKind, TweetEvent
 from pats_trio.upstream.backoff import FATAL_RETRY_SECONDS, ConnectionBudget
-from pats_trio.upstream.client import make_http_client, open_stream
-from pats_trio.upstream.runner import StreamRunner
+from pats_trio.upstream.lifecycle import RepeatedEvent
+from pats_trio.upstream.twitter.client import make_http_client, open_stream
+from pats_trio.upstream.twitter.runner import StreamRunner
 from tests.support import status
 
 TIMEOUT = 30  # seconds of virtual time are free; this bounds a hang
@@ -28,16 +29,14 @@ class Recorder:
     """The runner's publish callback: keeps every event and wakes whoever waits on them."""
 
     events: list[Event] = field(default_factory=list)
-    _changed: trio.Event = field(default_factory=trio.Event)
+    _changed: RepeatedEvent = field(default_factory=RepeatedEvent)
 
     def __call__(self, event: Event) -> None:
         self.events.append(event)
         self._changed.set()
-        self._changed = trio.Event()
 
     async def wait_for(self, predicate: Callable[[list[Event]], bool]) -> None:
-        while not predicate(self.events):
-            await self._changed.wait()
+        await self._changed.wait_until(lambda: predicate(self.events))
 
 
 @dataclass

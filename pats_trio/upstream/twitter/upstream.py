@@ -7,10 +7,11 @@ from functools import partial
 
 import trio
 
+from pats_trio.config import Settings
 from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.upstream.backoff import ConnectionBudget
-from pats_trio.upstream.runner import STALL_SECONDS, ConnectFn, RunnerStats, StreamRunner
-from pats_trio.upstream.source import Publish
+from pats_trio.upstream.source import Publish, SourceStats
+from pats_trio.upstream.twitter.runner import STALL_SECONDS, ConnectFn, StreamRunner
 
 
 class TwitterUpstream:
@@ -22,12 +23,12 @@ class TwitterUpstream:
         connectors: Mapping[StreamKind, ConnectFn],
         *,
         source: str = "twitter",
-        linger: float = 30.0,
-        debounce: float = 1.0,
+        linger: float = Settings.linger_seconds,
+        debounce: float = Settings.filter_debounce_seconds,
         stall: float = STALL_SECONDS,
-        min_reconnect: float = 0.0,
-        max_connects_per_window: int = 1_000_000,
-        delimited: bool = False,
+        min_reconnect: float = Settings.min_reconnect_seconds,
+        max_connects_per_window: int = Settings.max_connects_per_5min,
+        delimited: bool = Settings.twitter_delimited,
     ) -> None:
         self.runners: dict[StreamKind, StreamRunner] = {
             kind: StreamRunner(
@@ -61,7 +62,7 @@ class TwitterUpstream:
     def retry_in_of(self, kind: StreamKind) -> float:
         return self.runners[kind].retry_in
 
-    def stats_of(self, kind: StreamKind) -> RunnerStats:
+    def stats_of(self, kind: StreamKind) -> SourceStats:
         return self.runners[kind].stats
 
     def resume_point(self) -> int | None:

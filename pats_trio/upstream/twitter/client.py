@@ -26,6 +26,7 @@ import trio
 
 from pats_trio import __version__
 from pats_trio.credentials import Credentials
+from pats_trio.events import StreamKind
 
 LOGGER = logging.getLogger(__name__)
 
@@ -54,7 +55,6 @@ REASON_READ_SECONDS = 5.0
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
-StreamKind = Literal["sample", "filter"]
 _PATHS: dict[str, str] = {
     "sample": "/statuses/sample.json",
     "filter": "/statuses/filter.json",
