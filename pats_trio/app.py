@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,29 @@ class PatsApp(QuartTrio):
         if scope["type"] == "websocket" and scope.get("path") == viewer.PATH:
             await viewer.serve_viewer(self.worker, scope, receive, send)
             return
+        if scope["type"] == "http":
+            send = _last_body_shielded(send)
         await super().asgi_app(scope, receive, send)
+
+
+def _last_body_shielded(send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    """Let a response's last `send` finish even if quart-trio cancels the request meanwhile.
+
+    hypercorn (0.18, Trio worker) starts a kept-alive connection's idle timer from inside that
+    last send, after it has told the app `http.disconnect`; quart-trio cancels the request's
+    tasks on that disconnect, which cancelled the timer's start. So the server never closed an
+    idle HTTP connection: every open browser tab held a descriptor, and Ctrl-C waited out the
+    whole grace period. hypercorn shields the socket write itself, so this adds no wait.
+    """
+
+    async def send_shielded(message: Any) -> None:
+        if message.get("type") == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True):
+                await send(message)
+            return
+        await send(message)
+
+    return send_shielded
 
 
 class _Upstreams:
