@@ -11,6 +11,8 @@ fails, ends, or stays silent for `stall` seconds is replaced, failing over to th
 retries back off exponentially with jitter once every host has failed. Every state change is
 published to both stream kinds as a `status` event, with the states the Twitter runner uses.
 
+It asks Jetstream to leave out events over half its message limit (``maxMessageSizeBytes``).
+
 Authors' handles, names and avatars come from `profiles.ProfileFetcher`. A post is never held
 for them: it goes out at once with what the cache has (or the DID), and a ``profile`` frame
 follows when the profile arrives.
@@ -75,6 +77,11 @@ DEDUP_WINDOW = 20_000
 CONNECT_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
 MAX_MESSAGE_BYTES = 1024 * 1024
+"""Our receive limit: trio-websocket closes the connection (1009) on a longer message."""
+WANTED_MESSAGE_BYTES = MAX_MESSAGE_BYTES // 2
+"""Asked of Jetstream as ``maxMessageSizeBytes``: it leaves out longer events. Jetstream counts
+UTF-8 bytes, trio-websocket characters (never more than the bytes); half leaves room for any
+difference in what each measures."""
 FAILURE_FIRST_SECONDS = 1.0
 REJECTED_FIRST_SECONDS = 5.0
 FAILURE_CAP_SECONDS = 120.0
@@ -220,8 +227,11 @@ class BlueskyUpstream:
             self._publish(kind, events.status_event(kind, state, **details))
 
     def subscribe_url(self, host: str) -> str:
-        """The `/subscribe` URL for `host`, resuming from the cursor when there is one."""
-        query: list[tuple[str, str | int]] = [("wantedCollections", POST_COLLECTION)]
+        """The `/subscribe` URL for `host`: posts no longer than we want, from the cursor if any."""
+        query: list[tuple[str, str | int]] = [
+            ("wantedCollections", POST_COLLECTION),
+            ("maxMessageSizeBytes", WANTED_MESSAGE_BYTES),
+        ]
         if self.cursor is not None:
             query.append(("cursor", max(self.cursor - self._rewind_us, 0)))
         return f"{host}{SUBSCRIBE_PATH}?{urlencode(query)}"
