@@ -39,6 +39,7 @@ from pats_trio.hub import Hub
 from pats_trio.logs import configure_logging
 from pats_trio.looplag import LoopLag
 from pats_trio.observability import register_observability
+from pats_trio.protocol_limits import limit_hypercorn_defaults
 from pats_trio.upstream.bluesky import BlueskyUpstream
 from pats_trio.upstream.client import make_http_client, open_stream
 from pats_trio.upstream.runner import ConnectFn
@@ -275,6 +276,7 @@ class LazyApp:
         """The app, built on the first call."""
         if self._app is None:
             self._app = self._build()
+            limit_hypercorn_defaults(self._app.worker.settings)
         return self._app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -243,3 +243,50 @@ async def test_each_serving_process_builds_exactly_one_app(
         assert process.pid not in builds, "the process that starts the workers built an app"
     else:
         assert builds == [process.pid]
+
+
+@pytest.mark.parametrize("command", [pats_trio_command, hypercorn_command])
+async def test_a_huge_websocket_message_is_refused_by_the_protocol_before_it_is_buffered(
+    command: object, tmp_path: Path
+) -> None:
+    """The app's 4 KiB limit used to be checked after hypercorn had buffered up to 16 MiB."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
+    env |= {"PATS_EMULATOR_RATE": "0"}
+    argv = command(port)  # type: ignore[operator]
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(trio.run_process, argv, cwd=tmp_path, env=env, check=False)
+        )
+        try:
+            with trio.fail_after(STARTUP_TIMEOUT):
+                await wait_until_serving(f"http://127.0.0.1:{port}")
+                url = f"ws://127.0.0.1:{port}/ws"
+                async with open_websocket_url(url) as kind:
+                    assert orjson.loads(await kind.get_message())["type"] == "hello"
+                    # A little too long: the app's own error, and the socket stays open.
+                    await kind.send_message("x" * 10_000)
+                    while (frame := orjson.loads(await kind.get_message()))["type"] != "error":
+                        pass
+                    assert frame["code"] == "message_too_large"
+                    refused: ConnectionClosed | None = None
+                    # Only the refusal is awaited, not the end of that socket's closing handshake.
+                    with trio.move_on_after(5):
+                        async with open_websocket_url(url) as huge:
+                            assert orjson.loads(await huge.get_message())["type"] == "hello"
+                            # 1 MiB fits the loopback buffers, so the send ends however early
+                            # the server stops reading; before, it read and held all of it.
+                            await huge.send_message("y" * (1024 * 1024))
+                            try:
+                                await read_until_closed(huge)
+                            except ConnectionClosed as exc:
+                                refused = exc
+                    assert refused is not None
+                    assert refused.reason is not None
+                    assert refused.reason.code == 1009
+                    await kind.send_message('{"type":"filter","track":"still here"}')
+                    while (frame := orjson.loads(await kind.get_message()))["type"] != "hello":
+                        pass
+                    assert frame["track"] == ["still here"]
+        finally:
+            process.kill()
