@@ -32,6 +32,7 @@ from pats_trio import viewer
 from pats_trio.admission import ClientCounter, Limits
 from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
 from pats_trio.deployment import make_broker, warn_if_workers_share_no_broker
+from pats_trio.descriptors import cap_viewers
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.gctune import tune_gc
@@ -191,7 +192,7 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     limits = Limits(
-        max_clients=settings.max_clients,
+        max_clients=cap_viewers(settings.max_clients),
         max_clients_per_ip=settings.max_clients_per_ip,
         max_filter_length=settings.max_filter_length,
         max_message_bytes=settings.max_message_bytes,

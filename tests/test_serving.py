@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import resource
 import signal
+import subprocess
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from pats_trio.descriptors import viewer_capacity
 from tests.support import free_port, hypercorn_argv, pats_trio_argv
 
 STARTUP_TIMEOUT = 30
@@ -290,3 +294,58 @@ async def test_a_huge_websocket_message_is_refused_by_the_protocol_before_it_is_
                     assert frame["track"] == ["still here"]
         finally:
             process.kill()
+
+
+async def test_at_the_descriptor_limit_viewers_are_refused_cleanly_and_health_answers(
+    tmp_path: Path,
+) -> None:
+    """With 200 descriptors, new viewers used to hang unanswered once `accept` hit EMFILE."""
+    limit = 200
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
+    env |= {"PATS_EMULATOR_RATE": "0", "PATS_MAX_CLIENTS_PER_IP": "1000"}
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                pats_trio_command(port),
+                cwd=tmp_path,
+                env=env,
+                check=False,
+                preexec_fn=low_limit,
+                stderr=subprocess.PIPE,
+            )
+        )
+        try:
+            with trio.fail_after(STARTUP_TIMEOUT):
+                await wait_until_serving(f"http://127.0.0.1:{port}")
+                url = f"ws://127.0.0.1:{port}/ws"
+                async with contextlib.AsyncExitStack() as viewers:
+                    admitted = refused = 0
+                    for _ in range(limit + 20):
+                        ws = await viewers.enter_async_context(open_websocket_url(url))
+                        frame = orjson.loads(await ws.get_message())
+                        if frame["type"] == "hello":
+                            admitted += 1
+                            continue
+                        assert frame["code"] == "server_full"
+                        with pytest.raises(ConnectionClosed) as closed:
+                            await read_until_closed(ws)
+                        assert closed.value.reason is not None
+                        assert closed.value.reason.code == 1013
+                        refused += 1
+                    async with httpx.AsyncClient() as client:
+                        health = await client.get(f"http://127.0.0.1:{port}/healthz")
+                    assert health.status_code == 200
+            assert admitted == viewer_capacity(limit)
+            assert refused == limit + 20 - admitted
+        finally:
+            process.kill()
+    assert process.stderr is not None
+    log = (await process.stderr.receive_some(1 << 20)).decode(errors="replace")
+    assert f"viewers capped at {viewer_capacity(limit)}" in log
+    assert "EMFILE" not in log
