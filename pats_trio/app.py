@@ -29,7 +29,7 @@ from quart import Response, send_from_directory
 from quart_trio import QuartTrio
 
 from pats_trio import viewer
-from pats_trio.admission import ClientCounter, Limits
+from pats_trio.admission import ClientCounter, Limits, host_allowed
 from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
 from pats_trio.deployment import make_broker, warn_if_workers_share_no_broker
 from pats_trio.descriptors import cap_viewers
@@ -102,12 +102,27 @@ class PatsApp(QuartTrio):
 
     async def asgi_app(self, scope: Any, receive: Any, send: Any) -> None:
         """Viewer sockets go straight to `viewer.serve_viewer`; everything else to Quart."""
+        if scope["type"] in ("http", "websocket") and not self._host_served(scope):
+            await viewer.refuse_host(scope, receive, send)
+            return
         if scope["type"] == "websocket" and scope.get("path") == viewer.PATH:
             await viewer.serve_viewer(self.worker, scope, receive, send)
             return
         if scope["type"] == "http":
             send = _last_body_shielded(send)
         await super().asgi_app(scope, receive, send)
+
+    def _host_served(self, scope: Any) -> bool:
+        allowed = self.worker.settings.allowed_hosts
+        if not allowed:
+            return True
+        host = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None
+        )
+        if host_allowed(host, allowed):
+            return True
+        self.worker.outsiders.warning("host", "refused a request for host %s", host or "")
+        return False
 
 
 def _last_body_shielded(send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
