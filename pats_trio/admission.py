@@ -49,6 +49,20 @@ def origin_allowed(origin: str | None, host: str | None, allowed: frozenset[str]
     return parts.scheme in ("http", "https") and host is not None and parts.netloc == host.lower()
 
 
+def host_allowed(host: str | None, allowed: frozenset[str]) -> bool:
+    """Whether a request's Host is one this server answers to (PATS_ALLOWED_HOSTS).
+
+    With the list empty every Host is served. With it set, a page on another name that resolves
+    to this server (DNS rebinding) is refused: the same-origin check alone compares the page's
+    origin with a Host header that page chose."""
+    if not allowed:
+        return True
+    if host is None:
+        return False
+    host = host.lower()
+    return host in allowed or host.rsplit(":", 1)[0] in allowed
+
+
 def client_address(peer: str, headers: dict[str, str], trusted_header: str | None) -> str:
     """The viewer's address: the peer, or the nearest hop the trusted proxy reports."""
     if trusted_header:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,10 @@ from quart import Response, send_from_directory
 from quart_trio import QuartTrio
 
 from pats_trio import viewer
-from pats_trio.admission import ClientCounter, Limits
+from pats_trio.admission import ClientCounter, Limits, host_allowed
 from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
 from pats_trio.deployment import make_broker, warn_if_workers_share_no_broker
+from pats_trio.descriptors import cap_viewers
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.gctune import tune_gc
@@ -39,6 +40,7 @@ from pats_trio.hub import Hub
 from pats_trio.logs import configure_logging
 from pats_trio.looplag import LoopLag
 from pats_trio.observability import register_observability
+from pats_trio.protocol_limits import limit_hypercorn_defaults
 from pats_trio.upstream.bluesky import BlueskyUpstream
 from pats_trio.upstream.source import Publish, Upstream
 from pats_trio.upstream.twitter.client import make_http_client, open_stream
@@ -100,10 +102,47 @@ class PatsApp(QuartTrio):
 
     async def asgi_app(self, scope: Any, receive: Any, send: Any) -> None:
         """Viewer sockets go straight to `viewer.serve_viewer`; everything else to Quart."""
+        if scope["type"] in ("http", "websocket") and not self._host_served(scope):
+            await viewer.refuse_host(scope, receive, send)
+            return
         if scope["type"] == "websocket" and scope.get("path") == viewer.PATH:
             await viewer.serve_viewer(self.worker, scope, receive, send)
             return
+        if scope["type"] == "http":
+            send = _last_body_shielded(send)
         await super().asgi_app(scope, receive, send)
+
+    def _host_served(self, scope: Any) -> bool:
+        allowed = self.worker.settings.allowed_hosts
+        if not allowed:
+            return True
+        host = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None
+        )
+        if host_allowed(host, allowed):
+            return True
+        self.worker.outsiders.warning("host", "refused a request for host %s", host or "")
+        return False
+
+
+def _last_body_shielded(send: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+    """Let a response's last `send` finish even if quart-trio cancels the request meanwhile.
+
+    hypercorn (0.18, Trio worker) starts a kept-alive connection's idle timer from inside that
+    last send, after it has told the app `http.disconnect`; quart-trio cancels the request's
+    tasks on that disconnect, which cancelled the timer's start. So the server never closed an
+    idle HTTP connection: every open browser tab held a descriptor, and Ctrl-C waited out the
+    whole grace period. hypercorn shields the socket write itself, so this adds no wait.
+    """
+
+    async def send_shielded(message: Any) -> None:
+        if message.get("type") == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True):
+                await send(message)
+            return
+        await send(message)
+
+    return send_shielded
 
 
 class _Upstreams:
@@ -168,7 +207,7 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     limits = Limits(
-        max_clients=settings.max_clients,
+        max_clients=cap_viewers(settings.max_clients),
         max_clients_per_ip=settings.max_clients_per_ip,
         max_filter_length=settings.max_filter_length,
         max_message_bytes=settings.max_message_bytes,
@@ -253,6 +292,7 @@ class LazyApp:
         """The app, built on the first call."""
         if self._app is None:
             self._app = self._build()
+            limit_hypercorn_defaults(self._app.worker.settings)
         return self._app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -61,6 +61,14 @@ def _origins(value: str) -> frozenset[str]:
     return origins
 
 
+def _hosts_allowed(value: str) -> frozenset[str]:
+    hosts = frozenset(h.strip().lower() for h in value.split(",") if h.strip())
+    for host in hosts:
+        if "/" in host or any(c.isspace() for c in host):
+            raise SettingsError(f"PATS_ALLOWED_HOSTS entries are host or host:port: {host!r}")
+    return hosts
+
+
 def _delimited(value: str) -> bool:
     if value.strip().lower() not in ("", "length"):
         raise SettingsError(f"TWITTER_DELIMITED must be empty or 'length', got {value!r}")
@@ -111,6 +119,9 @@ class Settings:
     slow_client_seconds: float = _setting("PATS_SLOW_CLIENT_SECONDS", 30.0, float)
     shutdown_grace_seconds: float = _setting("PATS_SHUTDOWN_GRACE_SECONDS", 10.0, float)
     allowed_origins: frozenset[str] = _setting("PATS_ALLOWED_ORIGINS", frozenset(), _origins)
+    allowed_hosts: frozenset[str] = _setting("PATS_ALLOWED_HOSTS", frozenset(), _hosts_allowed)
+    """Host headers served (`name` for any port, or `name:port`); empty serves any, which a
+    DNS-rebinding page can use to reach a server bound to a private address."""
     trusted_proxy_header: str = _setting("PATS_TRUSTED_PROXY_HEADER", "")
     max_clients: int = _setting("PATS_MAX_CLIENTS", 10_000, int)
     max_clients_per_ip: int = _setting("PATS_MAX_CLIENTS_PER_IP", 50, int)

@@ -35,6 +35,7 @@ from hypercorn.utils import wrap_app
 
 from pats_trio.config import Settings
 from pats_trio.logs import HYPERCORN_ERROR_LOG
+from pats_trio.protocol_limits import limit_config
 
 LOGGER = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # own, in its own format, and the root handler printed every line a second time.
     config.errorlog = logging.getLogger(HYPERCORN_ERROR_LOG)
     config.graceful_timeout = settings.shutdown_grace_seconds
+    limit_config(config, settings)
     return config
 
 

@@ -295,6 +295,22 @@ def _command_error(
     return None
 
 
+async def refuse_host(scope: Scope, receive: Receive, send: Send) -> None:
+    """A request for a Host this server does not answer to: 421 Misdirected Request (HTTP), 403
+    at a WebSocket's handshake."""
+    body = b"This server does not answer to that host name."
+    if scope["type"] == "websocket":
+        if (await receive())["type"] == "websocket.connect":
+            await _deny(scope, send, 403, body)
+        return
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 421, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 async def _deny(scope: Scope, send: Send, status: int, body: bytes) -> None:
     """An HTTP answer instead of the upgrade, where the server supports it; else a bare 403."""
     if "websocket.http.response" not in scope.get("extensions", {}):

@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    open_websocket_url,
+    wrap_client_stream,
+)
 
 from pats_trio.admission import (
     AdmissionError,
@@ -15,6 +21,7 @@ from pats_trio.admission import (
     ClientCounter,
     Limits,
     client_address,
+    host_allowed,
     origin_allowed,
 )
 from tests.support import Served, Viewer, close_code, status
@@ -141,3 +148,52 @@ async def test_message_and_filter_limits_answer_with_errors(
             assert (await viewer.next_of("error"))["code"] == "too_many_changes"
             union = served.app.worker.hub.union()
             assert union[0].text == "two", "the refused change was not applied"
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("pats.example.org", True),
+        ("PATS.example.org:8443", True),
+        ("localhost:8000", True),
+        ("localhost:9000", False),
+        ("evil.example", False),
+        (None, False),
+    ],
+)
+def test_host_rules(host: str | None, ok: bool) -> None:
+    assert host_allowed(host, frozenset({"pats.example.org", "localhost:8000"})) is ok
+    assert host_allowed(host, frozenset()), "no list: every host is served"
+
+
+async def test_a_dns_rebinding_page_is_refused_when_hosts_are_configured(
+    make_served: Callable[..., Any],
+) -> None:
+    """A page on evil.example that resolves to this server is same-origin with itself."""
+    served: Served = await make_served(allowed_hosts=frozenset({"127.0.0.1"}))
+    port = int(served.http_url.rsplit(":", 1)[1])
+    with trio.fail_after(TIMEOUT):
+        refused: list[int] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                await wrap_client_stream(
+                    nursery,
+                    stream,
+                    "evil.example:8000",  # the Host header the rebound page's browser sends
+                    "/ws",
+                    extra_headers=[(b"Origin", b"http://evil.example:8000")],
+                )
+        except* ConnectionRejected as group:
+            refused = [
+                exc.status_code for exc in group.exceptions if isinstance(exc, ConnectionRejected)
+            ]
+        assert refused == [403]
+        async with httpx.AsyncClient() as client:
+            metrics = await client.get(
+                served.http_url + "/metrics", headers={"Host": "evil.example"}
+            )
+            assert metrics.status_code == 421
+            assert (await client.get(served.http_url + "/healthz")).status_code == 200
+        async with open_websocket_url(served.ws_url) as ws:
+            assert (await Viewer(ws).next_of("hello"))["stream"] == "sample"

@@ -18,6 +18,8 @@ from tests.conftest import settings_for_tests
 from tests.support import Viewer
 
 TIMEOUT = 20
+POSTS_ARRIVE_SECONDS = 5.0
+"""Loopback delivers in milliseconds; past this, the posts are not coming."""
 
 
 async def start(nursery: trio.Nursery, **overrides: Any) -> tuple[JetstreamEmulator, str]:
@@ -140,6 +142,38 @@ async def test_an_account_taken_down_takes_its_posts_off_every_page_and_out_of_h
     assert any(
         "takendown" in r.getMessage() and "2 recent posts" in r.getMessage() for r in caplog.records
     )
+
+
+async def test_an_event_over_the_message_limit_does_not_stop_the_posts_after_it(
+    nursery: trio.Nursery,
+) -> None:
+    """The issue: a record of 250 KB of ``<`` is a 1.5 MB event (Jetstream writes ``<`` as six
+    bytes), over the upstream's 1 MiB message limit. It closed the socket, the rewind replayed it
+    and closed the next one, and so on: no post after it reached any viewer. Jetstream leaves out
+    what the client asks it to (``maxMessageSizeBytes``), so the one connection carries on."""
+    emulator, ws_url = await start(nursery)
+    alice = did_for("alice")
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(ws_url) as ws:
+            sample = Viewer(ws)
+            await sample.next_of("hello")
+            await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+            while (await sample.next_of("status"))["state"] != "connected":
+                pass
+            emulator.post(alice, "before the big one")
+            assert [t["text"] for t in await sample.tweets(1)] == ["before the big one"]
+            emulator.post(alice, "<" * 250_000)
+            emulator.post(alice, "after the big one")
+            emulator.post(alice, "and after that")
+            got: list[dict[str, Any]] = []
+            with trio.move_on_after(POSTS_ARRIVE_SECONDS):
+                got = await sample.tweets(2)
+            assert [t["text"] for t in got] == ["after the big one", "and after that"]
+    assert len(emulator.connections) == 1
+    [connection] = emulator.connections
+    assert connection.too_big == 1
+    assert "maxMessageSizeBytes=" in connection.query
+    assert 0 < connection.max_message_size <= 1024 * 1024
 
 
 def test_bluesky_is_chosen_with_pats_source(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import trio
 import trio.testing
 
@@ -19,6 +21,9 @@ from pats_trio.upstream.bluesky import BlueskyUpstream
 
 TIMEOUT = 15.0
 MOCK_TIMEOUT = 3600.0
+RECOVERY_SECONDS = 600.0
+IDLE_BEFORE_JUMP_SECONDS = 0.2
+"""Virtual seconds a recovery may take (backoffs included) before the test says it never came."""
 ALICE = "did:plc:aliceaaaaaaaaaaaaaaaaaaa"
 
 
@@ -318,3 +323,86 @@ async def test_junk_is_counted_and_skipped() -> None:
     assert h.upstream.stats.identities == 1
     assert h.upstream.stats.accounts == 1
     assert len(h.emulator.connections) == 1, "junk never costs the connection"
+
+
+def post_ids(posts: Sequence[dict[str, Any]]) -> list[str]:
+    return [f"at://{ALICE}/app.bsky.feed.post/{post['commit']['rkey']}" for post in posts]
+
+
+def skip_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "pats_trio.upstream.bluesky"
+        and record.levelno == logging.WARNING
+        and "skipped" in record.getMessage()
+    ]
+
+
+async def test_a_server_that_sends_an_event_over_our_limit_anyway_costs_one_reconnect(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that ignores ``maxMessageSizeBytes`` sends the event of a 1 MB record of ``<``,
+    6 MB of JSON; our limit closes the socket (1009). The next connection rewinds as usual but
+    reads with a larger limit, learns the event's time_us, drops it, and goes on: the posts after
+    it arrive, once each."""
+    # Megabytes cross loopback in steps, with real instants when no socket is ready; the clock
+    # may jump only once they have been idle a while, or a stall deadline would come early.
+    autojump_clock.autojump_threshold = IDLE_BEFORE_JUMP_SECONDS
+    emulator = JetstreamEmulator(rate=0, seed=1, honour_max_message_size=False)
+    with trio.fail_after(MOCK_TIMEOUT):
+        async with running(emulator=emulator) as h:
+            h.upstream.demand("sample", active=True)
+            await connected(h)
+            before = [h.emulator.post(ALICE, f"before {n}") for n in range(2)]
+            await h.recorder.wait_for(lambda r: len(r.ids()) == 2)
+            big = h.emulator.post(ALICE, "<" * 1_000_000)
+            after = [h.emulator.post(ALICE, f"after {n}") for n in range(3)]
+            with trio.move_on_after(RECOVERY_SECONDS):
+                await h.recorder.wait_for(lambda r: len(r.ids()) == 5)
+            await trio.sleep(1)
+    assert h.recorder.ids() == post_ids(before + after)
+    assert len(h.emulator.connections) == 2
+    first, second = h.emulator.connections
+    assert first.max_message_size == second.max_message_size > 0, "asked, and ignored"
+    assert first.closed_at is not None
+    assert first.closed_at < second.opened_at, "its socket closed at once, not when replaced"
+    assert second.cursor == before[-1]["time_us"] - 5_000_000
+    assert h.upstream.stats.disconnects["stream ended"] == 1
+    assert h.upstream.stats.oversized == 1
+    assert h.upstream.stats.duplicates == 2, "the rewind's replay, dropped"
+    assert h.upstream.cursor == after[-1]["time_us"]
+    [warning] = skip_warnings(caplog)
+    assert str(big["time_us"]) in warning
+
+
+async def test_an_event_the_server_fails_on_is_stepped_over(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever ends the connections at one event, not only our limit: here the server closes
+    every stream that reaches it. The resume point moves forward, first just past the last event
+    read, then a blind millisecond further, and the posts after that arrive (any within that
+    millisecond would be lost, and the warning says so)."""
+    with trio.fail_after(MOCK_TIMEOUT):
+        async with running() as h:
+            h.upstream.demand("sample", active=True)
+            await connected(h)
+            before = [h.emulator.post(ALICE, f"before {n}") for n in range(2)]
+            await h.recorder.wait_for(lambda r: len(r.ids()) == 2)
+            poison = h.emulator.post(ALICE, "the server fails on this one")
+            h.emulator.choke_on(poison["time_us"])
+            await trio.sleep(1)
+            after = [h.emulator.post(ALICE, f"after {n}") for n in range(2)]
+            with trio.move_on_after(RECOVERY_SECONDS):
+                await h.recorder.wait_for(lambda r: len(r.ids()) == 4)
+            await trio.sleep(1)
+    assert h.recorder.ids() == post_ids(before + after)
+    last_good = before[-1]["time_us"]
+    assert [c.cursor for c in h.emulator.connections] == [
+        None,
+        last_good - 5_000_000,
+        last_good + 1,
+        last_good + 1_000,
+    ]
+    [warning] = skip_warnings(caplog)
+    assert str(last_good) in warning

@@ -168,6 +168,8 @@ async def test_jetstream_control_posts_deletes_and_sets_profiles_on_a_real_strea
                 assert record["open"] is True
                 assert record["cursor"] is None
                 assert record["collections"] == ["app.bsky.feed.post"]
+                assert record["query"] == "wantedCollections=app.bsky.feed.post"
+                assert (record["max_message_size"], record["too_big"]) == (0, 0)
 
                 text = "héllo #trio"
                 facets = [facet(7, 12, {"$type": "app.bsky.richtext.facet#tag", "tag": "trio"})]

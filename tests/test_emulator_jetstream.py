@@ -188,3 +188,107 @@ async def test_synthetic_events_have_facets_at_utf8_byte_offsets(
         post_payload(post)
     assert facets_seen > 100
     assert multibyte_before_a_facet > 10
+
+
+async def test_events_are_encoded_as_go_does() -> None:
+    """Jetstream is written in Go, whose encoding/json escapes these characters: a record full of
+    them makes an event several times its size, which is what `maxMessageSizeBytes` measures."""
+    emulator = JetstreamEmulator(rate=0)
+    text = "a<b> & c \u2028 é ✨"
+    with trio.fail_after(TIMEOUT):
+        async with (
+            serving(emulator) as urls,
+            trio_websocket.open_websocket_url(f"{urls.jetstream}/subscribe") as ws,
+        ):
+            await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+            emulator.post(ALICE, text)
+            raw = await ws.get_message()
+    assert isinstance(raw, str)
+    assert r"a\u003cb\u003e \u0026 c \u2028 é ✨" in raw
+    assert not {"<", ">", "&", "\u2028"} & set(raw)
+    assert orjson.loads(raw)["commit"]["record"]["text"] == text
+
+
+async def test_max_message_size_bytes_leaves_out_longer_events_live_and_replayed() -> None:
+    emulator = JetstreamEmulator(rate=0)
+    limit = 4096
+    # 1000 characters, 6000 bytes of JSON once escaped.
+    big_text = "<" * 1000
+    with trio.fail_after(TIMEOUT):
+        async with serving(emulator) as urls:
+            subscribe = f"{urls.jetstream}/subscribe"
+            async with (
+                trio_websocket.open_websocket_url(f"{subscribe}?maxMessageSizeBytes={limit}") as ws,
+                trio_websocket.open_websocket_url(subscribe) as unlimited,
+                trio_websocket.open_websocket_url(f"{subscribe}?maxMessageSizeBytes=0") as zero,
+                trio_websocket.open_websocket_url(f"{subscribe}?maxMessageSizeBytes=-5") as minus,
+            ):
+                await emulator.wait_until(lambda e: len(e.open_connections()) == 4)
+                first = emulator.post(ALICE, "small")
+                big = emulator.post(ALICE, big_text)
+                last = emulator.post(ALICE, "small again")
+                assert [await next_event(ws) for _ in range(2)] == [first, last]
+                raw_big = ""
+                for stream in (unlimited, zero, minus):
+                    assert await next_event(stream) == first
+                    raw_big = str(await stream.get_message())
+                    assert orjson.loads(raw_big) == big
+                    assert await next_event(stream) == last
+            async with trio_websocket.open_websocket_url(
+                f"{subscribe}?cursor={first['time_us']}&maxMessageSizeBytes={limit}"
+            ) as replaying:
+                assert [await next_event(replaying) for _ in range(2)] == [first, last]
+            not_a_number = f"{subscribe}?maxMessageSizeBytes=1MB"
+            with pytest.raises(trio_websocket.ConnectionRejected) as refused:
+                async with trio_websocket.open_websocket_url(not_a_number):
+                    pass
+    assert len(raw_big.encode()) > 6000 > limit
+    live, _, zero_record, minus_record, replayed, bad = emulator.connections
+    assert (live.max_message_size, live.too_big, live.sent) == (limit, 1, 2)
+    assert live.query == f"maxMessageSizeBytes={limit}"
+    assert (zero_record.max_message_size, zero_record.too_big) == (0, 0)
+    assert (minus_record.max_message_size, minus_record.too_big) == (0, 0)
+    assert (replayed.replayed, replayed.too_big) == (2, 1)
+    assert refused.value.status_code == 400
+    assert bad.status == 400
+
+
+async def test_a_server_that_ignores_max_message_size_bytes_sends_everything() -> None:
+    emulator = JetstreamEmulator(rate=0, honour_max_message_size=False)
+    with trio.fail_after(TIMEOUT):
+        async with (
+            serving(emulator) as urls,
+            trio_websocket.open_websocket_url(
+                f"{urls.jetstream}/subscribe?maxMessageSizeBytes=100"
+            ) as ws,
+        ):
+            await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+            big = emulator.post(ALICE, "x" * 500)
+            assert await next_event(ws) == big
+    assert (emulator.connections[0].max_message_size, emulator.connections[0].too_big) == (100, 0)
+
+
+async def test_a_stream_chokes_on_the_named_event_live_and_in_every_replay() -> None:
+    emulator = JetstreamEmulator(rate=0)
+    with trio.fail_after(TIMEOUT):
+        async with serving(emulator) as urls:
+            subscribe = f"{urls.jetstream}/subscribe"
+            async with trio_websocket.open_websocket_url(subscribe) as ws:
+                await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+                first = emulator.post(ALICE, "fine")
+                poison = emulator.inject({"did": ALICE, "kind": "identity", "identity": {}})
+                emulator.choke_on(poison["time_us"])
+                emulator.post(ALICE, "never sent")
+                assert await next_event(ws) == first
+                with pytest.raises(trio_websocket.ConnectionClosed) as live:
+                    await ws.get_message()
+            async with trio_websocket.open_websocket_url(
+                f"{subscribe}?cursor={first['time_us']}"
+            ) as ws:
+                assert await next_event(ws) == first
+                with pytest.raises(trio_websocket.ConnectionClosed) as replayed:
+                    await ws.get_message()
+    for closed in (live.value, replayed.value):
+        assert closed.reason is not None
+        assert closed.reason.code == 1011
+    assert [c.sent for c in emulator.connections] == [1, 1]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import resource
 import signal
+import subprocess
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from pats_trio.descriptors import viewer_capacity
 from tests.support import free_port, hypercorn_argv, pats_trio_argv
 
 STARTUP_TIMEOUT = 30
@@ -243,3 +247,105 @@ async def test_each_serving_process_builds_exactly_one_app(
         assert process.pid not in builds, "the process that starts the workers built an app"
     else:
         assert builds == [process.pid]
+
+
+@pytest.mark.parametrize("command", [pats_trio_command, hypercorn_command])
+async def test_a_huge_websocket_message_is_refused_by_the_protocol_before_it_is_buffered(
+    command: object, tmp_path: Path
+) -> None:
+    """The app's 4 KiB limit used to be checked after hypercorn had buffered up to 16 MiB."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
+    env |= {"PATS_EMULATOR_RATE": "0"}
+    argv = command(port)  # type: ignore[operator]
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(trio.run_process, argv, cwd=tmp_path, env=env, check=False)
+        )
+        try:
+            with trio.fail_after(STARTUP_TIMEOUT):
+                await wait_until_serving(f"http://127.0.0.1:{port}")
+                url = f"ws://127.0.0.1:{port}/ws"
+                async with open_websocket_url(url) as kind:
+                    assert orjson.loads(await kind.get_message())["type"] == "hello"
+                    # A little too long: the app's own error, and the socket stays open.
+                    await kind.send_message("x" * 10_000)
+                    while (frame := orjson.loads(await kind.get_message()))["type"] != "error":
+                        pass
+                    assert frame["code"] == "message_too_large"
+                    refused: ConnectionClosed | None = None
+                    # Only the refusal is awaited, not the end of that socket's closing handshake.
+                    with trio.move_on_after(5):
+                        async with open_websocket_url(url) as huge:
+                            assert orjson.loads(await huge.get_message())["type"] == "hello"
+                            # 1 MiB fits the loopback buffers, so the send ends however early
+                            # the server stops reading; before, it read and held all of it.
+                            await huge.send_message("y" * (1024 * 1024))
+                            try:
+                                await read_until_closed(huge)
+                            except ConnectionClosed as exc:
+                                refused = exc
+                    assert refused is not None
+                    assert refused.reason is not None
+                    assert refused.reason.code == 1009
+                    await kind.send_message('{"type":"filter","track":"still here"}')
+                    while (frame := orjson.loads(await kind.get_message()))["type"] != "hello":
+                        pass
+                    assert frame["track"] == ["still here"]
+        finally:
+            process.kill()
+
+
+async def test_at_the_descriptor_limit_viewers_are_refused_cleanly_and_health_answers(
+    tmp_path: Path,
+) -> None:
+    """With 200 descriptors, new viewers used to hang unanswered once `accept` hit EMFILE."""
+    limit = 200
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
+    env |= {"PATS_EMULATOR_RATE": "0", "PATS_MAX_CLIENTS_PER_IP": "1000"}
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                pats_trio_command(port),
+                cwd=tmp_path,
+                env=env,
+                check=False,
+                preexec_fn=low_limit,
+                stderr=subprocess.PIPE,
+            )
+        )
+        try:
+            with trio.fail_after(STARTUP_TIMEOUT):
+                await wait_until_serving(f"http://127.0.0.1:{port}")
+                url = f"ws://127.0.0.1:{port}/ws"
+                async with contextlib.AsyncExitStack() as viewers:
+                    admitted = refused = 0
+                    for _ in range(limit + 20):
+                        ws = await viewers.enter_async_context(open_websocket_url(url))
+                        frame = orjson.loads(await ws.get_message())
+                        if frame["type"] == "hello":
+                            admitted += 1
+                            continue
+                        assert frame["code"] == "server_full"
+                        with pytest.raises(ConnectionClosed) as closed:
+                            await read_until_closed(ws)
+                        assert closed.value.reason is not None
+                        assert closed.value.reason.code == 1013
+                        refused += 1
+                    async with httpx.AsyncClient() as client:
+                        health = await client.get(f"http://127.0.0.1:{port}/healthz")
+                    assert health.status_code == 200
+            assert admitted == viewer_capacity(limit)
+            assert refused == limit + 20 - admitted
+        finally:
+            process.kill()
+    assert process.stderr is not None
+    log = (await process.stderr.receive_some(1 << 20)).decode(errors="replace")
+    assert f"viewers capped at {viewer_capacity(limit)}" in log
+    assert "EMFILE" not in log

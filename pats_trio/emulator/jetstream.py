@@ -2,9 +2,13 @@
 
 Routes:
 
-* WebSocket ``/subscribe``: one JSON text frame per event, as Jetstream sends them. Repeated
+* WebSocket ``/subscribe``: one JSON text frame per event, as Jetstream sends them (encoded as
+  Go's encoding/json does, ``<`` as ``\\u003c``, and ``>`` and ``&`` alike). Repeated
   ``wantedCollections`` params filter commits (exact NSIDs or ``prefix.*``); identity and account
   events always pass. ``cursor`` (``time_us``) first replays the bounded history from that time.
+  ``maxMessageSizeBytes`` skips the events whose JSON is longer (0, negative or absent: no
+  limit), live and replayed, unless `honour_max_message_size` is off (an old or non-compliant
+  server).
 * ``GET /xrpc/app.bsky.actor.getProfiles?actors=...``: profile views of the synthetic authors (and
   of any set with `set_profile`), at most `MAX_ACTORS` actors a call, with ``ratelimit-*``
   headers; `rate_limit_profiles` makes it answer 429 until a time.
@@ -16,8 +20,9 @@ account events. Every stream has a bounded channel; a full one misses events, co
 `JetstreamConnection`.
 
 Tests inject with `post`, `delete`, `identity`, `account`, `inject` and `inject_raw`, break
-streams with `refuse_next`, `drop_streams` and `stall_streams`, and observe `connections` (with
-the cursor each asked for), `profile_calls` and `wait_until`. All scheduling uses trio's clock.
+streams with `refuse_next`, `drop_streams`, `stall_streams` and `choke_on`, and observe
+`connections` (each with its query, the cursor and size limit it asked for, and what it was sent),
+`profile_calls` and `wait_until`. All scheduling uses trio's clock.
 
 Built with ``control=True`` (``pats-trio emulate --jetstream --control``) it also answers the
 test-only HTTP control API of `pats_trio.emulator.jetstream_control` under ``/_control``, so tests
@@ -92,7 +97,8 @@ class JetstreamConnection:
     """One `/subscribe` request, kept after it closes so tests can inspect it.
 
     `status` is 101 once accepted, or the HTTP status it was refused with. `sent` counts the
-    events written (`replayed` of them from the history); `skipped` those missed on a full queue.
+    events written (`replayed` of them from the history); `skipped` those missed on a full queue,
+    `too_big` those left out for `max_message_size`.
     """
 
     id: int
@@ -101,11 +107,16 @@ class JetstreamConnection:
     cursor: int | None
     user_agent: str | None
     opened_at: float
+    query: str = ""
+    max_message_size: int = 0
+    """``maxMessageSizeBytes`` as asked (0: no limit, as Jetstream reads a negative one)."""
     closed_at: float | None = None
     status: int = 101
     sent: int = 0
     replayed: int = 0
     skipped: int = 0
+    too_big: int = 0
+    """Events not sent because their JSON was longer than `max_message_size`."""
 
 
 @dataclass(frozen=True)
@@ -118,16 +129,18 @@ class ProfileCall:
 
 
 class _Item(NamedTuple):
-    time_us: int
+    time_us: int | None
     collection: str | None
     text: str
+    size: int
+    """UTF-8 bytes of `text`: what ``maxMessageSizeBytes`` is compared with."""
 
 
 @dataclass(eq=False)
 class _Stream:
     record: JetstreamConnection
-    send_channel: trio.MemorySendChannel[str]
-    receive_channel: trio.MemoryReceiveChannel[str]
+    send_channel: trio.MemorySendChannel[_Item]
+    receive_channel: trio.MemoryReceiveChannel[_Item]
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     stalled: bool = False
     dropped: bool = False
@@ -139,6 +152,30 @@ class _Stream:
             collection == wanted or (wanted.endswith(".*") and collection.startswith(wanted[:-1]))
             for wanted in self.record.collections
         )
+
+
+_GO_ESCAPES = (
+    (b"<", b"\\u003c"),
+    (b">", b"\\u003e"),
+    (b"&", b"\\u0026"),
+    ("\u2028".encode(), b"\\u2028"),
+    ("\u2029".encode(), b"\\u2029"),
+)
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    """`event` as Jetstream writes it: Go's encoding/json escapes these characters, so a record
+    full of ``<`` becomes an event six times its size.
+
+    >>> encode_event({"text": "a<b & c>d"})
+    b'{"text":"a\\\\u003cb \\\\u0026 c\\\\u003ed"}'
+    """
+    # Each of these can only stand inside a string in orjson's output, where the escape means
+    # the same character.
+    encoded = orjson.dumps(event)
+    for raw, escaped in _GO_ESCAPES:
+        encoded = encoded.replace(raw, escaped)
+    return encoded
 
 
 def did_for(screen_name: str) -> str:
@@ -256,6 +293,7 @@ class JetstreamEmulator:
         seed: int | None = None,
         history_size: int = HISTORY_SIZE,
         control: bool = False,
+        honour_max_message_size: bool = True,
     ) -> None:
         if rate < 0:
             raise ValueError("rate must not be negative")
@@ -271,9 +309,13 @@ class JetstreamEmulator:
             self._register(user)
         self.profile_latency = 0.0
         """Seconds getProfiles waits before answering (a slow AppView)."""
+        self.honour_max_message_size = honour_max_message_size
+        """False: send every event whatever ``maxMessageSizeBytes`` asks, as a server that
+        does not know the parameter would."""
         self.sent = 0
         self._streams: dict[int, _Stream] = {}
         self._refusals: deque[int] = deque()
+        self._chokes: set[int] = set()
         self._rate_limited_until = -math.inf
         self._recent: deque[tuple[str, str]] = deque(maxlen=RECENT_POSTS)
         self._last_time_us = 0
@@ -338,18 +380,20 @@ class JetstreamEmulator:
         stamped = {**event, "time_us": self.now_us()}
         commit = stamped.get("commit")
         collection = commit.get("collection") if isinstance(commit, Mapping) else None
-        item = _Item(stamped["time_us"], collection, orjson.dumps(stamped).decode())
+        encoded = encode_event(stamped)
+        item = _Item(stamped["time_us"], collection, encoded.decode(), len(encoded))
         self.history.append(item)
         for stream in list(self._streams.values()):
             if stream.wants(collection):
-                self._offer(stream, item.text)
+                self._offer(stream, item)
         self._notify()
         return stamped
 
     def inject_raw(self, text: str) -> None:
         """Send `text` as it is to every open stream, without keeping it: junk, for tests."""
+        item = _Item(None, None, text, len(text.encode()))
         for stream in list(self._streams.values()):
-            self._offer(stream, text)
+            self._offer(stream, item)
 
     def post(
         self,
@@ -426,15 +470,23 @@ class JetstreamEmulator:
     def drop_streams(self) -> None:
         """Close every open stream at once (code 1011); queued events are lost to them."""
         for stream in list(self._streams.values()):
-            stream.dropped = True
-            stream.scope.cancel()
-            self._close(stream)
+            self._drop(stream)
         self._notify()
+
+    def _drop(self, stream: _Stream) -> None:
+        stream.dropped = True
+        stream.scope.cancel()
+        self._close(stream)
 
     def stall_streams(self) -> None:
         """Open streams send nothing more but stay open."""
         for stream in self._streams.values():
             stream.stalled = True
+
+    def choke_on(self, time_us: int) -> None:
+        """A stream about to send the event stamped `time_us` is closed instead (code 1011), as
+        by a server that fails on that one event: live, and again in every replay of it."""
+        self._chokes.add(time_us)
 
     # ---- the event source
 
@@ -488,15 +540,25 @@ class JetstreamEmulator:
             embed=embed,
         )
 
-    def _offer(self, stream: _Stream, text: str) -> None:
+    def _offer(self, stream: _Stream, item: _Item) -> None:
         if stream.stalled:
             return
+        if not self._fits(stream, item):
+            return
         try:
-            stream.send_channel.send_nowait(text)
+            stream.send_channel.send_nowait(item)
         except trio.WouldBlock:
             stream.record.skipped += 1
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+    def _fits(self, stream: _Stream, item: _Item) -> bool:
+        """Whether `item` is within the stream's ``maxMessageSizeBytes``; counts it if not."""
+        limit = stream.record.max_message_size
+        if not self.honour_max_message_size or limit <= 0 or item.size <= limit:
+            return True
+        stream.record.too_big += 1
+        return False
 
     def _close(self, stream: _Stream) -> bool:
         if self._streams.pop(stream.record.id, None) is None:
@@ -521,8 +583,11 @@ class JetstreamEmulator:
     async def _websocket(self, scope: Mapping[str, Any], receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        params = parse_qs(scope["query_string"].decode("latin-1"))
+        query = scope["query_string"].decode("latin-1")
+        params = parse_qs(query)
         raw_cursor = params.get("cursor", [""])[-1]
+        raw_max_size = params.get("maxMessageSizeBytes", [""])[-1]
+        max_size = _integer(raw_max_size)
         record = JetstreamConnection(
             id=len(self.connections) + 1,
             path=scope["path"],
@@ -530,6 +595,8 @@ class JetstreamEmulator:
             cursor=int(raw_cursor) if raw_cursor.isdigit() else None,
             user_agent=_header(scope, b"user-agent"),
             opened_at=trio.current_time(),
+            query=query,
+            max_message_size=max(max_size or 0, 0),
         )
         self.connections.append(record)
         refusal: tuple[int, bytes] | None = None
@@ -537,21 +604,25 @@ class JetstreamEmulator:
             refusal = (404, b"Not Found")
         elif raw_cursor and record.cursor is None:
             refusal = (400, b"cursor must be an integer")
+        elif raw_max_size and max_size is None:
+            refusal = (400, b"maxMessageSizeBytes must be an integer")
         elif self._refusals:
             refusal = (self._refusals.popleft(), b"refused by the emulator")
         if refusal is not None:
             await self._refuse(record, send, *refusal)
             return
-        send_channel, receive_channel = trio.open_memory_channel[str](STREAM_BUFFER)
+        send_channel, receive_channel = trio.open_memory_channel[_Item](STREAM_BUFFER)
         stream = _Stream(record, send_channel, receive_channel)
         # Registered and the replay taken in one step: no event falls between the two.
         self._streams[record.id] = stream
         replay = [
-            item.text
+            item
             for item in self.history
             if record.cursor is not None
+            and item.time_us is not None
             and item.time_us >= record.cursor
             and stream.wants(item.collection)
+            and self._fits(stream, item)
         ]
         self._notify()
         LOGGER.info(
@@ -576,21 +647,34 @@ class JetstreamEmulator:
             send_channel.close()
             receive_channel.close()
 
-    async def _write(self, stream: _Stream, replay: Iterable[str], send: Send) -> None:
-        for text in replay:
+    async def _write(self, stream: _Stream, replay: Iterable[_Item], send: Send) -> None:
+        for item in replay:
             if stream.stalled:
                 await trio.sleep_forever()
-            await send({"type": "websocket.send", "text": text})
+            if self._chokes_on(stream, item):
+                return
+            await send({"type": "websocket.send", "text": item.text})
             stream.record.sent += 1
             stream.record.replayed += 1
         while True:
-            text = await stream.receive_channel.receive()
+            item = await stream.receive_channel.receive()
             if stream.stalled:
                 await trio.sleep_forever()
-            await send({"type": "websocket.send", "text": text})
+            if self._chokes_on(stream, item):
+                return
+            await send({"type": "websocket.send", "text": item.text})
             stream.record.sent += 1
             self.sent += 1
             self._notify()
+
+    def _chokes_on(self, stream: _Stream, item: _Item) -> bool:
+        """Drop `stream` instead of sending `item` if `choke_on` named it."""
+        if item.time_us is None or item.time_us not in self._chokes:
+            return False
+        LOGGER.info("jetstream emulator: stream %d chokes on %d", stream.record.id, item.time_us)
+        self._drop(stream)
+        self._notify()
+        return True
 
     async def _refuse(
         self, record: JetstreamConnection, send: Send, status: int, body: bytes
@@ -648,6 +732,12 @@ class JetstreamEmulator:
             views = [self.profiles.get(actor) or by_handle.get(actor) for actor in actors]
             body = {"profiles": [view for view in views if view is not None]}
         await _respond_json(send, status, body, headers)
+
+
+def _integer(text: str) -> int | None:
+    """A query parameter as Go's strconv.Atoi reads it (an optional sign, then digits)."""
+    digits = text[1:] if text[:1] in ("-", "+") else text
+    return int(text) if digits.isascii() and digits.isdigit() else None
 
 
 def _header(scope: Mapping[str, Any], name: bytes) -> str | None:

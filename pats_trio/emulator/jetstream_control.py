@@ -13,7 +13,8 @@ test in another process can post exactly what it wants and see what the server a
 * ``POST /_control/profile-latency``: ``{"seconds"}``: how long getProfiles waits before it
   answers, so a test can see a post before its author's profile.
 * ``GET /_control/connections``: every `/subscribe` request so far, oldest first, with an
-  ``open`` flag and the ``cursor`` it asked for.
+  ``open`` flag, its ``query``, the ``cursor`` and ``max_message_size`` it asked for, and the
+  events it was sent and not sent (``too_big``).
 
 Bad input gets a 4xx status and ``{"error": message}``.
 """
@@ -194,8 +195,10 @@ def _record(record: JetstreamConnection) -> dict[str, Any]:
     return {
         "id": record.id,
         "path": record.path,
+        "query": record.query,
         "collections": list(record.collections),
         "cursor": record.cursor,
+        "max_message_size": record.max_message_size,
         "user_agent": record.user_agent,
         "status": record.status,
         "opened_at": record.opened_at,
@@ -204,6 +207,7 @@ def _record(record: JetstreamConnection) -> dict[str, Any]:
         "sent": record.sent,
         "replayed": record.replayed,
         "skipped": record.skipped,
+        "too_big": record.too_big,
     }
 
 

@@ -11,6 +11,10 @@ fails, ends, or stays silent for `stall` seconds is replaced, failing over to th
 retries back off exponentially with jitter once every host has failed. Every state change is
 published to both stream kinds as a `status` event, with the states the Twitter runner uses.
 
+It asks Jetstream to leave out events over half its message limit (``maxMessageSizeBytes``).
+A server that sends one anyway, or any event that ends connection after connection at the same
+point, must not stop the stream: `resume.ResumePlan` moves the resume point past it.
+
 Authors' handles, names and avatars come from `profiles.ProfileFetcher`. A post is never held
 for them: it goes out at once with what the cache has (or the DID), and a ``profile`` frame
 follows when the profile arrives.
@@ -53,6 +57,7 @@ from pats_trio.upstream.profiles import (
     profile_frame,
 )
 from pats_trio.upstream.recent_posts import RecentPostsByAuthor
+from pats_trio.upstream.resume import ResumePlan
 from pats_trio.upstream.runner import RunnerStats
 
 LOGGER = logging.getLogger(__name__)
@@ -76,6 +81,15 @@ DEDUP_WINDOW = 20_000
 CONNECT_TIMEOUT_SECONDS = 10.0
 CLOSE_TIMEOUT_SECONDS = 5.0
 MAX_MESSAGE_BYTES = 1024 * 1024
+"""Our receive limit: trio-websocket closes the connection (1009) on a longer message."""
+WANTED_MESSAGE_BYTES = MAX_MESSAGE_BYTES // 2
+"""Asked of Jetstream as ``maxMessageSizeBytes``: it leaves out longer events. Jetstream counts
+UTF-8 bytes, trio-websocket characters (never more than the bytes); half leaves room for any
+difference in what each measures."""
+LARGE_MESSAGE_BYTES = 8 * MAX_MESSAGE_BYTES
+"""The limit of a connection that follows a 1009: enough to read the event (a record is at most
+1 MB, and Jetstream's JSON at most six bytes a character) and skip it by its ``time_us``."""
+MESSAGE_TOO_BIG = 1009
 FAILURE_FIRST_SECONDS = 1.0
 REJECTED_FIRST_SECONDS = 5.0
 FAILURE_CAP_SECONDS = 120.0
@@ -122,7 +136,13 @@ class BlueskyUpstream:
         self._host_index = 0
         self._linger = linger
         self._stall = stall
-        self._rewind_us = rewind_us
+        self._resume = ResumePlan(
+            rewind_us=rewind_us,
+            max_message_bytes=MAX_MESSAGE_BYTES,
+            large_message_bytes=LARGE_MESSAGE_BYTES,
+        )
+        self._received = 0
+        """Messages the current connection has read."""
         self._dedup_window = dedup_window
         self._connect_timeout = connect_timeout
         self._rng = rng or random.Random()
@@ -132,7 +152,8 @@ class BlueskyUpstream:
         self._seen_order: deque[Hashable] = deque()
         self._recent_posts = RecentPostsByAuthor()
         self.cursor: int | None = None
-        """The latest ``time_us`` read; a reconnect asks for ``cursor - rewind_us``."""
+        """The latest ``time_us`` read (or skipped); a reconnect asks for ``cursor - rewind_us``
+        unless the `ResumePlan` moves past a point that failed."""
         self.profiles = ProfileFetcher(http, appview, self._on_profile, cache=profile_cache)
         self.state: dict[StreamKind, str] = dict.fromkeys(STREAM_KINDS, "idle")
         self.retry_in = 0.0
@@ -221,11 +242,14 @@ class BlueskyUpstream:
             self.state[kind] = state
             self._publish(kind, events.status_event(kind, state, **details))
 
-    def subscribe_url(self, host: str) -> str:
-        """The `/subscribe` URL for `host`, resuming from the cursor when there is one."""
-        query: list[tuple[str, str | int]] = [("wantedCollections", POST_COLLECTION)]
-        if self.cursor is not None:
-            query.append(("cursor", max(self.cursor - self._rewind_us, 0)))
+    def subscribe_url(self, host: str, cursor: int | None) -> str:
+        """The `/subscribe` URL for `host`: posts no longer than we want, from `cursor` if any."""
+        query: list[tuple[str, str | int]] = [
+            ("wantedCollections", POST_COLLECTION),
+            ("maxMessageSizeBytes", WANTED_MESSAGE_BYTES),
+        ]
+        if cursor is not None:
+            query.append(("cursor", cursor))
         return f"{host}{SUBSCRIBE_PATH}?{urlencode(query)}"
 
     def _next_host(self) -> None:
@@ -240,15 +264,18 @@ class BlueskyUpstream:
         failures = 0
         while True:
             host = self.host
+            attempt = self._resume.next_attempt(self.cursor)
             self._set_state("connecting", host=host)
             connected_at: float | None = None
             fatal = False
+            too_big = False
             reason = "stream ended"
+            self._received = 0
             try:
                 async with trio_websocket.open_websocket_url(
-                    self.subscribe_url(host),
+                    self.subscribe_url(host, attempt.cursor),
                     extra_headers=[(b"user-agent", USER_AGENT.encode())],
-                    max_message_size=MAX_MESSAGE_BYTES,
+                    max_message_size=attempt.max_message_bytes,
                     connect_timeout=self._connect_timeout,
                     disconnect_timeout=CLOSE_TIMEOUT_SECONDS,
                 ) as ws:
@@ -256,9 +283,21 @@ class BlueskyUpstream:
                     failures = 0
                     backoff.reset()
                     self.stats.connects += 1
-                    LOGGER.info("bluesky: connected to %s (cursor=%s)", host, self.cursor)
+                    LOGGER.info(
+                        "bluesky: connected to %s (cursor=%s, last read %s)",
+                        host,
+                        attempt.cursor,
+                        self.cursor,
+                    )
                     self._set_state("connected", host=host)
-                    await self._pump(ws)
+                    try:
+                        await self._pump(ws)
+                    finally:
+                        if ws.closed is not None:
+                            # trio-websocket (0.12) leaves the TCP stream open once the WebSocket
+                            # has closed (its aclose returns at once), and a server still writing
+                            # a message we refused then waits on it until garbage collection.
+                            await trio.aclose_forcefully(ws._stream)
             except JetstreamStalledError:
                 reason = f"no data for {self._stall:.0f}s"
                 self.stats.disconnects["stall"] += 1
@@ -266,6 +305,7 @@ class BlueskyUpstream:
                 self._next_host()
             except trio_websocket.ConnectionClosed as exc:
                 reason = f"connection closed ({_close_reason(exc)})"
+                too_big = exc.reason is not None and exc.reason.code == MESSAGE_TOO_BIG
                 self.stats.disconnects["stream ended"] += 1
             except trio_websocket.ConnectionRejected as exc:
                 reason = f"HTTP {exc.status_code} from {host}"
@@ -277,6 +317,18 @@ class BlueskyUpstream:
                     reason += f" ({exc.__cause__})"
                 self.stats.disconnects["network"] += 1
             if connected_at is not None:
+                skip = self._resume.ended(self.cursor, received=self._received > 0, too_big=too_big)
+                if skip is not None:
+                    LOGGER.warning(
+                        "bluesky: %d connections in a row ended at time_us=%d (%s): skipped "
+                        "what follows it, up to time_us=%d (%.1f ms), which cannot be read; "
+                        "any post in there is lost",
+                        skip.repeats + 1,
+                        skip.stuck_at,
+                        reason,
+                        skip.resume_at,
+                        (skip.resume_at - skip.stuck_at) / 1000,
+                    )
                 delay = self._jitter(backoff.after_drop(uptime=trio.current_time() - connected_at))
             else:
                 failures += 1
@@ -302,7 +354,41 @@ class BlueskyUpstream:
                 message = await ws.get_message()
             if watch.cancelled_caught:
                 raise JetstreamStalledError
-            self._handle(message)
+            self._received += 1
+            if len(message) > MAX_MESSAGE_BYTES:
+                self._skip_oversized(message)
+            else:
+                self._handle(message)
+
+    def _skip_oversized(self, message: str | bytes) -> None:
+        """Drop an event over our limit, read only by a connection with the larger limit that
+        follows a 1009, and move the cursor to it so that no resume point comes before it."""
+        self.stats.oversized += 1
+        try:
+            event = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            event = None
+        time_us = event.get("time_us") if isinstance(event, dict) else None
+        if type(time_us) is not int:
+            LOGGER.warning(
+                "bluesky: skipped a message of %d characters (over our limit of %d), "
+                "which is not a Jetstream event",
+                len(message),
+                MAX_MESSAGE_BYTES,
+            )
+            return
+        if self.cursor is None or time_us > self.cursor:
+            self.cursor = time_us
+        LOGGER.warning(
+            "bluesky: skipped an event of %d characters at time_us=%d (%s by %s): it is over "
+            "our limit of %d, and the server sent it although we asked for at most %d",
+            len(message),
+            time_us,
+            event.get("kind"),
+            event.get("did"),
+            MAX_MESSAGE_BYTES,
+            WANTED_MESSAGE_BYTES,
+        )
 
     def _handle(self, message: str | bytes) -> None:
         try:
