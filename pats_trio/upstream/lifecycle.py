@@ -235,8 +235,10 @@ class Lifecycle(Generic[TargetT, ConnT]):
         ready: Callable[[TargetT], bool] | None = None,
         budget: ConnectionBudget | None = None,
         rng: random.Random | None = None,
+        log: logging.Logger = LOGGER,
     ) -> None:
-        """`name` prefixes the log lines; status events go to each of `kinds`.
+        """`name` prefixes the log lines, written to `log` (the adapter's logger, so that they
+        are filed under the source); status events go to each of `kinds`.
 
         `target` is what to ask for until demand says otherwise, and `ready(target)` whether
         it is worth a connection (default: always). With `rng`, every retry's delay is
@@ -253,6 +255,7 @@ class Lifecycle(Generic[TargetT, ConnT]):
         self._ready = ready
         self._budget = budget
         self._rng = rng
+        self._log = log
         self._active = False
         self._target = target
         self._changed = RepeatedEvent()
@@ -311,7 +314,7 @@ class Lifecycle(Generic[TargetT, ConnT]):
             while True:
                 if not self._active:
                     if not await self._still_wanted_after(self._linger):
-                        LOGGER.info(
+                        self._log.info(
                             "%s: no viewers for %.1fs, disconnecting", self.name, self._linger
                         )
                         break
@@ -418,17 +421,17 @@ class Lifecycle(Generic[TargetT, ConnT]):
         delay = round(delay, 3)
         if delay <= 0:
             if retry.failover is not None:
-                LOGGER.warning(
+                self._log.warning(
                     "%s: %s, failing over to %s", self.name, retry.reason, retry.failover
                 )
             else:
-                LOGGER.info("%s: %s, reconnecting now", self.name, retry.reason)
+                self._log.info("%s: %s, reconnecting now", self.name, retry.reason)
             return
         if retry.counted_as == "fatal":
-            LOGGER.error("%s: %s, retrying in %.0fs", self.name, retry.reason, delay)
+            self._log.error("%s: %s, retrying in %.0fs", self.name, retry.reason, delay)
             self._set_state(link, "error", reason=retry.reason, retry_in=delay)
         else:
-            LOGGER.warning("%s: %s, reconnecting in %.2fs", self.name, retry.reason, delay)
+            self._log.warning("%s: %s, reconnecting in %.2fs", self.name, retry.reason, delay)
             self._set_state(link, "backoff", retry_in=delay, reason=retry.reason)
         await trio.sleep(delay)
 
@@ -438,7 +441,7 @@ class Lifecycle(Generic[TargetT, ConnT]):
         The link stops being the one viewers are served from, so that what happens to the
         replacement from now on (connected, or a failure and its backoff) is what they hear.
         """
-        LOGGER.info(
+        self._log.info(
             "%s: the old connection was closed as its replacement opened (%s)",
             self.name,
             handover.detail,
@@ -452,7 +455,7 @@ class Lifecycle(Generic[TargetT, ConnT]):
             return
         wait = self._budget.delay(trio.current_time())
         if wait > 0:
-            LOGGER.info(
+            self._log.info(
                 "%s: holding the next connection %.1fs to stay within budget", self.name, wait
             )
             self._set_state(link, "backoff", retry_in=wait, reason="pacing reconnects")

@@ -99,6 +99,7 @@ class StreamRunner:
             replace_after=debounce,
             ready=None if kind == "sample" else bool,
             budget=budget,
+            log=LOGGER,
         )
 
     @property
