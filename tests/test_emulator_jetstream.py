@@ -22,7 +22,7 @@ from pats_trio.emulator.jetstream import (
     did_for,
     serve_jetstream,
 )
-from pats_trio.upstream.jetstream import Post, parse_event, post_payload
+from pats_trio.upstream.bluesky.jetstream import Post, parse_event, post_payload
 
 TIMEOUT = 15.0
 ALICE = "did:plc:aliceaaaaaaaaaaaaaaaaaaa"

@@ -11,7 +11,7 @@ from pats_trio import frames
 from pats_trio.emulator.jetstream import RichText
 from pats_trio.matching import matches_any, parse_track, tweet_terms
 from pats_trio.tweets import trim
-from pats_trio.upstream.jetstream import (
+from pats_trio.upstream.bluesky.jetstream import (
     Account,
     Delete,
     Identity,

@@ -6,8 +6,8 @@ import trio
 import trio.testing
 
 from pats_trio.emulator.jetstream import JetstreamEmulator
-from pats_trio.upstream.jetstream import Profile
-from pats_trio.upstream.profiles import MAX_ACTORS_PER_CALL, ProfileCache, rate_limit_wait
+from pats_trio.upstream.bluesky.jetstream import Profile
+from pats_trio.upstream.bluesky.profiles import MAX_ACTORS_PER_CALL, ProfileCache, rate_limit_wait
 from tests.test_bluesky import TIMEOUT, connected, running
 
 MAX_HOLD = 0.5

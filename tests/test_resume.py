@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pats_trio.upstream.resume import MAX_SKIP_US, Attempt, ResumePlan, Skip
+from pats_trio.upstream.bluesky.resume import MAX_SKIP_US, Attempt, ResumePlan, Skip
 
 REWIND = 5_000_000
 LIMIT = 1024

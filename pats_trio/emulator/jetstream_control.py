@@ -35,7 +35,7 @@ from pats_trio.emulator.jetstream import JetstreamConnection, JetstreamEmulator,
 
 LOGGER = logging.getLogger(__name__)
 
-# The shapes Jetstream consumers accept (see `pats_trio.upstream.jetstream`): anything else
+# The shapes Jetstream consumers accept (see `pats_trio.upstream.bluesky.jetstream`): anything else
 # would only be dropped by the server as malformed, which is never what a test means.
 _DID = re.compile(r"did:[a-z]+:[A-Za-z0-9._:%-]{1,2000}")
 _RKEY = re.compile(r"[A-Za-z0-9._:~-]{1,512}")

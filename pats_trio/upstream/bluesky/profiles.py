@@ -30,7 +30,7 @@ import orjson
 import trio
 
 from pats_trio import __version__, frames
-from pats_trio.upstream.jetstream import JetstreamShapeError, Profile, profile_from_appview
+from pats_trio.upstream.bluesky.jetstream import JetstreamShapeError, Profile, profile_from_appview
 
 LOGGER = logging.getLogger(__name__)
 

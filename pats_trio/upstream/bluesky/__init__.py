@@ -38,7 +38,7 @@ from pats_trio import events, frames
 from pats_trio.events import STREAM_KINDS, Event, StreamKind
 from pats_trio.matching import tweet_terms
 from pats_trio.upstream.backoff import Backoff, classify
-from pats_trio.upstream.jetstream import (
+from pats_trio.upstream.bluesky.jetstream import (
     POST_COLLECTION,
     Account,
     Delete,
@@ -50,14 +50,14 @@ from pats_trio.upstream.jetstream import (
     parse_event,
     post_payload,
 )
-from pats_trio.upstream.profiles import (
+from pats_trio.upstream.bluesky.profiles import (
     USER_AGENT,
     ProfileCache,
     ProfileFetcher,
     profile_frame,
 )
-from pats_trio.upstream.recent_posts import RecentPostsByAuthor
-from pats_trio.upstream.resume import ResumePlan
+from pats_trio.upstream.bluesky.recent_posts import RecentPostsByAuthor
+from pats_trio.upstream.bluesky.resume import ResumePlan
 from pats_trio.upstream.runner import RunnerStats
 
 LOGGER = logging.getLogger(__name__)
