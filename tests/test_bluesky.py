@@ -18,6 +18,7 @@ import trio.testing
 from pats_trio.emulator.jetstream import JetstreamEmulator, JetstreamURLs, serve_jetstream
 from pats_trio.events import Event, NoticeEvent, StatusEvent, StreamKind, TweetEvent
 from pats_trio.upstream.bluesky import BlueskyUpstream
+from pats_trio.upstream.lifecycle import RepeatedEvent
 
 TIMEOUT = 15.0
 MOCK_TIMEOUT = 3600.0
@@ -32,16 +33,14 @@ class Recorder:
     """The publish callback: every (kind, event) with the trio time it came, and a waiter."""
 
     published: list[tuple[StreamKind, Event, float]] = field(default_factory=list)
-    _changed: trio.Event = field(default_factory=trio.Event)
+    _changed: RepeatedEvent = field(default_factory=RepeatedEvent)
 
     def __call__(self, kind: StreamKind, event: Event) -> None:
         self.published.append((kind, event, trio.current_time()))
         self._changed.set()
-        self._changed = trio.Event()
 
     async def wait_for(self, predicate: Callable[[Recorder], bool]) -> None:
-        while not predicate(self):
-            await self._changed.wait()
+        await self._changed.wait_until(lambda: predicate(self))
 
     def tweets(self, kind: StreamKind = "sample") -> list[dict[str, Any]]:
         return [

@@ -1,6 +1,7 @@
 """The Bluesky Jetstream source: one WebSocket serves both stream kinds, posts become tweets.
 
-`BlueskyUpstream` keeps at most one trio-websocket connection to
+`BlueskyUpstream` is the Jetstream adapter on the shared lifecycle (`upstream/lifecycle.py`),
+which keeps at most one trio-websocket connection to
 ``{host}/subscribe?wantedCollections=app.bsky.feed.post``. It connects when either stream kind has
 viewers and lingers after the last one leaves. Filter viewers are matched locally by the hub
 (every post carries its `tweet_terms`), so a keyword change never reconnects.
@@ -9,7 +10,7 @@ It keeps the last ``time_us`` it read and resumes with ``cursor = time_us - 5 s`
 replayed posts it already delivered by (did, rkey) within a bounded window. A connection that
 fails, ends, or stays silent for `stall` seconds is replaced, failing over to the next host;
 retries back off exponentially with jitter once every host has failed. Every state change is
-published to both stream kinds as a `status` event, with the states the Twitter runner uses.
+published to both stream kinds as a `status` event.
 
 It asks Jetstream to leave out events over half its message limit (``maxMessageSizeBytes``).
 A server that sends one anyway, or any event that ends connection after connection at the same
@@ -18,15 +19,20 @@ point, must not stop the stream: `resume.ResumePlan` moves the resume point past
 Authors' handles, names and avatars come from `profiles.ProfileFetcher`. A post is never held
 for them: it goes out at once with what the cache has (or the DID), and a ``profile`` frame
 follows when the profile arrives.
+
+The package is the adapter (so its log lines are still `pats_trio.upstream.bluesky`'s);
+beside it are the pure Jetstream mapping (`jetstream`), the AppView profiles (`profiles`), the
+posts to take back (`recent_posts`) and the resume plan (`resume`).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -35,9 +41,10 @@ import trio
 import trio_websocket
 
 from pats_trio import events, frames
+from pats_trio.config import Settings
 from pats_trio.events import STREAM_KINDS, Event, StreamKind
 from pats_trio.matching import tweet_terms
-from pats_trio.upstream.backoff import Backoff, classify
+from pats_trio.upstream.backoff import classify, doubling
 from pats_trio.upstream.bluesky.jetstream import (
     POST_COLLECTION,
     Account,
@@ -57,20 +64,20 @@ from pats_trio.upstream.bluesky.profiles import (
     profile_frame,
 )
 from pats_trio.upstream.bluesky.recent_posts import RecentPostsByAuthor
-from pats_trio.upstream.bluesky.resume import ResumePlan
-from pats_trio.upstream.runner import RunnerStats
+from pats_trio.upstream.bluesky.resume import Attempt, ResumePlan
+from pats_trio.upstream.lifecycle import (
+    DedupWindow,
+    HandedOver,
+    Lifecycle,
+    Link,
+    Retry,
+    StreamStalledError,
+)
+from pats_trio.upstream.source import Publish, SourceStats
 
 LOGGER = logging.getLogger(__name__)
 
-DEFAULT_HOSTS = (
-    "wss://jetstream1.us-east.bsky.network",
-    "wss://jetstream2.us-east.bsky.network",
-    "wss://jetstream1.us-west.bsky.network",
-    "wss://jetstream2.us-west.bsky.network",
-)
-DEFAULT_APPVIEW = "https://public.api.bsky.app"
 SUBSCRIBE_PATH = "/subscribe"
-LINGER_SECONDS = 30.0
 STALL_SECONDS = 60.0
 """The firehose never pauses this long: silence this long means the socket is dead."""
 REWIND_US = 5_000_000
@@ -93,17 +100,12 @@ MESSAGE_TOO_BIG = 1009
 FAILURE_FIRST_SECONDS = 1.0
 REJECTED_FIRST_SECONDS = 5.0
 FAILURE_CAP_SECONDS = 120.0
-
-Publish = Callable[[StreamKind, Event], None]
-
-
-class JetstreamStalledError(Exception):
-    """No frame arrived within the stall limit."""
+NETWORK_ERRORS = (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError)
 
 
 @dataclass
-class BlueskyStats(RunnerStats):
-    """`RunnerStats` (so metrics read both sources alike), plus Jetstream's own events."""
+class BlueskyStats(SourceStats):
+    """`SourceStats` (so metrics read both sources alike), plus Jetstream's own events."""
 
     deletes: int = 0
     identities: int = 0
@@ -112,16 +114,17 @@ class BlueskyStats(RunnerStats):
 
 
 class BlueskyUpstream:
-    """Owns the one Jetstream connection. The hub says what is wanted with `demand`."""
+    """The one Jetstream connection's adapter and its lifecycle. The hub says what is wanted
+    with `demand`."""
 
     def __init__(
         self,
         publish: Publish,
         *,
-        hosts: Sequence[str] = DEFAULT_HOSTS,
-        appview: str = DEFAULT_APPVIEW,
+        hosts: Sequence[str] = Settings.bluesky_hosts,
+        appview: str = Settings.bluesky_appview,
         http: httpx.AsyncClient,
-        linger: float = LINGER_SECONDS,
+        linger: float = Settings.linger_seconds,
         stall: float = STALL_SECONDS,
         rewind_us: int = REWIND_US,
         dedup_window: int = DEDUP_WINDOW,
@@ -134,44 +137,54 @@ class BlueskyUpstream:
         self._publish = publish
         self._hosts = tuple(host.rstrip("/").removesuffix(SUBSCRIBE_PATH) for host in hosts)
         self._host_index = 0
-        self._linger = linger
-        self._stall = stall
         self._resume = ResumePlan(
             rewind_us=rewind_us,
             max_message_bytes=MAX_MESSAGE_BYTES,
             large_message_bytes=LARGE_MESSAGE_BYTES,
         )
+        self._attempt = Attempt(None, MAX_MESSAGE_BYTES)
+        """What the current connection asked for."""
         self._received = 0
         """Messages the current connection has read."""
-        self._dedup_window = dedup_window
         self._connect_timeout = connect_timeout
-        self._rng = rng or random.Random()
         self._active: dict[StreamKind, bool] = dict.fromkeys(STREAM_KINDS, False)
-        self._changed = trio.Event()
-        self._seen: set[Hashable] = set()
-        self._seen_order: deque[Hashable] = deque()
+        self._seen = DedupWindow[Hashable](dedup_window)
         self._recent_posts = RecentPostsByAuthor()
         self.cursor: int | None = None
         """The latest ``time_us`` read (or skipped); a reconnect asks for ``cursor - rewind_us``
         unless the `ResumePlan` moves past a point that failed."""
         self.profiles = ProfileFetcher(http, appview, self._on_profile, cache=profile_cache)
-        self.state: dict[StreamKind, str] = dict.fromkeys(STREAM_KINDS, "idle")
-        self.retry_in = 0.0
-        """Seconds of the current backoff or error wait, as last told to viewers; else 0."""
         self.stats = BlueskyStats()
+        self._lifecycle = Lifecycle[None, trio_websocket.WebSocketConnection](
+            "bluesky",
+            self,
+            publish=publish,
+            kinds=STREAM_KINDS,
+            stats=self.stats,
+            target=None,
+            linger=linger,
+            stall=stall,
+            rng=rng or random.Random(),
+            log=LOGGER,
+        )
 
     @property
     def host(self) -> str:
         """The host the next (or current) connection uses."""
         return self._hosts[self._host_index]
 
+    @property
+    def state(self) -> dict[StreamKind, str]:
+        """The state viewers of each kind were last told: one connection, one state."""
+        return dict.fromkeys(STREAM_KINDS, self._lifecycle.state)
+
     def state_of(self, kind: StreamKind) -> str:
-        return self.state[kind]
+        return self._lifecycle.state
 
     def retry_in_of(self, kind: StreamKind) -> float:
-        return self.retry_in
+        return self._lifecycle.retry_in
 
-    def stats_of(self, kind: StreamKind) -> RunnerStats:
+    def stats_of(self, kind: StreamKind) -> SourceStats:
         """One connection serves both kinds, so both report the same counters."""
         return self.stats
 
@@ -187,60 +200,20 @@ class BlueskyUpstream:
 
     def demand(self, kind: StreamKind, *, active: bool, track: str = "") -> None:
         """Say whether anyone watches `kind`. `track` is ignored: filters are matched locally."""
-        if self._active[kind] == active:
-            return
         self._active[kind] = active
-        self._changed.set()
+        self._lifecycle.demand(active=any(self._active.values()), target=None)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve demand forever.
 
-        Resource handling: the profile fetcher and the connection live in nurseries opened
-        here, so cancelling `run` closes them all. Error handling: upstream failures never
-        escape; they become `status` events and a backoff.
+        Resource handling: the profile fetcher and the lifecycle's connection live in nurseries
+        opened here, so cancelling `run` closes them all. Error handling: upstream failures
+        never escape; they become `status` events and a backoff.
         """
         async with trio.open_nursery() as nursery:
             await nursery.start(self.profiles.run)
+            await nursery.start(self._lifecycle.run)
             task_status.started()
-            while True:
-                self._changed = trio.Event()
-                if self._wanted():
-                    await self._session()
-                else:
-                    await self._changed.wait()
-
-    def _wanted(self) -> bool:
-        return any(self._active.values())
-
-    async def _session(self) -> None:
-        """One period of demand: connected until nobody has watched for `linger` seconds."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._connect_loop)
-            while True:
-                self._changed = trio.Event()
-                if not self._wanted():
-                    with trio.move_on_after(self._linger):
-                        while not self._wanted():
-                            self._changed = trio.Event()
-                            await self._changed.wait()
-                    if not self._wanted():
-                        LOGGER.info("bluesky: no viewers for %.1fs, disconnecting", self._linger)
-                        break
-                    continue
-                await self._changed.wait()
-            nursery.cancel_scope.cancel()
-        self._set_state("idle")
-
-    def _set_state(self, state: str, **details: object) -> None:
-        """Tell viewers of both kinds: they share this one connection."""
-        self.retry_in = (
-            float(details.get("retry_in", 0.0))  # type: ignore[arg-type]
-            if state in ("backoff", "error")
-            else 0.0
-        )
-        for kind in STREAM_KINDS:
-            self.state[kind] = state
-            self._publish(kind, events.status_event(kind, state, **details))
 
     def subscribe_url(self, host: str, cursor: int | None) -> str:
         """The `/subscribe` URL for `host`: posts no longer than we want, from `cursor` if any."""
@@ -255,110 +228,90 @@ class BlueskyUpstream:
     def _next_host(self) -> None:
         self._host_index = (self._host_index + 1) % len(self._hosts)
 
-    def _jitter(self, delay: float) -> float:
-        """Half the delay fixed, half random, so many clients do not reconnect in step."""
-        return delay / 2 + self._rng.uniform(0, delay / 2) if delay > 0 else 0.0
+    # the adapter
 
-    async def _connect_loop(self) -> None:
-        backoff = Backoff()
-        failures = 0
-        while True:
-            host = self.host
-            attempt = self._resume.next_attempt(self.cursor)
-            self._set_state("connecting", host=host)
-            connected_at: float | None = None
-            fatal = False
-            too_big = False
-            reason = "stream ended"
-            self._received = 0
+    def details(self) -> dict[str, Any]:
+        return {"host": self.host}
+
+    @asynccontextmanager
+    async def open(self, target: None) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+        """Connect to the current host, resuming where the `ResumePlan` says."""
+        self._attempt = self._resume.next_attempt(self.cursor)
+        self._received = 0
+        async with trio_websocket.open_websocket_url(
+            self.subscribe_url(self.host, self._attempt.cursor),
+            extra_headers=[(b"user-agent", USER_AGENT.encode())],
+            max_message_size=self._attempt.max_message_bytes,
+            connect_timeout=self._connect_timeout,
+            disconnect_timeout=CLOSE_TIMEOUT_SECONDS,
+        ) as ws:
             try:
-                async with trio_websocket.open_websocket_url(
-                    self.subscribe_url(host, attempt.cursor),
-                    extra_headers=[(b"user-agent", USER_AGENT.encode())],
-                    max_message_size=attempt.max_message_bytes,
-                    connect_timeout=self._connect_timeout,
-                    disconnect_timeout=CLOSE_TIMEOUT_SECONDS,
-                ) as ws:
-                    connected_at = trio.current_time()
-                    failures = 0
-                    backoff.reset()
-                    self.stats.connects += 1
-                    LOGGER.info(
-                        "bluesky: connected to %s (cursor=%s, last read %s)",
-                        host,
-                        attempt.cursor,
-                        self.cursor,
-                    )
-                    self._set_state("connected", host=host)
-                    try:
-                        await self._pump(ws)
-                    finally:
-                        if ws.closed is not None:
-                            # trio-websocket (0.12) leaves the TCP stream open once the WebSocket
-                            # has closed (its aclose returns at once), and a server still writing
-                            # a message we refused then waits on it until garbage collection.
-                            await trio.aclose_forcefully(ws._stream)
-            except JetstreamStalledError:
-                reason = f"no data for {self._stall:.0f}s"
-                self.stats.disconnects["stall"] += 1
-                # A silent host is likely the problem: try the next one.
-                self._next_host()
-            except trio_websocket.ConnectionClosed as exc:
-                reason = f"connection closed ({_close_reason(exc)})"
-                too_big = exc.reason is not None and exc.reason.code == MESSAGE_TOO_BIG
-                self.stats.disconnects["stream ended"] += 1
-            except trio_websocket.ConnectionRejected as exc:
-                reason = f"HTTP {exc.status_code} from {host}"
-                fatal = classify(exc.status_code) == "fatal"
-                self.stats.disconnects["fatal" if fatal else "http"] += 1
-            except (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError) as exc:
-                reason = f"network error: {type(exc).__name__}"
-                if exc.__cause__ is not None:
-                    reason += f" ({exc.__cause__})"
-                self.stats.disconnects["network"] += 1
-            if connected_at is not None:
-                skip = self._resume.ended(self.cursor, received=self._received > 0, too_big=too_big)
-                if skip is not None:
-                    LOGGER.warning(
-                        "bluesky: %d connections in a row ended at time_us=%d (%s): skipped "
-                        "what follows it, up to time_us=%d (%.1f ms), which cannot be read; "
-                        "any post in there is lost",
-                        skip.repeats + 1,
-                        skip.stuck_at,
-                        reason,
-                        skip.resume_at,
-                        (skip.resume_at - skip.stuck_at) / 1000,
-                    )
-                delay = self._jitter(backoff.after_drop(uptime=trio.current_time() - connected_at))
-            else:
-                failures += 1
-                self._next_host()
-                if failures < len(self._hosts):
-                    LOGGER.warning("bluesky: %s, failing over to %s", reason, self.host)
-                    continue
-                first = REJECTED_FIRST_SECONDS if "HTTP" in reason else FAILURE_FIRST_SECONDS
-                rounds = failures - len(self._hosts)
-                delay = self._jitter(min(first * 2.0 ** min(rounds, 32), FAILURE_CAP_SECONDS))
-            delay = round(delay, 3)
-            if delay > 0:
-                state = "error" if fatal else "backoff"
-                LOGGER.warning("bluesky: %s, reconnecting in %.2fs", reason, delay)
-                self._set_state(state, retry_in=delay, reason=reason)
-                await trio.sleep(delay)
-            else:
-                LOGGER.info("bluesky: %s, reconnecting now", reason)
+                yield ws
+            finally:
+                if ws.closed is not None:
+                    # trio-websocket (0.12) leaves the TCP stream open once the WebSocket has
+                    # closed (its aclose returns at once), and a server still writing a message
+                    # we refused then waits on it until garbage collection.
+                    await trio.aclose_forcefully(ws._stream)
 
-    async def _pump(self, ws: trio_websocket.WebSocketConnection) -> None:
-        while True:
-            with trio.move_on_after(self._stall) as watch:
-                message = await ws.get_message()
-            if watch.cancelled_caught:
-                raise JetstreamStalledError
+    async def read(self, ws: trio_websocket.WebSocketConnection, link: Link[None]) -> None:
+        LOGGER.info(
+            "bluesky: connected to %s (cursor=%s, last read %s)",
+            self.host,
+            self._attempt.cursor,
+            self.cursor,
+        )
+        async for message in self._lifecycle.arrivals(ws.get_message):
             self._received += 1
             if len(message) > MAX_MESSAGE_BYTES:
                 self._skip_oversized(message)
             else:
                 self._handle(message)
+
+    def failure(self, exc: Exception, link: Link[None]) -> Retry | HandedOver | None:
+        """Why the connection failed; an established one resumes where the `ResumePlan` says,
+        and one that failed to open fails over to the next host, backing off once all have."""
+        too_big = False
+        if isinstance(exc, StreamStalledError):
+            reason, counted_as = str(exc), "stall"
+            # A silent host is likely the problem: try the next one.
+            self._next_host()
+        elif isinstance(exc, trio_websocket.ConnectionClosed):
+            reason, counted_as = f"connection closed ({_close_reason(exc)})", "stream ended"
+            too_big = exc.reason is not None and exc.reason.code == MESSAGE_TOO_BIG
+        elif isinstance(exc, trio_websocket.ConnectionRejected):
+            reason = f"HTTP {exc.status_code} from {self.host}"
+            counted_as = "fatal" if classify(exc.status_code) == "fatal" else "http"
+        elif isinstance(exc, NETWORK_ERRORS):
+            reason, counted_as = f"network error: {type(exc).__name__}", "network"
+            if exc.__cause__ is not None:
+                reason += f" ({exc.__cause__})"
+        else:
+            return None
+        if link.connected_at is not None:
+            self._log_skip(reason, too_big=too_big)
+            return Retry(reason, counted_as, link.after_drop())
+        self._next_host()
+        if link.failures < len(self._hosts):
+            return Retry(reason, counted_as, 0.0, failover=self.host)
+        first = REJECTED_FIRST_SECONDS if "HTTP" in reason else FAILURE_FIRST_SECONDS
+        rounds = link.failures - len(self._hosts)
+        return Retry(reason, counted_as, doubling(first, FAILURE_CAP_SECONDS, rounds))
+
+    def _log_skip(self, reason: str, *, too_big: bool) -> None:
+        """Tell the `ResumePlan` an established connection ended; say so if it steps blindly."""
+        skip = self._resume.ended(self.cursor, received=self._received > 0, too_big=too_big)
+        if skip is not None:
+            LOGGER.warning(
+                "bluesky: %d connections in a row ended at time_us=%d (%s): skipped "
+                "what follows it, up to time_us=%d (%.1f ms), which cannot be read; "
+                "any post in there is lost",
+                skip.repeats + 1,
+                skip.stuck_at,
+                reason,
+                skip.resume_at,
+                (skip.resume_at - skip.stuck_at) / 1000,
+            )
 
     def _skip_oversized(self, message: str | bytes) -> None:
         """Drop an event over our limit, read only by a connection with the larger limit that
@@ -402,7 +355,7 @@ class BlueskyUpstream:
         if isinstance(event, Post):
             self._handle_post(event)
         elif isinstance(event, Delete):
-            if self._first_time((event.did, event.rkey, "delete")):
+            if self._seen.first_time((event.did, event.rkey, "delete")):
                 self.stats.deletes += 1
                 notice = events.NoticeEvent(frames.delete(event.id_str), deletes=event.id_str)
                 self._to_both(notice)
@@ -418,7 +371,7 @@ class BlueskyUpstream:
             self.stats.ignored += 1
 
     def _handle_post(self, post: Post) -> None:
-        if not self._first_time((post.did, post.rkey)):
+        if not self._seen.first_time((post.did, post.rkey)):
             self.stats.duplicates += 1
             return
         author = self.profiles.cached(post.did)
@@ -457,16 +410,6 @@ class BlueskyUpstream:
     def _to_both(self, event: Event) -> None:
         for kind in STREAM_KINDS:
             self._publish(kind, event)
-
-    def _first_time(self, key: Hashable) -> bool:
-        """Remember `key` in the bounded dedup window; False if it was already there."""
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        self._seen_order.append(key)
-        if len(self._seen_order) > self._dedup_window:
-            self._seen.discard(self._seen_order.popleft())
-        return True
 
 
 def _close_reason(exc: trio_websocket.ConnectionClosed) -> str:

@@ -30,6 +30,7 @@ import orjson
 import trio
 
 from pats_trio import __version__, frames
+from pats_trio.upstream.backoff import doubling, jittered
 from pats_trio.upstream.bluesky.jetstream import JetstreamShapeError, Profile, profile_from_appview
 
 LOGGER = logging.getLogger(__name__)
@@ -282,8 +283,9 @@ class ProfileFetcher:
                     self.stats.dropped += len(batch)
                     LOGGER.warning("profiles: %s; dropping %d actors", exc, len(batch))
                     return
-                delay = min(RETRY_FIRST_SECONDS * 2 ** (attempts - 1), RETRY_CAP_SECONDS)
-                delay *= self._rng.uniform(0.5, 1.0)
+                delay = jittered(
+                    doubling(RETRY_FIRST_SECONDS, RETRY_CAP_SECONDS, attempts - 1), self._rng
+                )
                 LOGGER.info("profiles: %s; retrying in %.1fs", exc, delay)
                 await trio.sleep(delay)
                 continue
