@@ -213,3 +213,21 @@ def test_the_neutral_modules_know_no_source() -> None:
         if graph[f"pats_trio.{module}"] & upstream
     }
     assert found == {}
+
+
+def test_the_shared_upstream_modules_know_no_source() -> None:
+    """The lifecycle, the source contract and the delays serve every source: none of them
+    imports a source's package, so a new source is an adapter beside them."""
+    graph = import_graph(module_level=False)
+    shared = ("lifecycle", "source", "backoff")
+    sources = {
+        name
+        for name in MODULES
+        if name.startswith(("pats_trio.upstream.twitter", "pats_trio.upstream.bluesky"))
+    }
+    assert {"pats_trio.upstream.twitter.runner", "pats_trio.upstream.bluesky"} <= sources
+    found = {
+        module: sorted(reachable(graph, f"pats_trio.upstream.{module}") & sources)
+        for module in shared
+    }
+    assert {module: names for module, names in found.items() if names} == {}

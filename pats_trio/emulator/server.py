@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import parse_qs
 
 import orjson
@@ -67,6 +67,7 @@ from pats_trio.emulator.asgi import (
 from pats_trio.emulator.control import CONTROL_PREFIX, serve_control
 from pats_trio.emulator.corpus import TweetFactory
 from pats_trio.emulator.oauth import Account, OAuthCheck, account_of
+from pats_trio.events import StreamKind
 from pats_trio.matching import Phrase, TrackError, matches_any, parse_track, tweet_terms
 from pats_trio.tweets import TweetShapeError, trim
 
@@ -98,8 +99,6 @@ DUPLICATE_STREAM = 2
 # A new stream's 200 waits this long at most for the stream it replaces to be told (a client
 # that has stopped reading holds that write up).
 REPLACE_WAIT = 1.0
-
-StreamKind = Literal["sample", "filter"]
 
 
 @dataclass

@@ -1,1 +1,1 @@
-"""Upstream sources: the streaming API client, its wire protocol, backoff and runners."""
+"""Upstream sources: the shared contract, lifecycle and delays; one package per source."""
