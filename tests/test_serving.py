@@ -7,6 +7,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 from collections.abc import Callable
 from functools import partial
@@ -17,6 +18,8 @@ import orjson
 import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import Request as WSRequest
 
 from pats_trio.descriptors import viewer_capacity
 from tests.support import free_port, hypercorn_argv, pats_trio_argv
@@ -349,3 +352,60 @@ async def test_at_the_descriptor_limit_viewers_are_refused_cleanly_and_health_an
     log = (await process.stderr.receive_some(1 << 20)).decode(errors="replace")
     assert f"viewers capped at {viewer_capacity(limit)}" in log
     assert "EMFILE" not in log
+
+
+def never_reading_viewer(port: int) -> socket.socket:
+    """A viewer that completes the handshake, then never reads: its window closes at once."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    client = WSConnection(ConnectionType.CLIENT)
+    sock.sendall(client.send(WSRequest(host=f"127.0.0.1:{port}", target="/ws")))
+    return sock
+
+
+async def test_a_viewer_that_never_reads_loses_its_slot_and_holds_no_shutdown(
+    tmp_path: Path,
+) -> None:
+    """hypercorn shields socket writes, so nothing could end a send to a full socket: the stuck
+    viewer kept its address's only slot for as long as its peer lived, a stop waited on it past
+    the grace, and a refused viewer's close racing the server's could end the whole process."""
+    grace = 3
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
+    env |= {
+        "PATS_EMULATOR_RATE": "1000",
+        "PATS_SLOW_CLIENT_SECONDS": "1",
+        "PATS_MAX_CLIENTS_PER_IP": "1",
+        "PATS_SHUTDOWN_GRACE_SECONDS": str(grace),
+    }
+    url = f"ws://127.0.0.1:{port}/ws"
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(trio.run_process, pats_trio_command(port), cwd=tmp_path, env=env, check=False)
+        )
+        try:
+            with trio.fail_after(STARTUP_TIMEOUT):
+                await wait_until_serving(f"http://127.0.0.1:{port}")
+            stuck = never_reading_viewer(port)
+            with trio.fail_after(30):
+                while True:
+                    await trio.sleep(0.5)
+                    async with open_websocket_url(url) as ws:
+                        frame = orjson.loads(await ws.get_message())
+                    if frame["type"] == "hello":
+                        break
+                    assert frame["code"] == "too_many_connections"
+            stuck.close()
+            stuck = never_reading_viewer(port)
+            await trio.sleep(1)  # its window is closed and a send to it is stuck
+            process.send_signal(signal.SIGTERM)
+            stopped = trio.current_time()
+            with trio.fail_after(grace + 5):
+                await process.wait()
+            assert trio.current_time() - stopped < grace + 3
+            assert process.returncode == 0
+            stuck.close()
+        finally:
+            if process.returncode is None:
+                process.kill()
