@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import multiprocessing
 import os
@@ -34,7 +35,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from pats_trio.config import Settings
+from pats_trio.config import Settings, SettingsError
 from pats_trio.logs import HYPERCORN_ERROR_LOG
 from pats_trio.protocol_limits import limit_config
 
@@ -68,6 +69,24 @@ class _Config(Config):
                         socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, self.user_timeout_ms
                     )
         return sockets
+
+
+def bind(config: Config, settings: Settings) -> Sockets:
+    """The listening sockets, bound now, so that a taken port is one clear line, not a trace."""
+    try:
+        sockets = config.create_sockets()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SettingsError(
+                f"port {settings.port} is in use: set PATS_PORT or pass --port"
+            ) from None
+        raise SettingsError(
+            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): "
+            "set PATS_HOST and PATS_PORT, or pass --host and --port"
+        ) from None
+    for sock in sockets.insecure_sockets:
+        sock.listen(config.backlog)
+    return sockets
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -146,7 +165,7 @@ class Supervisor:
 
     def run(self) -> int:
         config = hypercorn_config(self.settings)
-        sockets = config.create_sockets()
+        sockets = bind(config, self.settings)
         context = multiprocessing.get_context("spawn")
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
