@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import nox
 
 nox.options.sessions = ["tests", "lint", "browser"]
 nox.options.reuse_existing_virtualenvs = True
+# A session whose interpreter is missing fails the run: skipped, it let `nox` exit 0 untested.
+nox.options.error_on_missing_interpreters = True
 
-PYTHON = "3.11"
+MINIMUM_PYTHON = (3, 11)
+if sys.version_info < MINIMUM_PYTHON:
+    raise SystemExit(
+        f"nox runs on Python {sys.version.split()[0]}; pats-trio needs 3.11 or newer: "
+        "run nox with a Python 3.11+ interpreter (python3.11 -m nox)"
+    )
+PYTHON: str | None = None
+"""The interpreter that runs nox (3.11 or newer, checked above): pinning one version exactly
+skipped every session wherever that one was missing."""
 # Debian's chromium; Playwright never downloads a browser here.
 CHROMIUM = os.environ.get("PATS_CHROMIUM", "/usr/bin/chromium")
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 from collections.abc import Sequence
+from functools import partial
 
 import trio
-from hypercorn.trio import serve
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
 
 from pats_trio.logs import configure_logging
 
@@ -26,17 +29,26 @@ async def _until_signalled() -> None:
 def serve_command(args: argparse.Namespace) -> None:
     from pats_trio.app import create_app
     from pats_trio.config import load_settings
-    from pats_trio.supervisor import Supervisor, hypercorn_config
+    from pats_trio.supervisor import Supervisor, bind, hypercorn_config
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format)
     if args.workers > 1:
-        configure_logging(settings.log_level, settings.log_format)
         raise SystemExit(Supervisor(settings, args.workers, overrides).run())
-    app = create_app(settings)
     config = hypercorn_config(settings)
+    sockets = bind(config, settings)
     LOGGER.info("serving on http://%s:%d/", settings.host, settings.port)
-    trio.run(lambda: serve(app, config, shutdown_trigger=app.until_shutdown))
+    app = create_app(settings)
+    trio.run(
+        partial(
+            worker_serve,
+            wrap_app(app, config.wsgi_max_body_size, None),
+            config,
+            sockets=sockets,
+            shutdown_trigger=app.until_shutdown,
+        )
+    )
 
 
 def emulate_command(args: argparse.Namespace) -> None:
@@ -146,5 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Settings that cannot run are one line and exit status 2, never a traceback; so is a
+    second Ctrl-C, which ends the process at once."""
+    from pats_trio.config import SettingsError
+
     args = build_parser().parse_args(argv)
-    args.handler(args)
+    try:
+        args.handler(args)
+    except SettingsError as exc:
+        print(f"pats-trio: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

@@ -163,6 +163,9 @@ class Settings:
         return f"Settings({shown}, {masked})"
 
 
+_KINDS: dict[Callable[[str], Any], str] = {int: "a whole number", float: "a number"}
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment and `.env`; keyword overrides win (tests, CLI flags).
 
@@ -181,7 +184,9 @@ def load_settings(**overrides: Any) -> Settings:
         except SettingsError:
             raise
         except ValueError as exc:
-            raise SettingsError(f"{name} cannot be read from {raw!r}: {exc}") from None
+            kind = _KINDS.get(spec.metadata["parse"])
+            detail = f"must be {kind}" if kind else f"cannot be read ({exc})"
+            raise SettingsError(f"{name} {detail}, got {raw!r}") from None
     values.update(overrides)
     settings = Settings(**values)
     validate(settings)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import multiprocessing
 import os
 import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -33,7 +35,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from pats_trio.config import Settings
+from pats_trio.config import Settings, SettingsError
 from pats_trio.logs import HYPERCORN_ERROR_LOG
 from pats_trio.protocol_limits import limit_config
 
@@ -46,8 +48,51 @@ EXIT_MARGIN = 5.0
 PR_SET_PDEATHSIG = 1
 
 
+class _Config(Config):
+    """hypercorn's config, whose listening sockets give up on a peer that stops reading.
+
+    hypercorn shields every socket write, so nothing in the app can abandon a send to a viewer
+    whose socket is full: it held its slot (and the shutdown) for as long as the peer lived.
+    With TCP_USER_TIMEOUT (inherited by every accepted socket) Linux aborts a connection whose
+    data stays unacknowledged, a closed window included, for PATS_SHUTDOWN_GRACE_SECONDS; the
+    blocked send then fails, the viewer's slot is freed, and a shutdown is not held past it.
+    """
+
+    user_timeout_ms: int = 0
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        if self.user_timeout_ms and hasattr(socket, "TCP_USER_TIMEOUT"):
+            for sock in sockets.insecure_sockets:
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(
+                        socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, self.user_timeout_ms
+                    )
+        return sockets
+
+
+def bind(config: Config, settings: Settings) -> Sockets:
+    """The listening sockets, bound now, so that a taken port is one clear line, not a trace."""
+    try:
+        sockets = config.create_sockets()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SettingsError(
+                f"port {settings.port} is in use: set PATS_PORT or pass --port"
+            ) from None
+        raise SettingsError(
+            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): "
+            "set PATS_HOST and PATS_PORT, or pass --host and --port"
+        ) from None
+    for sock in sockets.insecure_sockets:
+        sock.listen(config.backlog)
+    return sockets
+
+
 def hypercorn_config(settings: Settings) -> Config:
-    config = Config()
+    config = _Config()
+    # No socket may hold a send, a viewer's slot or a shutdown for longer than the grace.
+    config.user_timeout_ms = int(settings.shutdown_grace_seconds * 1000)
     config.bind = [f"{settings.host}:{settings.port}"]
     config.accesslog = None
     # Given a logger, hypercorn uses it as it is; given none, it adds a console handler of its
@@ -120,7 +165,7 @@ class Supervisor:
 
     def run(self) -> int:
         config = hypercorn_config(self.settings)
-        sockets = config.create_sockets()
+        sockets = bind(config, self.settings)
         context = multiprocessing.get_context("spawn")
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)

@@ -101,5 +101,5 @@ def test_the_constructors_defaults_are_the_settings_defaults() -> None:
 
 def test_a_value_that_cannot_be_read_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATS_PORT", "abc")
-    with pytest.raises(SettingsError, match="PATS_PORT cannot be read from 'abc'"):
+    with pytest.raises(SettingsError, match="PATS_PORT must be a whole number, got 'abc'"):
         load_settings()
