@@ -20,18 +20,18 @@ Authors' handles, names and avatars come from `profiles.ProfileFetcher`. A post 
 for them: it goes out at once with what the cache has (or the DID), and a ``profile`` frame
 follows when the profile arrives.
 
-The package is the adapter (so its log lines are still `pats_trio.upstream.bluesky`'s);
-beside it are the pure Jetstream mapping (`jetstream`), the AppView profiles (`profiles`), the
-posts to take back (`recent_posts`) and the resume plan (`resume`).
+The package is the adapter (so its log lines are still `pats_trio.upstream.bluesky`'s): the
+connection, where it resumes, and reading it. Beside it are what each event means for viewers
+(`feed`), the pure Jetstream mapping (`jetstream`), the AppView profiles (`profiles`), the posts
+to take back (`recent_posts`) and the resume plan (`resume`).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,33 +40,18 @@ import orjson
 import trio
 import trio_websocket
 
-from pats_trio import events, frames
 from pats_trio.config import Settings
-from pats_trio.events import STREAM_KINDS, Event, StreamKind
-from pats_trio.matching import tweet_terms
+from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.upstream.backoff import classify, doubling
+from pats_trio.upstream.bluesky.feed import JetstreamFeed
 from pats_trio.upstream.bluesky.jetstream import (
     POST_COLLECTION,
-    Account,
-    Delete,
-    Identity,
-    Ignored,
     JetstreamShapeError,
-    Post,
-    Profile,
     parse_event,
-    post_payload,
 )
-from pats_trio.upstream.bluesky.profiles import (
-    USER_AGENT,
-    ProfileCache,
-    ProfileFetcher,
-    profile_frame,
-)
-from pats_trio.upstream.bluesky.recent_posts import RecentPostsByAuthor
+from pats_trio.upstream.bluesky.profiles import USER_AGENT, ProfileCache
 from pats_trio.upstream.bluesky.resume import Attempt, ResumePlan
 from pats_trio.upstream.lifecycle import (
-    DedupWindow,
     HandedOver,
     Lifecycle,
     Link,
@@ -101,16 +86,6 @@ FAILURE_FIRST_SECONDS = 1.0
 REJECTED_FIRST_SECONDS = 5.0
 FAILURE_CAP_SECONDS = 120.0
 NETWORK_ERRORS = (trio_websocket.HandshakeError, OSError, trio.BrokenResourceError)
-
-
-@dataclass
-class BlueskyStats(SourceStats):
-    """`SourceStats` (so metrics read both sources alike), plus Jetstream's own events."""
-
-    deletes: int = 0
-    identities: int = 0
-    accounts: int = 0
-    ignored: int = 0
 
 
 class BlueskyUpstream:
@@ -148,13 +123,19 @@ class BlueskyUpstream:
         """Messages the current connection has read."""
         self._connect_timeout = connect_timeout
         self._active: dict[StreamKind, bool] = dict.fromkeys(STREAM_KINDS, False)
-        self._seen = DedupWindow[Hashable](dedup_window)
-        self._recent_posts = RecentPostsByAuthor()
+        self._feed = JetstreamFeed(
+            publish,
+            self._active,
+            http=http,
+            appview=appview,
+            profile_cache=profile_cache,
+            dedup_window=dedup_window,
+        )
+        self.profiles = self._feed.profiles
+        self.stats = self._feed.stats
         self.cursor: int | None = None
         """The latest ``time_us`` read (or skipped); a reconnect asks for ``cursor - rewind_us``
         unless the `ResumePlan` moves past a point that failed."""
-        self.profiles = ProfileFetcher(http, appview, self._on_profile, cache=profile_cache)
-        self.stats = BlueskyStats()
         self._lifecycle = Lifecycle[None, trio_websocket.WebSocketConnection](
             "bluesky",
             self,
@@ -352,64 +333,7 @@ class BlueskyUpstream:
             return
         if self.cursor is None or event.time_us > self.cursor:
             self.cursor = event.time_us
-        if isinstance(event, Post):
-            self._handle_post(event)
-        elif isinstance(event, Delete):
-            if self._seen.first_time((event.did, event.rkey, "delete")):
-                self.stats.deletes += 1
-                notice = events.NoticeEvent(frames.delete(event.id_str), deletes=event.id_str)
-                self._to_both(notice)
-        elif isinstance(event, Identity):
-            self.stats.identities += 1
-            self.profiles.invalidate(event.did)
-        elif isinstance(event, Account):
-            self.stats.accounts += 1
-            if not event.active:
-                self.profiles.invalidate(event.did)
-                self._take_back_posts_of(event)
-        elif isinstance(event, Ignored):
-            self.stats.ignored += 1
-
-    def _handle_post(self, post: Post) -> None:
-        if not self._seen.first_time((post.did, post.rkey)):
-            self.stats.duplicates += 1
-            return
-        author = self.profiles.cached(post.did)
-        if author is None:
-            self.profiles.want(post.did)
-        payload = post_payload(post, author)
-        self._recent_posts.add(post.did, payload["id_str"])
-        event = events.TweetEvent(
-            payload["id_str"],
-            frames.tweet(payload),
-            tweet_terms(payload),
-        )
-        self.stats.tweets += 1
-        for kind in STREAM_KINDS:
-            if self._active[kind]:
-                self._publish(kind, event)
-
-    def _take_back_posts_of(self, account: Account) -> None:
-        """A taken down, suspended, deleted or deactivated account: Jetstream sends no delete per
-        post, yet Bluesky hides them all, so viewers are sent one for each post they may hold."""
-        ids = self._recent_posts.take(account.did)
-        if not ids:
-            return
-        LOGGER.info(
-            "bluesky: account %s is %s: taking back its %d recent posts",
-            account.did,
-            account.status or "inactive",
-            len(ids),
-        )
-        for id_str in ids:
-            self._to_both(events.NoticeEvent(frames.delete(id_str), deletes=id_str))
-
-    def _on_profile(self, profile: Profile) -> None:
-        self._to_both(events.NoticeEvent(profile_frame(profile)))
-
-    def _to_both(self, event: Event) -> None:
-        for kind in STREAM_KINDS:
-            self._publish(kind, event)
+        self._feed.handle(event)
 
 
 def _close_reason(exc: trio_websocket.ConnectionClosed) -> str:
