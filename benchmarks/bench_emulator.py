@@ -37,7 +37,15 @@ GENERATED_MEMORY = 1_000_000
 
 class BenchEmulator(Emulator):
     def __init__(self, *, rate: float, filter_rate: float, seed: int | None) -> None:
-        super().__init__(rate=rate, filter_rate=filter_rate, seed=seed, control=True)
+        # The contestants read it unsigned, side by side; on Twitter each would have its own
+        # account, so none may end another's stream as a duplicate.
+        super().__init__(
+            rate=rate,
+            filter_rate=filter_rate,
+            seed=seed,
+            control=True,
+            one_stream_per_account=False,
+        )
         self.generated: deque[int] = deque(maxlen=GENERATED_MEMORY)
         self._rate_changed = trio.Event()
 

@@ -201,6 +201,7 @@ class Emulator:
         filter_rate: float | None = None,
         control: bool = False,
         credentials: Credentials | None = None,
+        one_stream_per_account: bool = True,
     ) -> None:
         if rate < 0 or (filter_rate is not None and filter_rate < 0):
             raise ValueError("rates must not be negative")
@@ -210,6 +211,9 @@ class Emulator:
         self.filter_rate = rate if filter_rate is None else filter_rate
         self.keepalive_interval = keepalive_interval
         self.control = control
+        self.one_stream_per_account = one_stream_per_account
+        """As on Twitter. Off only where clients that would each have an account of their own
+        share this emulator unsigned (the benchmarks' contestants)."""
         self._oauth = OAuthCheck(credentials) if credentials is not None else None
         self.factory = TweetFactory(seed)
         self.connections: list[ConnectionRecord] = []
@@ -350,6 +354,8 @@ class Emulator:
         Its queue is closed, so it gets what was queued for it, then the code 2 message, then the
         end of the body. A stalled stream sends nothing more, so it is just closed.
         """
+        if not self.one_stream_per_account:
+            return []
         replaced = [
             older
             for older in self._open_streams(stream.record.kind)
