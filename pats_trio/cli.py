@@ -7,11 +7,8 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from functools import partial
 
 import trio
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
 
 from pats_trio.logs import configure_logging
 
@@ -29,7 +26,7 @@ async def _until_signalled() -> None:
 def serve_command(args: argparse.Namespace) -> None:
     from pats_trio.app import create_app
     from pats_trio.config import load_settings
-    from pats_trio.supervisor import Supervisor, bind, hypercorn_config
+    from pats_trio.supervisor import Supervisor, bind, hypercorn_config, serve_on
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = load_settings(**overrides)
@@ -40,15 +37,7 @@ def serve_command(args: argparse.Namespace) -> None:
     sockets = bind(config, settings)
     LOGGER.info("serving on http://%s:%d/", settings.host, settings.port)
     app = create_app(settings)
-    trio.run(
-        partial(
-            worker_serve,
-            wrap_app(app, config.wsgi_max_body_size, None),
-            config,
-            sockets=sockets,
-            shutdown_trigger=app.until_shutdown,
-        )
-    )
+    serve_on(app, config, sockets, app.until_shutdown)
 
 
 def emulate_command(args: argparse.Namespace) -> None:

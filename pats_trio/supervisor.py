@@ -22,7 +22,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from multiprocessing.connection import wait
@@ -139,13 +139,23 @@ def run_worker(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+    serve_on(app, config, sockets, until_shutdown)
+
+
+def serve_on(
+    app: Any,
+    config: Config,
+    sockets: Sockets | None,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+) -> None:
+    """Serve `app` on sockets already bound (by `bind`, or inherited from the supervisor)."""
     trio.run(
         partial(
             worker_serve,
             wrap_app(app, config.wsgi_max_body_size, None),
             config,
             sockets=sockets,
-            shutdown_trigger=until_shutdown,
+            shutdown_trigger=shutdown_trigger,
         )
     )
 

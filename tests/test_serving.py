@@ -9,9 +9,11 @@ import resource
 import signal
 import socket
 import subprocess
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -45,6 +47,31 @@ async def wait_until_serving(url: str) -> None:
             except httpx.TransportError:
                 pass
             await trio.sleep(0.1)
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """This environment without pats-trio's, Twitter's or Redis's settings, plus `settings`."""
+    prefixes = ("TWITTER_", "PATS_", "REDIS")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)} | settings
+
+
+@asynccontextmanager
+async def serving(
+    argv: list[str], port: int, tmp_path: Path, env: dict[str, str], **options: Any
+) -> AsyncIterator[trio.Process]:
+    """The server as its own process, answering on `port` when this is entered; killed on the
+    way out if it is still running."""
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(trio.run_process, argv, cwd=tmp_path, env=env, check=False, **options)
+        )
+        try:
+            with trio.fail_after(STARTUP_TIMEOUT):
+                await wait_until_serving(f"http://127.0.0.1:{port}")
+            yield process
+        finally:
+            if process.returncode is None:
+                process.kill()
 
 
 @pytest.mark.parametrize("command", [pats_trio_command, hypercorn_command])
@@ -262,45 +289,36 @@ async def test_a_huge_websocket_message_is_refused_by_the_protocol_before_it_is_
 ) -> None:
     """The app's 4 KiB limit used to be checked after hypercorn had buffered up to 16 MiB."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
-    env |= {"PATS_EMULATOR_RATE": "0"}
     argv = command(port)  # type: ignore[operator]
-    async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            partial(trio.run_process, argv, cwd=tmp_path, env=env, check=False)
-        )
-        try:
-            with trio.fail_after(STARTUP_TIMEOUT):
-                await wait_until_serving(f"http://127.0.0.1:{port}")
-                url = f"ws://127.0.0.1:{port}/ws"
-                async with open_websocket_url(url) as kind:
-                    assert orjson.loads(await kind.get_message())["type"] == "hello"
-                    # A little too long: the app's own error, and the socket stays open.
-                    await kind.send_message("x" * 10_000)
-                    while (frame := orjson.loads(await kind.get_message()))["type"] != "error":
-                        pass
-                    assert frame["code"] == "message_too_large"
-                    refused: ConnectionClosed | None = None
-                    # Only the refusal is awaited, not the end of that socket's closing handshake.
-                    with trio.move_on_after(5):
-                        async with open_websocket_url(url) as huge:
-                            assert orjson.loads(await huge.get_message())["type"] == "hello"
-                            # 1 MiB fits the loopback buffers, so the send ends however early
-                            # the server stops reading; before, it read and held all of it.
-                            await huge.send_message("y" * (1024 * 1024))
-                            try:
-                                await read_until_closed(huge)
-                            except ConnectionClosed as exc:
-                                refused = exc
-                    assert refused is not None
-                    assert refused.reason is not None
-                    assert refused.reason.code == 1009
-                    await kind.send_message('{"type":"filter","track":"still here"}')
-                    while (frame := orjson.loads(await kind.get_message()))["type"] != "hello":
-                        pass
-                    assert frame["track"] == ["still here"]
-        finally:
-            process.kill()
+    async with serving(argv, port, tmp_path, clean_env(PATS_EMULATOR_RATE="0")):
+        with trio.fail_after(STARTUP_TIMEOUT):
+            url = f"ws://127.0.0.1:{port}/ws"
+            async with open_websocket_url(url) as kind:
+                assert orjson.loads(await kind.get_message())["type"] == "hello"
+                # A little too long: the app's own error, and the socket stays open.
+                await kind.send_message("x" * 10_000)
+                while (frame := orjson.loads(await kind.get_message()))["type"] != "error":
+                    pass
+                assert frame["code"] == "message_too_large"
+                refused: ConnectionClosed | None = None
+                # Only the refusal is awaited, not the end of that socket's closing handshake.
+                with trio.move_on_after(5):
+                    async with open_websocket_url(url) as huge:
+                        assert orjson.loads(await huge.get_message())["type"] == "hello"
+                        # 1 MiB fits the loopback buffers, so the send ends however early
+                        # the server stops reading; before, it read and held all of it.
+                        await huge.send_message("y" * (1024 * 1024))
+                        try:
+                            await read_until_closed(huge)
+                        except ConnectionClosed as exc:
+                            refused = exc
+                assert refused is not None
+                assert refused.reason is not None
+                assert refused.reason.code == 1009
+                await kind.send_message('{"type":"filter","track":"still here"}')
+                while (frame := orjson.loads(await kind.get_message()))["type"] != "hello":
+                    pass
+                assert frame["track"] == ["still here"]
 
 
 async def test_at_the_descriptor_limit_viewers_are_refused_cleanly_and_health_answers(
@@ -309,51 +327,38 @@ async def test_at_the_descriptor_limit_viewers_are_refused_cleanly_and_health_an
     """With 200 descriptors, new viewers used to hang unanswered once `accept` hit EMFILE."""
     limit = 200
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
-    env |= {"PATS_EMULATOR_RATE": "0", "PATS_MAX_CLIENTS_PER_IP": "1000"}
+    env = clean_env(PATS_EMULATOR_RATE="0", PATS_MAX_CLIENTS_PER_IP="1000")
 
     def low_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
-    async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            partial(
-                trio.run_process,
-                pats_trio_command(port),
-                cwd=tmp_path,
-                env=env,
-                check=False,
-                preexec_fn=low_limit,
-                stderr=subprocess.PIPE,
-            )
-        )
-        try:
-            with trio.fail_after(STARTUP_TIMEOUT):
-                await wait_until_serving(f"http://127.0.0.1:{port}")
-                url = f"ws://127.0.0.1:{port}/ws"
-                async with contextlib.AsyncExitStack() as viewers:
-                    admitted = refused = 0
-                    for _ in range(limit + 20):
-                        ws = await viewers.enter_async_context(open_websocket_url(url))
-                        frame = orjson.loads(await ws.get_message())
-                        if frame["type"] == "hello":
-                            admitted += 1
-                            continue
-                        assert frame["code"] == "server_full"
-                        with pytest.raises(ConnectionClosed) as closed:
-                            await read_until_closed(ws)
-                        assert closed.value.reason is not None
-                        assert closed.value.reason.code == 1013
-                        refused += 1
-                    async with httpx.AsyncClient() as client:
-                        health = await client.get(f"http://127.0.0.1:{port}/healthz")
-                    assert health.status_code == 200
-            assert admitted == viewer_capacity(limit)
-            assert refused == limit + 20 - admitted
-        finally:
-            process.kill()
-    assert process.stderr is not None
-    log = (await process.stderr.receive_some(1 << 20)).decode(errors="replace")
+    argv = pats_trio_command(port)
+    options = {"preexec_fn": low_limit, "stderr": subprocess.PIPE}
+    async with serving(argv, port, tmp_path, env, **options) as process:
+        url = f"ws://127.0.0.1:{port}/ws"
+        with trio.fail_after(STARTUP_TIMEOUT):
+            async with contextlib.AsyncExitStack() as viewers:
+                admitted = refused = 0
+                for _ in range(limit + 20):
+                    ws = await viewers.enter_async_context(open_websocket_url(url))
+                    frame = orjson.loads(await ws.get_message())
+                    if frame["type"] == "hello":
+                        admitted += 1
+                        continue
+                    assert frame["code"] == "server_full"
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await read_until_closed(ws)
+                    assert closed.value.reason is not None
+                    assert closed.value.reason.code == 1013
+                    refused += 1
+                async with httpx.AsyncClient() as client:
+                    health = await client.get(f"http://127.0.0.1:{port}/healthz")
+                assert health.status_code == 200
+        assert admitted == viewer_capacity(limit)
+        assert refused == limit + 20 - admitted
+        process.kill()
+        assert process.stderr is not None
+        log = (await process.stderr.receive_some(1 << 20)).decode(errors="replace")
     assert f"viewers capped at {viewer_capacity(limit)}" in log
     assert "EMFILE" not in log
 
@@ -376,40 +381,30 @@ async def test_a_viewer_that_never_reads_loses_its_slot_and_holds_no_shutdown(
     the grace, and a refused viewer's close racing the server's could end the whole process."""
     grace = 3
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
-    env |= {
-        "PATS_EMULATOR_RATE": "1000",
-        "PATS_SLOW_CLIENT_SECONDS": "1",
-        "PATS_MAX_CLIENTS_PER_IP": "1",
-        "PATS_SHUTDOWN_GRACE_SECONDS": str(grace),
-    }
+    env = clean_env(
+        PATS_EMULATOR_RATE="1000",
+        PATS_SLOW_CLIENT_SECONDS="1",
+        PATS_MAX_CLIENTS_PER_IP="1",
+        PATS_SHUTDOWN_GRACE_SECONDS=str(grace),
+    )
     url = f"ws://127.0.0.1:{port}/ws"
-    async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            partial(trio.run_process, pats_trio_command(port), cwd=tmp_path, env=env, check=False)
-        )
-        try:
-            with trio.fail_after(STARTUP_TIMEOUT):
-                await wait_until_serving(f"http://127.0.0.1:{port}")
-            stuck = never_reading_viewer(port)
-            with trio.fail_after(30):
-                while True:
-                    await trio.sleep(0.5)
-                    async with open_websocket_url(url) as ws:
-                        frame = orjson.loads(await ws.get_message())
-                    if frame["type"] == "hello":
-                        break
-                    assert frame["code"] == "too_many_connections"
-            stuck.close()
-            stuck = never_reading_viewer(port)
-            await trio.sleep(1)  # its window is closed and a send to it is stuck
-            process.send_signal(signal.SIGTERM)
-            stopped = trio.current_time()
-            with trio.fail_after(grace + 5):
-                await process.wait()
-            assert trio.current_time() - stopped < grace + 3
-            assert process.returncode == 0
-            stuck.close()
-        finally:
-            if process.returncode is None:
-                process.kill()
+    async with serving(pats_trio_command(port), port, tmp_path, env) as process:
+        stuck = never_reading_viewer(port)
+        with trio.fail_after(30):
+            while True:
+                await trio.sleep(0.5)
+                async with open_websocket_url(url) as ws:
+                    frame = orjson.loads(await ws.get_message())
+                if frame["type"] == "hello":
+                    break
+                assert frame["code"] == "too_many_connections"
+        stuck.close()
+        stuck = never_reading_viewer(port)
+        await trio.sleep(1)  # its window is closed and a send to it is stuck
+        process.send_signal(signal.SIGTERM)
+        stopped = trio.current_time()
+        with trio.fail_after(grace + 5):
+            await process.wait()
+        assert trio.current_time() - stopped < grace + 3
+        assert process.returncode == 0
+        stuck.close()
