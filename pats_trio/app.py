@@ -166,10 +166,25 @@ class _Upstreams:
         if settings.source == "emulator" and base_url == DEFAULT_STREAM_URL:
             emulator = Emulator(rate=settings.emulator_rate, seed=settings.emulator_seed)
             base_url = await nursery.start(serve_emulator, emulator)
-            LOGGER.info("no Twitter credentials: serving the built-in emulator at %s", base_url)
+        if settings.missing_credentials and settings.source == "emulator":
+            LOGGER.warning(
+                "%s not set, so Twitter cannot be read: serving the demo stream instead",
+                " and ".join(settings.missing_credentials)
+                + (" is" if len(settings.missing_credentials) == 1 else " are"),
+            )
+        LOGGER.info("source: %s; connects when the first viewer arrives", self._described(base_url))
         self._connectors = _connectors(
             self._http, base_url, settings.credentials, delimited=settings.twitter_delimited
         )
+
+    def _described(self, base_url: str) -> str:
+        settings = self._settings
+        if settings.source == "bluesky":
+            hosts = len(settings.bluesky_hosts)
+            return f"Bluesky Jetstream, {hosts} host{'s' if hosts > 1 else ''}"
+        if settings.source == "twitter":
+            return f"Twitter's streaming API at {base_url}"
+        return f"the demo stream (emulator) at {base_url}"
 
     async def aclose(self) -> None:
         if self._http is not None:

@@ -145,6 +145,20 @@ class Settings:
         return Credentials(*parts)
 
     @property
+    def missing_credentials(self) -> tuple[str, ...]:
+        """The Twitter variables not set when some are: a half-done set-up, which serves the
+        demo rather than Twitter, and should say why."""
+        given = {
+            "TWITTER_CONSUMER_KEY": self.twitter_consumer_key,
+            "TWITTER_CONSUMER_SECRET": self.twitter_consumer_secret,
+            "TWITTER_ACCESS_TOKEN": self.twitter_access_token,
+            "TWITTER_ACCESS_TOKEN_SECRET": self.twitter_access_token_secret,
+        }
+        if not any(given.values()):
+            return ()
+        return tuple(name for name, value in given.items() if not value)
+
+    @property
     def source(self) -> Source:
         """Without credentials there is nothing to sign Twitter requests with: the emulator."""
         if self.source_setting == "bluesky":

@@ -624,3 +624,23 @@ async def test_lazy_app_that_cannot_be_built_fails_hypercorns_lifespan_start_up(
         }
     ]
     assert not lazy.built
+
+
+async def test_start_up_names_the_source_and_which_twitter_credentials_are_missing(
+    make_served: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        served: Served = await make_served(
+            twitter_consumer_key="ck-shown-nowhere", twitter_access_token="at-shown-nowhere"
+        )
+    lines = [record.getMessage() for record in caplog.records]
+    assert (
+        "TWITTER_CONSUMER_SECRET and TWITTER_ACCESS_TOKEN_SECRET are not set, so Twitter "
+        "cannot be read: serving the demo stream instead"
+    ) in lines
+    url = served.app.worker.settings.twitter_stream_url
+    assert (
+        f"source: the demo stream (emulator) at {url}; connects when the first viewer arrives"
+        in (lines)
+    )
+    assert not any("shown-nowhere" in line for line in lines), "no credential is ever logged"
