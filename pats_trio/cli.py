@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import trio
 
+from pats_trio import __version__
 from pats_trio.logs import configure_logging
 
 LOGGER = logging.getLogger("pats_trio")
@@ -92,18 +93,32 @@ def jetstream_command(args: argparse.Namespace) -> None:
 
 
 def tail_command(args: argparse.Namespace) -> None:
-    from pats_trio.tail import run
+    from pats_trio.tail import local_server_url, run
 
-    raise SystemExit(run(args.url, track=args.filter, json_lines=args.json))
+    url = args.url or local_server_url()
+    raise SystemExit(run(url, track=args.filter, json_lines=args.json))
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS):
+            return action.help or ""
+        return super()._get_help_string(action) or ""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pats-trio", description="Realtime tweets in the browser, on Trio."
+        prog="pats-trio",
+        description="Realtime tweets in the browser, on Trio.",
+        formatter_class=_Help,
     )
+    parser.add_argument("--version", action="version", version=f"pats-trio {__version__}")
     parser.set_defaults(handler=serve_command, host=None, port=None, workers=1)
     commands = parser.add_subparsers(title="commands")
-    run = commands.add_parser("serve", help="serve the app (the default)")
+    helpful = _Help
+    run = commands.add_parser("serve", help="serve the app (the default)", formatter_class=helpful)
     run.add_argument("--host", help="address to bind (PATS_HOST, default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to bind (PATS_PORT, default 8000)")
     run.add_argument(
@@ -115,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=serve_command)
     emulate = commands.add_parser(
         "emulate",
+        formatter_class=helpful,
         help="run the streaming-API emulator (or, with --jetstream, Bluesky's) on its own",
     )
     emulate.add_argument("--host", default="127.0.0.1")
@@ -136,9 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulate.add_argument("--log-level", default="INFO")
     emulate.set_defaults(handler=emulate_command)
-    tail = commands.add_parser("tail", help="follow the stream in a terminal, reconnecting")
+    tail = commands.add_parser(
+        "tail", help="follow the stream in a terminal, reconnecting", formatter_class=helpful
+    )
     tail.add_argument("--filter", help='keywords, as in the page: "python, trio rust"')
-    tail.add_argument("--url", default="ws://127.0.0.1:8000/ws", help="the server's /ws URL")
+    tail.add_argument(
+        "--url",
+        help="the server's /ws URL, or the page's http(s):// address (default: "
+        "ws://PATS_HOST:PATS_PORT/ws, from the environment or .env, else ws://127.0.0.1:8000/ws)",
+    )
     tail.add_argument(
         "--json", action="store_true", help="one JSON object per tweet, for piping (jq, ...)"
     )

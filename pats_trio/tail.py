@@ -19,6 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 import trio
+from decouple import AutoConfig
 from trio_websocket import (
     ConnectionClosed,
     DisconnectionTimeout,
@@ -28,6 +29,7 @@ from trio_websocket import (
 )
 
 from pats_trio import frames
+from pats_trio.config import Settings
 from pats_trio.upstream import backoff
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws"
@@ -75,6 +77,24 @@ def backoff_delay(attempt: int, jitter: float) -> float:
 def jittered_delay(attempt: int) -> float:
     """`backoff_delay` with fresh randomness, the default for `tail()`."""
     return backoff.jittered(backoff.doubling(INITIAL_DELAY, MAX_DELAY, attempt))
+
+
+def local_server_url() -> str:
+    """The `/ws` URL of the server this directory's settings run (PATS_HOST and PATS_PORT, from
+    the environment or `.env`), as `pats-trio serve` would bind it."""
+    env = AutoConfig(search_path=".")
+    host = env("PATS_HOST", default=Settings.host)
+    port = env("PATS_PORT", default=str(Settings.port))
+    return f"ws://{host}:{port}/ws"
+
+
+def viewer_url(url: str) -> str:
+    """The `/ws` URL for what a person may paste: the page's own `http(s)://` address (its
+    `?filter=` kept) as well as the socket's `ws(s)://` one."""
+    parts = urlsplit(url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = "/ws" if scheme != parts.scheme and parts.path in ("", "/") else parts.path
+    return urlunsplit(parts._replace(scheme=scheme, path=path))
 
 
 def with_filter(url: str, track: str | None) -> str:
@@ -463,7 +483,7 @@ def run(url: str, *, track: str | None, json_lines: bool) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="replace")
     try:
-        status = trio.run(_tail_until_signalled, with_filter(url, track), json_lines)
+        status = trio.run(_tail_until_signalled, with_filter(viewer_url(url), track), json_lines)
     except KeyboardInterrupt:  # Ctrl-C before the signal receiver was installed
         status = EXIT_OK
     try:
