@@ -64,7 +64,6 @@ from pats_trio.emulator.asgi import (
     read_body,
     respond,
 )
-from pats_trio.emulator.control import CONTROL_PREFIX, serve_control
 from pats_trio.emulator.corpus import TweetFactory
 from pats_trio.emulator.oauth import Account, OAuthCheck, account_of
 from pats_trio.events import StreamKind
@@ -76,6 +75,8 @@ LOGGER = logging.getLogger(__name__)
 HYPERCORN_LOGGER = logging.getLogger(__name__ + ".hypercorn")
 
 API_PREFIX = "/1.1"
+CONTROL_PATH = "/_control"
+"""Where `control.serve_control` is mounted (its `CONTROL_PREFIX`; a test checks they agree)."""
 SAMPLE_PATH = API_PREFIX + "/statuses/sample.json"
 FILTER_PATH = API_PREFIX + "/statuses/filter.json"
 # Messages queued for one stream before it starts missing them.
@@ -401,7 +402,10 @@ class Emulator:
         if scope["type"] != "http":
             return
         path = scope["path"]
-        if self.control and (path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")):
+        if self.control and (path == CONTROL_PATH or path.startswith(CONTROL_PATH + "/")):
+            # Imported here: the control API names this module's types, which it drives.
+            from pats_trio.emulator.control import serve_control
+
             await serve_control(self, scope, receive, send)
             return
         try:
@@ -644,5 +648,5 @@ async def serve_emulator(
         base_url = binds[0] + API_PREFIX
         LOGGER.info("emulator: streaming API at %s (%.1f tweets/s)", base_url, emulator.rate)
         if emulator.control:
-            LOGGER.warning("emulator: control API open at %s%s", binds[0], CONTROL_PREFIX)
+            LOGGER.warning("emulator: control API open at %s%s", binds[0], CONTROL_PATH)
         task_status.started(base_url)
