@@ -79,37 +79,28 @@ async def test_server_process_shows_demo_tweets_without_credentials(
     command: object, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
-    env |= {"PATS_EMULATOR_RATE": "20", "LOG_LEVEL": "INFO"}
+    env = clean_env(PATS_EMULATOR_RATE="20", LOG_LEVEL="INFO")
     argv = command(port)  # type: ignore[operator]
-    async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            partial(trio.run_process, argv, cwd=tmp_path, env=env, check=False)
-        )
-        try:
-            with trio.fail_after(STARTUP_TIMEOUT):
-                await wait_until_serving(f"http://127.0.0.1:{port}")
-                async with httpx.AsyncClient() as client:
-                    page = await client.get(f"http://127.0.0.1:{port}/")
-                assert page.status_code == 200
-                assert "pats-trio" in page.text
-                async with open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
-                    hello = orjson.loads(await ws.get_message())
-                    assert (hello["type"], hello["mode"]) == ("hello", "demo")
-                    while True:
-                        frame = orjson.loads(await ws.get_message())
-                        if frame["type"] in ("tweet", "tweets"):
-                            break
-                tweet = frame["tweet"] if frame["type"] == "tweet" else frame["tweets"][0]
-                assert tweet["text"]
-                assert tweet["user"]["screen_name"]
-            process.send_signal(signal.SIGTERM)
-            with trio.fail_after(15):
-                await process.wait()
-            assert process.returncode == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
+    async with serving(argv, port, tmp_path, env) as process:
+        with trio.fail_after(STARTUP_TIMEOUT):
+            async with httpx.AsyncClient() as client:
+                page = await client.get(f"http://127.0.0.1:{port}/")
+            assert page.status_code == 200
+            assert "pats-trio" in page.text
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
+                hello = orjson.loads(await ws.get_message())
+                assert (hello["type"], hello["mode"]) == ("hello", "demo")
+                while True:
+                    frame = orjson.loads(await ws.get_message())
+                    if frame["type"] in ("tweet", "tweets"):
+                        break
+            tweet = frame["tweet"] if frame["type"] == "tweet" else frame["tweets"][0]
+            assert tweet["text"]
+            assert tweet["user"]["screen_name"]
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(15):
+            await process.wait()
+        assert process.returncode == 0
 
 
 async def read_until_closed(ws: WebSocketConnection) -> None:
@@ -123,42 +114,32 @@ async def test_a_signal_closes_every_viewer_with_1001_and_exits_in_the_grace_per
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_"))}
-    env |= {"PATS_EMULATOR_RATE": "20", "PATS_SHUTDOWN_GRACE_SECONDS": "5"}
-    async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            partial(trio.run_process, pats_trio_command(port), cwd=tmp_path, env=env, check=False)
-        )
-        try:
-            with trio.fail_after(STARTUP_TIMEOUT):
-                await wait_until_serving(url)
-            with trio.fail_after(15):
-                async with (
-                    open_websocket_url(f"ws://127.0.0.1:{port}/ws") as sample,
-                    open_websocket_url(f"ws://127.0.0.1:{port}/ws?filter=python") as filtered,
-                    # A browser tab's idle kept-alive connection, which held the whole grace.
-                    await trio.open_tcp_stream("127.0.0.1", port) as idle,
-                ):
-                    await idle.send_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                    assert (await idle.receive_some(65536)).startswith(b"HTTP/1.1 200")
-                    for ws in (sample, filtered):
-                        assert orjson.loads(await ws.get_message())["type"] == "hello"
-                    signalled_at = trio.current_time()
-                    process.send_signal(signum)
-                    for ws in (sample, filtered):
-                        with pytest.raises(ConnectionClosed) as closed:
-                            await read_until_closed(ws)
-                        assert closed.value.reason is not None
-                        assert closed.value.reason.code == 1001
-                await process.wait()
-            assert process.returncode == 0
-            assert trio.current_time() - signalled_at < 2, "one Ctrl-C, out within 2 s"
-            with pytest.raises(httpx.TransportError):
-                async with httpx.AsyncClient() as client:
-                    await client.get(url + "/healthz")
-        finally:
-            if process.returncode is None:
-                process.kill()
+    env = clean_env(PATS_EMULATOR_RATE="20", PATS_SHUTDOWN_GRACE_SECONDS="5")
+    async with serving(pats_trio_command(port), port, tmp_path, env) as process:
+        with trio.fail_after(15):
+            async with (
+                open_websocket_url(f"ws://127.0.0.1:{port}/ws") as sample,
+                open_websocket_url(f"ws://127.0.0.1:{port}/ws?filter=python") as filtered,
+                # A browser tab's idle kept-alive connection, which held the whole grace.
+                await trio.open_tcp_stream("127.0.0.1", port) as idle,
+            ):
+                await idle.send_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert (await idle.receive_some(65536)).startswith(b"HTTP/1.1 200")
+                for ws in (sample, filtered):
+                    assert orjson.loads(await ws.get_message())["type"] == "hello"
+                signalled_at = trio.current_time()
+                process.send_signal(signum)
+                for ws in (sample, filtered):
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await read_until_closed(ws)
+                    assert closed.value.reason is not None
+                    assert closed.value.reason.code == 1001
+            await process.wait()
+        assert process.returncode == 0
+        assert trio.current_time() - signalled_at < 2, "one Ctrl-C, out within 2 s"
+        with pytest.raises(httpx.TransportError):
+            async with httpx.AsyncClient() as client:
+                await client.get(url + "/healthz")
 
 
 def hypercorn_json_logging_command(port: int) -> list[str]:
@@ -175,34 +156,16 @@ async def test_json_logs_hold_one_object_per_line_hypercorns_own_lines_included(
     hypercorn printed its own lines twice, once in its own format, and valkey-glide's core
     printed coloured text of its own about every failed connection."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_", "REDIS"))}
-    env |= {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    env = clean_env(LOG_FORMAT="json", LOG_LEVEL="INFO")
     if redis:  # nothing listens there: the worker serves degraded and logs why
         env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
     argv = command(port)  # type: ignore[operator]
     log = tmp_path / "output.log"
     with log.open("wb") as output:
-        async with trio.open_nursery() as nursery:
-            process: trio.Process = await nursery.start(
-                partial(
-                    trio.run_process,
-                    argv,
-                    cwd=tmp_path,
-                    env=env,
-                    check=False,
-                    stdout=output,
-                    stderr=output,
-                )
-            )
-            try:
-                with trio.fail_after(STARTUP_TIMEOUT):
-                    await wait_until_serving(f"http://127.0.0.1:{port}")
-                process.send_signal(signal.SIGTERM)
-                with trio.fail_after(15):
-                    await process.wait()
-            finally:
-                if process.returncode is None:
-                    process.kill()
+        async with serving(argv, port, tmp_path, env, stdout=output, stderr=output) as process:
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(15):
+                await process.wait()
     assert process.returncode == 0
     lines = [line for line in log.read_text().splitlines() if line.strip()]
     assert [line for line in lines if not line.startswith("{")] == []
@@ -248,32 +211,17 @@ async def test_each_serving_process_builds_exactly_one_app(
     `workers` is how many worker processes the command starts (hypercorn starts one by
     default); with none, the process serves, and builds, itself."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_", "REDIS"))}
-    env |= {"LOG_LEVEL": "INFO", "LOG_FORMAT": "text"}
+    env = clean_env(LOG_LEVEL="INFO", LOG_FORMAT="text")
     log = tmp_path / "output.log"
     with log.open("wb") as output:
-        async with trio.open_nursery() as nursery:
-            process: trio.Process = await nursery.start(
-                partial(
-                    trio.run_process,
-                    command(port),
-                    cwd=tmp_path,
-                    env=env,
-                    check=False,
-                    stdout=output,
-                    stderr=output,
-                )
-            )
-            try:
-                with trio.fail_after(STARTUP_TIMEOUT):
-                    await wait_until_serving(f"http://127.0.0.1:{port}")
-                    await wait_for_app_builds(log, max(workers, 1))
-                process.send_signal(signal.SIGTERM)
-                with trio.fail_after(15):
-                    await process.wait()
-            finally:
-                if process.returncode is None:
-                    process.kill()
+        async with serving(
+            command(port), port, tmp_path, env, stdout=output, stderr=output
+        ) as process:
+            with trio.fail_after(STARTUP_TIMEOUT):
+                await wait_for_app_builds(log, max(workers, 1))
+            process.send_signal(signal.SIGTERM)
+            with trio.fail_after(15):
+                await process.wait()
     assert process.returncode == 0
     builds = app_builds(log)
     if workers:
