@@ -303,12 +303,7 @@ async def refuse_host(scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] == "websocket.connect":
             await _deny(scope, send, 403, body)
         return
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 421, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await _answer(send, "http.response", 421, body)
 
 
 async def _deny(scope: Scope, send: Send, status: int, body: bytes) -> None:
@@ -316,9 +311,15 @@ async def _deny(scope: Scope, send: Send, status: int, body: bytes) -> None:
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008, "reason": ""})
         return
+    await _answer(send, "websocket.http.response", status, body)
+
+
+async def _answer(send: Send, kind: str, status: int, body: bytes) -> None:
+    """A plain-text HTTP answer; `kind` is the ASGI message prefix (a request's, or a refused
+    WebSocket handshake's)."""
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
     ]
-    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+    await send({"type": f"{kind}.start", "status": status, "headers": headers})
+    await send({"type": f"{kind}.body", "body": body, "more_body": False})
