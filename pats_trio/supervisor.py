@@ -119,7 +119,8 @@ def die_with(supervisor_pid: int) -> None:
 def run_worker(
     sockets: Sockets | None, overrides: Mapping[str, Any], supervisor_pid: int | None = None
 ) -> None:
-    """One worker: the app, served on the inherited sockets, until SIGTERM or SIGINT."""
+    """One worker: the app, served on the supervisor's sockets (bound and listening, see
+    `bind`), until SIGTERM or SIGINT."""
     if supervisor_pid is not None:
         die_with(supervisor_pid)
     from pats_trio.app import create_app
@@ -127,9 +128,6 @@ def run_worker(
 
     settings = load_settings(**overrides)
     config = hypercorn_config(settings)
-    if sockets is not None:
-        for sock in sockets.insecure_sockets:
-            sock.listen(config.backlog)
     app = create_app(settings)
 
     async def until_shutdown() -> None:
