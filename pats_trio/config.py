@@ -45,8 +45,13 @@ def _word(value: str) -> str:
     return value.strip().lower()
 
 
+def _entries(value: str) -> list[str]:
+    """A comma-separated list, each entry stripped, empty ones dropped."""
+    return [entry.strip() for entry in value.split(",") if entry.strip()]
+
+
 def _hosts(value: str) -> tuple[str, ...]:
-    return tuple(h.strip().rstrip("/") for h in value.split(",") if h.strip())
+    return tuple(host.rstrip("/") for host in _entries(value))
 
 
 def _optional_int(value: str) -> int | None:
@@ -54,7 +59,7 @@ def _optional_int(value: str) -> int | None:
 
 
 def _origins(value: str) -> frozenset[str]:
-    origins = frozenset(o.strip().rstrip("/").lower() for o in value.split(",") if o.strip())
+    origins = frozenset(origin.rstrip("/").lower() for origin in _entries(value))
     for origin in origins:
         if not origin.startswith(("http://", "https://")):
             raise SettingsError(f"PATS_ALLOWED_ORIGINS entries must be http(s) origins: {origin!r}")
@@ -62,7 +67,7 @@ def _origins(value: str) -> frozenset[str]:
 
 
 def _hosts_allowed(value: str) -> frozenset[str]:
-    hosts = frozenset(h.strip().lower() for h in value.split(",") if h.strip())
+    hosts = frozenset(host.lower() for host in _entries(value))
     for host in hosts:
         if "/" in host or any(c.isspace() for c in host):
             raise SettingsError(f"PATS_ALLOWED_HOSTS entries are host or host:port: {host!r}")
