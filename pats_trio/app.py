@@ -30,10 +30,12 @@ from quart_trio import QuartTrio
 
 from pats_trio import viewer
 from pats_trio.admission import ClientCounter, Limits, host_allowed
-from pats_trio.config import DEFAULT_STREAM_URL, Settings, load_settings
+from pats_trio.config import DEFAULT_STREAM_URL, DEFAULT_X_API_URL, Settings, load_settings
+from pats_trio.credentials import BearerToken
 from pats_trio.deployment import make_broker, warn_if_workers_share_no_broker
 from pats_trio.descriptors import cap_viewers
 from pats_trio.emulator import Emulator, serve_emulator
+from pats_trio.emulator.xapi import XEmulator, serve_xapi
 from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.gctune import tune_gc
 from pats_trio.hub import Hub
@@ -47,6 +49,7 @@ from pats_trio.upstream.source import Publish, Upstream
 from pats_trio.upstream.twitter.client import make_http_client, open_stream
 from pats_trio.upstream.twitter.runner import ConnectFn
 from pats_trio.upstream.twitter.upstream import TwitterUpstream
+from pats_trio.upstream.x import XUpstream
 from pats_trio.worker import WORKER_ID, Worker
 
 LOGGER = logging.getLogger(__name__)
@@ -158,10 +161,15 @@ class _Upstreams:
         self._settings = settings
         self._http: httpx.AsyncClient | None = None
         self._connectors: dict[StreamKind, ConnectFn] = {}
+        self._x_api_url = settings.x_api_url
+        self._x_token = settings.x_token
 
     async def open(self, nursery: trio.Nursery) -> None:
         settings = self._settings
         self._http = make_http_client()
+        if settings.source == "x":
+            await self._open_x(nursery)
+            return
         base_url = settings.twitter_stream_url
         if settings.source == "emulator" and base_url == DEFAULT_STREAM_URL:
             emulator = Emulator(rate=settings.emulator_rate, seed=settings.emulator_seed)
@@ -175,6 +183,22 @@ class _Upstreams:
         LOGGER.info("source: %s; connects when the first viewer arrives", self._described(base_url))
         self._connectors = _connectors(
             self._http, base_url, settings.credentials, delimited=settings.twitter_delimited
+        )
+
+    async def _open_x(self, nursery: trio.Nursery) -> None:
+        """X's API, or without a token (and with the default URL) the built-in v2 emulator."""
+        settings = self._settings
+        if self._x_token is None and settings.x_api_url == DEFAULT_X_API_URL:
+            emulator = XEmulator(rate=settings.emulator_rate, seed=settings.emulator_seed)
+            self._x_api_url = await nursery.start(serve_xapi, emulator)
+            self._x_token = BearerToken("demo")
+            LOGGER.warning("X_BEARER_TOKEN not set: serving the X API v2 emulator's posts instead")
+        elif self._x_token is None:
+            self._x_token = BearerToken("demo")
+        LOGGER.info(
+            "source: X API v2 filtered stream at %s; cap %s posts a UTC day",
+            self._x_api_url,
+            f"{settings.x_max_posts_per_day:,}" if settings.x_max_posts_per_day else "no",
         )
 
     def _described(self, base_url: str) -> str:
@@ -194,6 +218,18 @@ class _Upstreams:
         if self._http is None:
             raise RuntimeError("an upstream is made only while the app serves")
         settings = self._settings
+        if settings.source == "x":
+            assert self._x_token is not None
+            return XUpstream(
+                publish,
+                http=self._http,
+                base_url=self._x_api_url,
+                token=self._x_token,
+                linger=settings.linger_seconds,
+                max_posts_per_day=settings.x_max_posts_per_day,
+                price_per_post=settings.x_price_per_post,
+                rule_debounce=settings.filter_debounce_seconds,
+            )
         if settings.source == "bluesky":
             return BlueskyUpstream(
                 publish,
@@ -212,6 +248,14 @@ class _Upstreams:
             max_connects_per_window=settings.max_connects_per_5min,
             delimited=settings.twitter_delimited,
         )
+
+
+def _mode(settings: Settings) -> str:
+    """What the page says it shows: real posts, or the demo (an emulator)."""
+    if settings.source == "x":
+        demo = settings.x_token is None and settings.x_api_url == DEFAULT_X_API_URL
+        return "demo" if demo else "live"
+    return {"twitter": "twitter", "bluesky": "live"}.get(settings.source, "demo")
 
 
 def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) -> PatsApp:
@@ -233,7 +277,7 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
     upstreams = _Upstreams(settings)
     hub = Hub(
         make_broker(settings, upstreams.make, worker_id),
-        mode={"twitter": "twitter", "bluesky": "live"}.get(settings.source, "demo"),
+        mode=_mode(settings),
         source=settings.source,
         queue_size=settings.client_queue_size,
         slow_client_seconds=settings.slow_client_seconds,

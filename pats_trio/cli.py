@@ -48,6 +48,9 @@ def emulate_command(args: argparse.Namespace) -> None:
     if args.jetstream:
         jetstream_command(args)
         return
+    if args.x:
+        x_command(args)
+        return
     emulator = Emulator(rate=args.rate, seed=args.seed, control=args.control)
 
     async def main() -> None:
@@ -84,6 +87,31 @@ def jetstream_command(args: argparse.Namespace) -> None:
             print(
                 "point pats-trio at it with PATS_SOURCE=bluesky "
                 f"PATS_BLUESKY_HOSTS={urls.jetstream} PATS_BLUESKY_APPVIEW={urls.appview}",
+                flush=True,
+            )
+            await _until_signalled()
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def x_command(args: argparse.Namespace) -> None:
+    """X API v2's filtered stream and rules endpoints, as its own process (tests, demos)."""
+    from pats_trio.emulator.xapi import XEmulator, serve_xapi
+
+    emulator = XEmulator(rate=args.rate, seed=args.seed)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            base_url = await nursery.start(
+                lambda task_status: serve_xapi(
+                    emulator, host=args.host, port=args.port, task_status=task_status
+                )
+            )
+            print(f"emulating the X API v2 filtered stream at {base_url}", flush=True)
+            print(
+                f"point pats-trio at it with PATS_SOURCE=x X_API_URL={base_url} "
+                "X_BEARER_TOKEN=anything",
                 flush=True,
             )
             await _until_signalled()
@@ -139,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--jetstream",
         action="store_true",
         help="emulate Bluesky's Jetstream and AppView (for PATS_SOURCE=bluesky) instead of Twitter",
+    )
+    emulate.add_argument(
+        "--x",
+        action="store_true",
+        help="emulate the X API v2 filtered stream and its rules (for PATS_SOURCE=x) instead",
     )
     emulate.add_argument(
         "--rate", type=float, default=5.0, help="sample tweets (or Jetstream events) per second"

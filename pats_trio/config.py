@@ -9,13 +9,15 @@ from typing import Any, Literal
 
 from decouple import AutoConfig
 
-from pats_trio.credentials import Credentials
+from pats_trio.credentials import BearerToken, Credentials
 from pats_trio.redis_url import RedisURLError, parse_redis_url
 
 DEFAULT_STREAM_URL = "https://stream.twitter.com/1.1"
 
-Source = Literal["emulator", "twitter", "bluesky"]
-SOURCES: tuple[Source, ...] = ("emulator", "twitter", "bluesky")
+DEFAULT_X_API_URL = "https://api.x.com"
+
+Source = Literal["emulator", "twitter", "bluesky", "x"]
+SOURCES: tuple[Source, ...] = ("emulator", "twitter", "bluesky", "x")
 DEFAULT_BLUESKY_HOSTS = (
     "wss://jetstream1.us-east.bsky.network",
     "wss://jetstream2.us-east.bsky.network",
@@ -106,6 +108,13 @@ class Settings:
     """PATS_SOURCE as given; empty means "twitter" with credentials, else "emulator"."""
     bluesky_hosts: tuple[str, ...] = _setting("PATS_BLUESKY_HOSTS", DEFAULT_BLUESKY_HOSTS, _hosts)
     bluesky_appview: str = _setting("PATS_BLUESKY_APPVIEW", DEFAULT_BLUESKY_APPVIEW, _strip_slash)
+    x_bearer_token: str = _setting("X_BEARER_TOKEN", "", str.strip, secret=True)
+    x_api_url: str = _setting("X_API_URL", DEFAULT_X_API_URL, _strip_slash)
+    x_max_posts_per_day: int = _setting("PATS_X_MAX_POSTS_PER_DAY", 2_000, int)
+    """X bills each post read; the stream stops for the rest of the UTC day at this many
+    (0: no cap)."""
+    x_price_per_post: float = _setting("PATS_X_PRICE_PER_POST", 0.005, float)
+    """What X charges per post read, for the estimated spend in /metrics and the log."""
     host: str = _setting("PATS_HOST", "127.0.0.1")
     port: int = _setting("PATS_PORT", 8000, int)
     log_level: str = _setting("LOG_LEVEL", "INFO", str.upper)
@@ -150,6 +159,11 @@ class Settings:
         return Credentials(*parts)
 
     @property
+    def x_token(self) -> BearerToken | None:
+        """X's app-only Bearer token, or None when X_BEARER_TOKEN is not set."""
+        return BearerToken(self.x_bearer_token) if self.x_bearer_token else None
+
+    @property
     def missing_credentials(self) -> tuple[str, ...]:
         """The Twitter variables not set when some are: a half-done set-up, which serves the
         demo rather than Twitter, and should say why."""
@@ -170,6 +184,8 @@ class Settings:
             return "bluesky"
         if self.source_setting == "emulator":
             return "emulator"
+        if self.source_setting == "x":
+            return "x"
         return "twitter" if self.credentials is not None else "emulator"
 
     def __repr__(self) -> str:
@@ -179,6 +195,7 @@ class Settings:
             if spec.repr
         )
         masked = "credentials=" + ("'***'" if self.credentials else "None")
+        masked += ", x_token=" + ("'***'" if self.x_bearer_token else "None")
         return f"Settings({shown}, {masked})"
 
 
@@ -247,7 +264,7 @@ def validate(settings: Settings) -> None:
         raise SettingsError("TWITTER_STREAM_URL must be an http(s) URL")
     if settings.source_setting not in ("", *SOURCES):
         raise SettingsError(
-            f"PATS_SOURCE must be emulator, twitter or bluesky, got {settings.source_setting!r}"
+            f"PATS_SOURCE must be emulator, twitter, bluesky or x, got {settings.source_setting!r}"
         )
     if settings.source_setting == "twitter" and settings.credentials is None:
         raise SettingsError("PATS_SOURCE=twitter needs all four TWITTER_* credentials")
@@ -259,6 +276,13 @@ def validate(settings: Settings) -> None:
                 raise SettingsError(f"PATS_BLUESKY_HOSTS entries must be ws(s) URLs: {host!r}")
         if not settings.bluesky_appview.startswith(("http://", "https://")):
             raise SettingsError("PATS_BLUESKY_APPVIEW must be an http(s) URL")
+    if settings.source == "x":
+        if not settings.x_api_url.startswith(("http://", "https://")):
+            raise SettingsError("X_API_URL must be an http(s) URL")
+        if settings.x_max_posts_per_day < 0:
+            raise SettingsError("PATS_X_MAX_POSTS_PER_DAY must be 0 (no cap) or more")
+        if settings.x_price_per_post < 0:
+            raise SettingsError("PATS_X_PRICE_PER_POST must be 0 or more")
     if settings.history_size < 0:
         raise SettingsError("PATS_HISTORY must be 0 or more")
     if settings.redis_url:

@@ -1,7 +1,7 @@
-"""Twitter's OAuth 1.0a credentials, kept out of every repr and redacted from foreign text.
+"""Credentials (Twitter's OAuth 1.0a set, X's Bearer token), out of every repr and redacted.
 
-A module of its own, below both `config` (which reads them) and the Twitter client (which signs
-with them), so that neither imports the other for it.
+A module of its own, below both `config` (which reads them) and the clients (which sign or
+send them), so that neither imports the other for it.
 """
 
 from __future__ import annotations
@@ -36,4 +36,20 @@ class Credentials:
         ):
             if len(value) >= MIN_REDACTED_LENGTH:
                 text = text.replace(value, "***")
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class BearerToken:
+    """X's app-only Bearer token (API v2). The repr shows none of it."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "BearerToken('***')"
+
+    def redact(self, text: str) -> str:
+        """`text` with the token replaced, for messages built from foreign input."""
+        if len(self.value) >= MIN_REDACTED_LENGTH:
+            text = text.replace(self.value, "***")
         return text

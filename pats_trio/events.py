@@ -46,6 +46,8 @@ class NoticeEvent:
     frame: frames.Frame
     deletes: str | None = None
     """The id of a tweet this notice takes back, so history forgets it too."""
+    phrases: frozenset[str] | None = None
+    """Only for the viewers who follow one of these phrases (a rule X refused), if given."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,6 +238,8 @@ class Hub:
         elif isinstance(event, StatusEvent):
             self._status[kind] = event
             self._fan_out(self._viewers[kind], event.frame)
+        elif isinstance(event, NoticeEvent) and event.phrases is not None:
+            self._fan_out(self._index.holders(event.phrases), event.frame)
         elif isinstance(event, NoticeEvent):
             self._fan_out(self._viewers[kind], event.frame)
 

@@ -314,6 +314,14 @@ class TrackIndex(Generic[K]):
                     found |= keys
         return found
 
+    def holders(self, texts: Iterable[str]) -> builtins.set[K]:
+        """Every key that follows one of the phrases written `texts`."""
+        found: set[K] = set()
+        for phrase, keys in self._keys_by_phrase.items():
+            if phrase.text in texts:
+                found |= keys
+        return found
+
     def union(self) -> tuple[Phrase, ...]:
         """Distinct phrases across all subscribers, sorted by text (the upstream ``track``)."""
         return tuple(sorted(self._keys_by_phrase, key=lambda phrase: phrase.text))

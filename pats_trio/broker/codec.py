@@ -30,6 +30,8 @@ def encode(kind: StreamKind, event: Event) -> list[tuple[str, str]]:
         fields = [("k", kind), ("t", "notice"), ("f", event.frame)]
         if event.deletes is not None:
             fields.append(("d", event.deletes))
+        if event.phrases is not None:
+            fields.append(("p", TERMS_SEPARATOR.join(sorted(event.phrases))))
         return fields
     return [
         ("k", kind),
@@ -58,7 +60,12 @@ def decode(pairs: Sequence[Sequence[bytes]]) -> tuple[StreamKind, Event]:
                 tuple(fields["o"].split(TERMS_SEPARATOR)) if "o" in fields else (),
             )
         if type_ == "notice":
-            return stream, NoticeEvent(frame, deletes=fields.get("d"))
+            phrases = fields.get("p")
+            return stream, NoticeEvent(
+                frame,
+                deletes=fields.get("d"),
+                phrases=frozenset(phrases.split(TERMS_SEPARATOR)) if phrases is not None else None,
+            )
         if type_ == "status":
             details = orjson.loads(fields["x"])
             if not isinstance(details, dict):

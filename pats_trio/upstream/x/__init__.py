@@ -1,0 +1,312 @@
+"""The X API v2 filtered stream as an upstream: one connection, rules changed in place.
+
+`XUpstream` is the adapter on the shared lifecycle (`upstream/lifecycle.py`) for
+``GET /2/tweets/search/stream``: it connects while filter viewers watch and lingers after the
+last one leaves. A keyword change never touches the connection: the `RuleManager` (`manager`)
+changes the app's rules in place, and pats-trio routes each post with its own matcher, so the
+rules need only deliver a superset of what viewers asked for. ``matching_rules`` is counted.
+
+Reconnects follow X's documented policy (`upstream/backoff.Backoff`): a dropped stream at once,
+then network errors 250 ms linear to 16 s, HTTP errors 5 s doubling to 320 s, 429 (and an
+in-stream ``TooManyConnections``) from 60 s doubling, never sooner than ``x-rate-limit-reset``.
+X sends a ``\\r\\n`` keep-alive every 20 s; `STALL_SECONDS` of silence is a dead stream.
+
+The cost guard (`cost.DailyMeter`) counts the posts read per UTC day; at the cap the stream is
+closed and viewers are told, in plain words, that posts resume after midnight UTC.
+
+X's sampled stream is Enterprise-only, so the sample view is never connected: its viewers are
+told so (`SAMPLE_UNAVAILABLE`).
+
+Beside the adapter: the HTTP (`client`), the stream's lines (`messages`), the v2 payload as a
+v1.1 status (`payload`), the rules as values (`rules`), their manager (`manager`), the meter
+(`cost`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import trio
+
+from pats_trio import events, frames
+from pats_trio.config import Settings
+from pats_trio.credentials import BearerToken
+from pats_trio.events import NoticeEvent, StreamKind, status_event
+from pats_trio.matching import TrackError, matches_any, parse_track
+from pats_trio.upstream.backoff import ConnectionBudget, classify
+from pats_trio.upstream.lifecycle import (
+    DedupWindow,
+    HandedOver,
+    Lifecycle,
+    Link,
+    Retry,
+    StreamStalledError,
+)
+from pats_trio.upstream.source import Publish, SourceStats
+from pats_trio.upstream.x import messages
+from pats_trio.upstream.x.client import RulesClient, XHTTPError, XNetworkError, open_stream
+from pats_trio.upstream.x.cost import DailyMeter, until_midnight
+from pats_trio.upstream.x.manager import DEBOUNCE_SECONDS, RuleManager
+from pats_trio.upstream.x.payload import PayloadError, matching_tags, to_status
+from pats_trio.upstream.x.rules import TAG_PREFIX, ours
+
+LOGGER = logging.getLogger(__name__)
+
+STALL_SECONDS = 30.0
+"""X sends a keep-alive every 20 s and says to reconnect after 20 s of silence; a margin of ten
+seconds keeps a keep-alive that is a little late from costing a reconnect (and a connect from
+the 50 a 15-minute window allows)."""
+CONNECTS_PER_WINDOW = 50
+CONNECT_WINDOW_SECONDS = 900.0
+DEDUP_WINDOW = 10_000
+SAMPLE_UNAVAILABLE = (
+    "X offers its sampled stream only on Enterprise plans, so there is no unfiltered view on X. "
+    "Type keywords to watch the posts that match them."
+)
+
+ConnectFn = Callable[[], AbstractAsyncContextManager[AsyncIterator[bytes]]]
+
+
+class StreamProblemError(Exception):
+    """X sent an error object that ends the stream (``operational-disconnect``, ...)."""
+
+    def __init__(self, problem: messages.Problem) -> None:
+        super().__init__(f"{problem.name}: {problem.detail}")
+        self.problem = problem
+
+
+class DailyCapReachedError(Exception):
+    """The posts read today reached PATS_X_MAX_POSTS_PER_DAY."""
+
+
+@dataclass
+class XStats(SourceStats):
+    """`SourceStats`, and what X's posts cost and which rules they matched."""
+
+    keepalives: int = 0
+    matched_ours: int = 0
+    """Posts that matched one of our rules (``matching_rules``)."""
+    matched_foreign_only: int = 0
+    """Posts that matched only rules pats-trio did not make: read, billed, and shown to nobody
+    unless a viewer's phrase matches them too."""
+    unrouted: int = 0
+    """Posts our rules delivered that no viewer's phrase matches locally (the rules' superset)."""
+    problems: int = 0
+    """Error objects read on the stream."""
+
+
+class XUpstream:
+    """The filter stream from X, with its rules and its cost guard. The hub says what is
+    wanted with `demand`."""
+
+    def __init__(
+        self,
+        publish: Publish,
+        *,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: BearerToken,
+        linger: float = Settings.linger_seconds,
+        stall: float = STALL_SECONDS,
+        max_posts_per_day: int = Settings.x_max_posts_per_day,
+        price_per_post: float = Settings.x_price_per_post,
+        rule_debounce: float = DEBOUNCE_SECONDS,
+        rule_budget: ConnectionBudget | None = None,
+        connect_budget: ConnectionBudget | None = None,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        connect: ConnectFn | None = None,
+    ) -> None:
+        self._publish = publish
+        self._wall = wall
+        self._connect = connect or (lambda: open_stream(http, base_url, token))
+        self.stats = XStats()
+        self.meter = DailyMeter(cap=max_posts_per_day, price=price_per_post)
+        self.rules = RuleManager(
+            RulesClient(http, base_url, token),
+            publish,
+            debounce=rule_debounce,
+            budget=rule_budget,
+            wall=wall,
+        )
+        self._phrases: tuple[Any, ...] = ()
+        self._seen = DedupWindow[str](DEDUP_WINDOW)
+        self._capped_told = False
+        self._lifecycle = Lifecycle[None, AsyncIterator[bytes]](
+            "x",
+            self,
+            publish=publish,
+            kinds=("filter",),
+            stats=self.stats,
+            target=None,
+            linger=linger,
+            stall=stall,
+            budget=connect_budget
+            or ConnectionBudget(
+                min_interval=0.0,
+                max_per_window=CONNECTS_PER_WINDOW,
+                window=CONNECT_WINDOW_SECONDS,
+            ),
+            rng=rng,
+            log=LOGGER,
+        )
+
+    # the Upstream protocol
+
+    def demand(self, kind: StreamKind, *, active: bool, track: str = "") -> None:
+        """Filter viewers connect the stream and set the rules; the sample view has no stream
+        on X (`SAMPLE_UNAVAILABLE`)."""
+        if kind != "filter":
+            return
+        try:
+            self._phrases = parse_track(track)
+        except TrackError:
+            LOGGER.warning("x: ignoring a track the hub should not have let through")
+            return
+        self.rules.want(phrase.text for phrase in self._phrases)
+        self._lifecycle.demand(active=active and bool(self._phrases), target=None)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve demand forever: the rules and the stream, in one nursery."""
+        self._publish("sample", status_event("sample", "error", reason=SAMPLE_UNAVAILABLE))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.rules.run)
+            await nursery.start(self._lifecycle.run)
+            task_status.started()
+
+    def state_of(self, kind: StreamKind) -> str:
+        return self._lifecycle.state if kind == "filter" else "error"
+
+    def retry_in_of(self, kind: StreamKind) -> float:
+        return self._lifecycle.retry_in if kind == "filter" else 0.0
+
+    def stats_of(self, kind: StreamKind) -> SourceStats:
+        return self.stats if kind == "filter" else SourceStats()
+
+    def resume_point(self) -> int | None:
+        """Recovery (backfill) is Enterprise-only: a new connection starts at the live edge."""
+        return None
+
+    def resume_from(self, point: int) -> None:
+        pass
+
+    # the adapter
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
+    def open(self, target: None) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        if self.meter.capped(self._wall()):
+            raise DailyCapReachedError(self.meter.reason())
+        self._capped_told = False
+        return self._connect()
+
+    async def read(self, chunks: AsyncIterator[bytes], link: Link[None]) -> None:
+        LOGGER.info(
+            "x: connected; %d rules carry %d phrases",
+            len(self.rules.rules),
+            len(self.rules.carried),
+        )
+        decoder = messages.LineDecoder()
+        try:
+            async for chunk in self._lifecycle.arrivals(chunks.__anext__):
+                for message in decoder.feed(chunk):
+                    if isinstance(message, messages.Post):
+                        self._post(message.message)
+                    else:
+                        self._problem(message)
+        finally:
+            self.stats.malformed += decoder.stats.malformed
+            self.stats.oversized += decoder.stats.oversized
+            self.stats.keepalives += decoder.stats.keepalives
+
+    def failure(self, exc: Exception, link: Link[None]) -> Retry | HandedOver | None:
+        backoff = link.backoff
+        if isinstance(exc, DailyCapReachedError):
+            self._tell_capped()
+            return Retry(str(exc), "disconnect", until_midnight(self._wall()))
+        if isinstance(exc, StreamStalledError):
+            return Retry(str(exc), "stall", link.after_drop())
+        if isinstance(exc, StreamProblemError):
+            reason = f"X ended the stream: {exc.problem.detail} ({exc.problem.name})"
+            if exc.problem.rate_limited:
+                return Retry(reason, "http", backoff.after_http_error(429))
+            return Retry(reason, "disconnect", link.after_drop())
+        if isinstance(exc, XNetworkError):
+            dropped = link.connected_at is not None
+            delay = link.after_drop() if dropped else backoff.after_network_error()
+            return Retry(f"network error: {exc}", "network", delay)
+        if isinstance(exc, XHTTPError):
+            reason = f"HTTP {exc.status_code} from X: {exc.reason}"
+            if classify(exc.status_code) == "fatal":
+                return Retry(reason, "fatal", backoff.after_fatal(exc.status_code))
+            delay = backoff.after_http_error(exc.status_code)
+            if exc.reset_at is not None:
+                delay = max(delay, exc.reset_at - self._wall())
+            return Retry(reason, "http", delay)
+        return None
+
+    # messages
+
+    def _post(self, message: dict[str, Any]) -> None:
+        within_cap = self.meter.record(self._wall())
+        tags = matching_tags(message)
+        if any(ours(tag, TAG_PREFIX) for tag in tags):
+            self.stats.matched_ours += 1
+        elif tags:
+            self.stats.matched_foreign_only += 1
+        try:
+            status = to_status(message)
+        except PayloadError as exc:
+            self.stats.malformed += 1
+            LOGGER.debug("x: skipping a post: %s", exc)
+        else:
+            self._handle(status)
+        if not within_cap:
+            raise DailyCapReachedError(self.meter.reason())
+
+    def _handle(self, status: dict[str, Any]) -> None:
+        if not self._seen.first_time(status["id_str"]):
+            self.stats.duplicates += 1
+            return
+        event = events.tweet_event(status, source="x")
+        if event is None:
+            self.stats.malformed += 1
+            return
+        if not matches_any(self._phrases, event.terms):
+            self.stats.unrouted += 1
+        self.stats.tweets += 1
+        self._publish("filter", event)
+
+    def _problem(self, problem: messages.Problem) -> None:
+        self.stats.problems += 1
+        if problem.disconnects:
+            raise StreamProblemError(problem)
+        LOGGER.warning("x: the stream reported %s: %s", problem.name, problem.detail)
+        self._publish(
+            "filter",
+            NoticeEvent(frames.error("x_stream_problem", f"X reported: {problem.detail}")),
+        )
+
+    def _tell_capped(self) -> None:
+        if self._capped_told:
+            return
+        self._capped_told = True
+        LOGGER.warning(
+            "x: %d posts read today, the cap (PATS_X_MAX_POSTS_PER_DAY); reading resumes in %.0fs",
+            self.meter.today,
+            until_midnight(self._wall()),
+        )
+        self._publish(
+            "filter",
+            NoticeEvent(
+                frames.error("x_daily_cap", f"No more posts today: {self.meter.reason()}.")
+            ),
+        )

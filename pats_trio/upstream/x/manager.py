@@ -1,0 +1,310 @@
+"""Keeps the app's X rules in step with the viewers' phrases, in place, within X's rate limit.
+
+Run by whoever runs the upstream (the Redis lease holder in a deployment). At start it lists the
+app's rules: ours (tagged with our prefix) are what it carries; foreign ones are reported and left
+alone. Then, each time the wanted phrases change and stay put for `debounce` seconds, it packs
+the difference into rules (`rules.plan`), checks the new ones with ``dry_run``, adds them, and
+only then deletes what they replace, so no phrase that stays wanted is ever uncovered.
+
+A rule X refuses is narrowed down to its phrases (a second dry run, one phrase a rule), and each
+refused phrase becomes an error for the viewers who follow it, and nobody else; it is not asked
+for again until it stops being wanted. Rule changes are paced by a `ConnectionBudget` (X allows
+100 a 15-minute window on pay-per-use): a change that waits for the budget says so to the
+viewers, and a 429 waits for ``x-rate-limit-reset``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import trio
+
+from pats_trio import frames
+from pats_trio.events import NoticeEvent
+from pats_trio.upstream.backoff import ConnectionBudget, doubling
+from pats_trio.upstream.lifecycle import DEBOUNCE_MAX_FACTOR, RepeatedEvent
+from pats_trio.upstream.source import Publish
+from pats_trio.upstream.x.client import RuleRejection, RulesClient, XError, XHTTPError
+from pats_trio.upstream.x.rules import (
+    MAX_RULE_CHARS,
+    TAG_PREFIX,
+    Plan,
+    Rule,
+    RuleTooLongError,
+    pack,
+    plan,
+    reconcile,
+)
+
+LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RULE_CHANGES_PER_WINDOW = 100
+RULE_WINDOW_SECONDS = 900.0
+DEBOUNCE_SECONDS = 1.0
+RETRY_FIRST_SECONDS = 5.0
+RETRY_CAP_SECONDS = 320.0
+RATE_LIMITED_SECONDS = 60.0
+DUPLICATE_RULE = "DuplicateRule"
+
+
+@dataclass
+class RuleStats:
+    """What the manager did, for /metrics."""
+
+    applied: int = 0
+    """Changes applied (each a dry run, an add and a delete at most)."""
+    rejected: int = 0
+    """Phrases X refused."""
+    waiting: bool = False
+    """A change is held for the rate limit now."""
+    failures: int = 0
+    foreign: int = 0
+    rules: int = 0
+    rejected_phrases: dict[str, str] = field(default_factory=dict)
+
+
+class RuleManager:
+    """The app's rules for the union of viewers' phrases; `want` says what is wanted."""
+
+    def __init__(
+        self,
+        client: RulesClient,
+        publish: Publish,
+        *,
+        prefix: str = TAG_PREFIX,
+        limit: int = MAX_RULE_CHARS,
+        debounce: float = DEBOUNCE_SECONDS,
+        budget: ConnectionBudget | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self._publish = publish
+        self.prefix = prefix
+        self._limit = limit
+        self._debounce = debounce
+        self._budget = budget or ConnectionBudget(
+            min_interval=0.0, max_per_window=RULE_CHANGES_PER_WINDOW, window=RULE_WINDOW_SECONDS
+        )
+        self._wall = wall
+        self._wanted: frozenset[str] = frozenset()
+        self._changed = RepeatedEvent()
+        self.rules: dict[str, tuple[Rule, tuple[str, ...]]] = {}
+        self.foreign: tuple[Rule, ...] = ()
+        self.rejected: dict[str, str] = {}
+        """Phrases X refused, with why; forgotten once nobody wants them."""
+        self.duplicates: set[str] = set()
+        """Phrases whose rule X has already (a foreign rule of the same value): covered."""
+        self.stats = RuleStats()
+        self.listed = trio.Event()
+        """Set once the app's rules were listed at start."""
+        self.in_step = RepeatedEvent()
+        """Set each time the rules carry what is wanted (for tests and the log)."""
+
+    @property
+    def carried(self) -> frozenset[str]:
+        """The phrases our rules carry now."""
+        return frozenset(p for _, phrases in self.rules.values() for p in phrases)
+
+    def want(self, phrases: Iterable[str]) -> None:
+        """The phrases viewers follow now (the union); the rules follow after `debounce`."""
+        wanted = frozenset(phrases)
+        if wanted != self._wanted:
+            self._wanted = wanted
+            for phrase in set(self.rejected) - wanted:
+                del self.rejected[phrase]
+            self.duplicates &= wanted
+            self._changed.set()
+
+    def _target(self) -> frozenset[str]:
+        return self._wanted - set(self.rejected) - self.duplicates
+
+    def is_in_step(self) -> bool:
+        return self.listed.is_set() and self.carried == self._target()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """List the rules, then keep them in step with `want` until cancelled."""
+        task_status.started()
+        await self._retrying(self._list)
+        self.listed.set()
+        while True:
+            if self.is_in_step():
+                self.in_step.set()
+                await self._changed.wait_until(lambda: not self.is_in_step())
+            await self._quiet_period()
+            await self._retrying(self._apply)
+
+    async def _quiet_period(self) -> None:
+        """Until the wanted phrases stay put for `debounce` seconds (bounded), so that a burst
+        of viewers' changes costs one change of rules."""
+        cap = trio.current_time() + self._debounce * DEBOUNCE_MAX_FACTOR
+        while True:
+            with trio.move_on_at(min(trio.current_time() + self._debounce, cap)) as quiet:
+                await self._changed.wait()
+            if quiet.cancelled_caught or trio.current_time() >= cap:
+                return
+
+    async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` until it succeeds: a 429 waits for the window's reset, other failures
+        back off from 5 s doubling to 320 s."""
+        failures = 0
+        while True:
+            try:
+                await step()
+                return
+            except XError as exc:
+                failures += 1
+                self.stats.failures += 1
+                delay = doubling(RETRY_FIRST_SECONDS, RETRY_CAP_SECONDS, failures - 1)
+                if isinstance(exc, XHTTPError) and exc.status_code == 429:
+                    delay = RATE_LIMITED_SECONDS
+                    if exc.reset_at is not None:
+                        delay = max(exc.reset_at - self._wall(), 1.0)
+                LOGGER.warning("x rules: %s; trying again in %.0fs", exc, delay)
+                await trio.sleep(delay)
+
+    async def _list(self) -> None:
+        found = reconcile(await self.client.list(), self.prefix)
+        self.rules = dict(found.ours)
+        self.foreign = found.foreign
+        self.stats.foreign = len(found.foreign)
+        self.stats.rules = len(self.rules)
+        if found.foreign:
+            LOGGER.warning(
+                "x rules: the app has %d rules pats-trio did not make (tag not %r*); left alone, "
+                "and their posts are read (and billed) too: %s",
+                len(found.foreign),
+                self.prefix,
+                ", ".join(repr(rule.value[:60]) for rule in found.foreign[:5]),
+            )
+        LOGGER.info(
+            "x rules: %d of ours carry %d phrases; %d to delete as unreadable",
+            len(self.rules),
+            len(self.carried),
+            len(found.unreadable),
+        )
+        if found.unreadable:
+            await self._post(lambda: self.client.delete(r.id for r in found.unreadable))
+
+    def _plan(self) -> Plan:
+        target = set(self._target())
+        for phrase in list(target):
+            try:
+                pack([phrase], self._limit)
+            except RuleTooLongError as exc:
+                self._reject({phrase: str(exc)})
+                target.discard(phrase)
+        return plan(self.rules, target, limit=self._limit)
+
+    async def _apply(self) -> None:
+        change = self._plan()
+        if change.adds:
+            await self._check(change)
+            change = self._plan()
+        if change.adds:
+            answer = await self._post(
+                lambda: self.client.add([(value, self.prefix) for value, _ in change.adds])
+            )
+            carried = dict(change.adds)
+            for rule in answer.created:
+                phrases = carried.get(rule.value)
+                if phrases is not None:
+                    self.rules[rule.id] = (rule, phrases)
+            self._refused(answer.rejected, carried)
+        if change.deletes:
+            await self._post(lambda: self.client.delete(change.deletes))
+            for rule_id in change.deletes:
+                self.rules.pop(rule_id, None)
+        self.stats.applied += 1
+        self.stats.rules = len(self.rules)
+        LOGGER.info(
+            "x rules: %d added, %d deleted; %d rules carry %d phrases",
+            len(change.adds),
+            len(change.deletes),
+            len(self.rules),
+            len(self.carried),
+        )
+
+    async def _check(self, change: Plan) -> None:
+        """Dry-run the new rules. A refused rule of one phrase refuses that phrase; one of
+        several is tried again phrase by phrase, so that only the phrases X refuses are."""
+        carried = dict(change.adds)
+        answer = await self._post(
+            lambda: self.client.add([(v, self.prefix) for v in carried], dry_run=True)
+        )
+        suspects = self._refused(answer.rejected, carried)
+        if not suspects:
+            return
+        alone = dict(rule for phrase in suspects for rule in pack([phrase], self._limit))
+        answer = await self._post(
+            lambda: self.client.add([(v, self.prefix) for v in alone], dry_run=True)
+        )
+        self._refused(answer.rejected, alone)
+
+    def _refused(
+        self, rejections: Iterable[RuleRejection], carried: dict[str, tuple[str, ...]]
+    ) -> list[str]:
+        """Take in what X refused: a duplicate of a rule the app already has is covered by it;
+        a refused rule of one phrase refuses the phrase. Returns the phrases of refused rules
+        of several phrases, which are not known to be at fault yet."""
+        suspects: list[str] = []
+        refused: dict[str, str] = {}
+        for rejection in rejections:
+            phrases = carried.get(rejection.value, ())
+            if rejection.title == DUPLICATE_RULE:
+                self.duplicates.update(phrases)
+            elif len(phrases) == 1:
+                refused[phrases[0]] = rejection.detail or rejection.title
+            else:
+                suspects.extend(phrases)
+        self._reject(refused)
+        return suspects
+
+    def _reject(self, refused: dict[str, str]) -> None:
+        """Tell the viewers of each refused phrase, and only them."""
+        for phrase, why in refused.items():
+            if phrase in self.rejected:
+                continue
+            self.rejected[phrase] = why
+            self.stats.rejected += 1
+            LOGGER.warning("x rules: X refused the phrase %r: %s", phrase, why)
+            message = (
+                f"X refused the keywords {phrase!r} ({why or 'no reason given'}), so posts "
+                "matching them cannot be shown. Try other words."
+            )
+            self._publish(
+                "filter",
+                NoticeEvent(frames.error("x_rule_rejected", message), phrases=frozenset({phrase})),
+            )
+        self.stats.rejected_phrases = dict(self.rejected)
+
+    async def _post(self, request: Callable[[], Awaitable[T]]) -> T:
+        """One rule-changing request, within the budget; viewers hear when it has to wait."""
+        wait = self._budget.delay(trio.current_time())
+        if wait > 0:
+            self.stats.waiting = True
+            LOGGER.warning(
+                "x rules: the change waits %.0fs for X's limit of %d rule changes per %d minutes",
+                wait,
+                self._budget.max_per_window,
+                self._budget.window // 60,
+            )
+            self._publish(
+                "filter",
+                NoticeEvent(
+                    frames.error(
+                        "x_rules_waiting",
+                        f"New keywords take effect in about {wait:.0f} s: X allows "
+                        f"{self._budget.max_per_window} rule changes every "
+                        f"{self._budget.window / 60:.0f} minutes.",
+                    )
+                ),
+            )
+            await trio.sleep(wait)
+            self.stats.waiting = False
+        self._budget.record(trio.current_time())
+        return await request()

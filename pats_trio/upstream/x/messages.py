@@ -1,0 +1,108 @@
+"""The filtered stream's body as messages: NDJSON lines, ``\\r\\n`` keep-alives, error objects.
+
+Pure: `LineDecoder.feed` takes bytes and returns what they complete. A blank line is a
+keep-alive. A line with ``data`` is a post. A line with only ``errors`` (or a bare problem, as X
+documents ``ConnectionException``) is a problem: a disconnect (``operational-disconnect``,
+``TooManyConnections``) ends the connection, anything else is shown and read past.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+MAX_LINE_BYTES = 1024 * 1024
+"""A post with its expansions is a few kilobytes; a longer line is junk and is skipped."""
+DISCONNECT_TITLES = frozenset({"operational-disconnect", "ConnectionException"})
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An error object on the stream: `name` is its ``connection_issue`` or ``title``."""
+
+    name: str
+    detail: str
+    disconnects: bool
+    rate_limited: bool = False
+
+
+Message = Post | Problem
+
+
+@dataclass
+class DecoderStats:
+    keepalives: int = 0
+    malformed: int = 0
+    oversized: int = 0
+
+
+def classify(payload: Any) -> Message | None:
+    """What one decoded line is; None for JSON that is neither a post nor a problem."""
+    if not isinstance(payload, dict):
+        return None
+    if isinstance(payload.get("data"), dict):
+        return Post(payload)
+    errors = payload.get("errors")
+    problems = errors if isinstance(errors, list) else [payload] if "title" in payload else []
+    for problem in problems:
+        if not isinstance(problem, dict):
+            continue
+        title = str(problem.get("title") or "")
+        issue = str(problem.get("connection_issue") or problem.get("disconnect_type") or "")
+        detail = str(problem.get("detail") or problem.get("message") or title)
+        kind = str(problem.get("type") or "")
+        disconnects = title in DISCONNECT_TITLES or kind.endswith(
+            ("/operational-disconnect", "/streaming-connection")
+        )
+        return Problem(
+            issue or title or "unknown",
+            detail,
+            disconnects,
+            rate_limited=issue == "TooManyConnections",
+        )
+    return None
+
+
+@dataclass
+class LineDecoder:
+    """Splits the body into lines and classifies each."""
+
+    stats: DecoderStats = field(default_factory=DecoderStats)
+    _buffer: bytearray = field(default_factory=bytearray)
+    _skipping: bool = False
+
+    def feed(self, chunk: bytes) -> list[Message]:
+        self._buffer += chunk
+        out: list[Message] = []
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > MAX_LINE_BYTES:
+                    self._buffer.clear()
+                    if not self._skipping:
+                        self.stats.oversized += 1
+                    self._skipping = True
+                return out
+            line = bytes(self._buffer[:end]).strip()
+            del self._buffer[: end + 1]
+            if self._skipping:
+                self._skipping = False
+                continue
+            if not line:
+                self.stats.keepalives += 1
+                continue
+            try:
+                message = classify(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                message = None
+            if message is None:
+                self.stats.malformed += 1
+            else:
+                out.append(message)
