@@ -226,7 +226,8 @@ def plan(
 
     A rule stays if every phrase it carries is still wanted and no earlier rule carries the
     same phrase; the others are deleted, and what they carried that is still wanted is packed
-    with the new phrases. `stale` rule ids are deleted whatever they carry.
+    with the new phrases. `stale` rule ids are deleted whatever they carry. Once that would
+    leave more than twice the rules the phrases need, everything is packed afresh.
     """
     want = set(wanted)
     covered: set[str] = set()
@@ -242,4 +243,9 @@ def plan(
         else:
             deletes.append(rule_id)
     adds = pack(want - covered, limit) if want - covered else []
+    fewest = pack(want, limit) if want else []
+    if len(kept) + len(adds) > 2 * len(fewest):
+        # Changes one at a time leave many half-empty rules: pack them all again, in one change.
+        everything = [rule_id for rule_id in sorted(current) if rule_id not in stale]
+        return Plan(tuple(fewest), (*stale, *everything), ())
     return Plan(tuple(adds), tuple(deletes), tuple(kept))
