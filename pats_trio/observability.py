@@ -32,6 +32,8 @@ from pats_trio.events import STREAM_KINDS
 from pats_trio.hub import Hub
 from pats_trio.looplag import BUCKETS, STALL_SECONDS, TICK_SECONDS, LoopLag
 from pats_trio.upstream.source import DISCONNECT_REASONS, SourceStats
+from pats_trio.upstream.x import XUpstream
+from pats_trio.upstream.x.cost import utc_day
 from pats_trio.worker import Worker
 
 LOGGER = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class HubCollector(Collector):
         yield from _hub_metrics(hub)
         yield from _runner_metrics(hub)
         yield from _broker_metrics(hub)
+        yield from _x_metrics(hub)
 
 
 def _hub_metrics(hub: Hub) -> Iterator[Metric]:
@@ -156,6 +159,71 @@ def _broker_metrics(hub: Hub) -> Iterator[Metric]:
         f"{NAMESPACE}_upstream_terms_of_office",
         "Times this worker took the upstream lease.",
         value=stats.terms_of_office,
+    )
+
+
+def _x_metrics(hub: Hub) -> Iterator[Metric]:
+    """What X's posts cost and how its rules stand, while this process runs an X upstream."""
+    upstream = hub.broker.upstream
+    if not isinstance(upstream, XUpstream):
+        return
+    meter, stats, rules = upstream.meter, upstream.stats, upstream.rules.stats
+    now = upstream.wall()
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_x_posts_read_today",
+        "Posts read from X this UTC day (X bills each; the cap is PATS_X_MAX_POSTS_PER_DAY).",
+        value=meter.today if meter.day == utc_day(now) else 0,
+    )
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_x_estimated_spend_today",
+        "Posts read this UTC day times PATS_X_PRICE_PER_POST (an estimate, in that currency).",
+        value=meter.spend_today(now),
+    )
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_x_daily_post_cap", "PATS_X_MAX_POSTS_PER_DAY (0: no cap).", value=meter.cap
+    )
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_x_capped",
+        "1 while today's cap holds the stream closed.",
+        value=int(meter.capped(now)),
+    )
+    yield CounterMetricFamily(
+        f"{NAMESPACE}_x_posts_read",
+        "Posts read from X since the process started.",
+        value=meter.total,
+    )
+    matched = CounterMetricFamily(
+        f"{NAMESPACE}_x_posts_matched",
+        "Posts by the rules they matched (matching_rules): ours, or only rules pats-trio did "
+        "not make; and posts ours delivered that no viewer's phrase matched (unrouted).",
+        labels=["rules"],
+    )
+    matched.add_metric(["ours"], stats.matched_ours)
+    matched.add_metric(["foreign_only"], stats.matched_foreign_only)
+    matched.add_metric(["unrouted"], stats.unrouted)
+    yield matched
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_x_rules", "Rules pats-trio keeps on X.", value=rules.rules
+    )
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_x_foreign_rules",
+        "Rules the X app has that pats-trio did not make (left alone; their posts are billed).",
+        value=rules.foreign,
+    )
+    yield CounterMetricFamily(
+        f"{NAMESPACE}_x_rule_requests",
+        "Requests to X's rules endpoint (lists, dry runs, adds, deletes).",
+        value=upstream.rules.client.requests,
+    )
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_x_rejected_phrases",
+        "Viewers' phrases X refused as rules.",
+        value=len(upstream.rules.rejected),
+    )
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_x_rule_change_waiting",
+        "1 while a rule change waits for X's rate limit.",
+        value=int(rules.waiting),
     )
 
 

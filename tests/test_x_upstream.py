@@ -280,7 +280,9 @@ async def test_an_operational_disconnect_is_read_and_reconnected_at_once(
         await x.emulator.wait_until(lambda e: len(e.open_connections()) == 1)
         await trio.sleep(60)
         x.emulator.inject_error(OPERATIONAL_DISCONNECT, then_close=True)
-        await x.emulator.wait_until(lambda e: len(e.connections) == 2 and bool(e.open_connections()))
+        await x.emulator.wait_until(
+            lambda e: len(e.connections) == 2 and bool(e.open_connections())
+        )
     assert x.upstream.stats.disconnects["disconnect"] == 1
     backoff = [s for s in x.recorder.statuses() if s.state == "backoff"]
     assert backoff == [] or backoff[0].details["retry_in"] == 0

@@ -126,6 +126,8 @@ class XUpstream:
     ) -> None:
         self._publish = publish
         self._wall = wall
+        self.wall = wall
+        """The wall clock the cost guard's UTC days are on."""
         self._connect = connect or (lambda: open_stream(http, base_url, token))
         self.stats = XStats()
         self.meter = DailyMeter(cap=max_posts_per_day, price=price_per_post)
