@@ -54,7 +54,10 @@ async def redis() -> AsyncIterator[RedisServer]:
 
 
 async def wait_for(predicate: Callable[[], bool]) -> None:
-    while not predicate():
+    """Ownership changes inside the broker, which wakes no one: poll it."""
+    while True:
+        if predicate():
+            return
         await trio.sleep(0.02)
 
 
