@@ -372,3 +372,64 @@ async def test_the_sample_view_says_x_has_no_sampled_stream(
 def test_the_token_never_shows_in_a_repr() -> None:
     assert TOKEN not in repr(BearerToken(TOKEN))
     assert BearerToken(TOKEN).redact(f"bad {TOKEN}!") == "bad ***!"
+
+
+async def test_a_change_past_the_rule_budget_waits_and_says_so(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    budget = ConnectionBudget(min_interval=0.0, max_per_window=3, window=900.0)
+    with trio.fail_after(TIMEOUT * 100):
+        x = await start(nursery, rule_budget=budget)
+        x.want("alpha")
+        await x.in_step()  # a dry run and an add: two of three
+        x.want("alpha,beta")
+        await trio.sleep(5)
+        waiting = [n for n in x.recorder.notices() if "x_rules_waiting" in n.frame]
+        assert len(waiting) == 1
+        assert "X allows 3 rule changes every 15 minutes" in waiting[0].frame
+        assert x.upstream.rules.stats.waiting
+        await x.in_step()
+        assert trio.current_time() >= 890
+    assert x.rule_values() == {"alpha", "beta"}
+
+
+async def test_a_429_from_the_rules_endpoint_waits_for_its_reset(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    emulator = XEmulator(rate=0, filter_rate=0, seed=3, token=TOKEN, rule_changes_per_window=2)
+    with trio.fail_after(TIMEOUT * 100):
+        x = await start(nursery, emulator=emulator)
+        x.want("alpha")
+        await x.in_step()
+        x.want("alpha,beta")
+        await emulator.wait_until(lambda e: e.rule_requests[-1].status == 429)
+        refused_at = trio.current_time()
+        await x.in_step()
+    assert 880 <= trio.current_time() - refused_at <= 901
+    assert [r.status for r in emulator.rule_requests].count(429) == 1
+    assert x.rule_values() == {"alpha", "beta"}
+
+
+async def test_a_refused_phrase_is_asked_for_again_only_once_it_was_dropped(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        x = await start(nursery)
+        x.emulator.reject_terms = {"nope"}
+        x.want("alpha,nope thing")
+        await x.in_step()
+        refused = [n for n in x.recorder.notices() if n.phrases is not None]
+        assert [n.phrases for n in refused] == [frozenset({"nope thing"})]
+        assert x.rule_values() == {"alpha"}
+        requests = len(x.emulator.rule_requests)
+        x.want("alpha,nope thing,gamma")
+        await x.in_step()
+        assert x.rule_values() == {"alpha", "gamma"}
+        assert len([n for n in x.recorder.notices() if n.phrases is not None]) == 1
+        x.emulator.reject_terms = set()
+        x.want("alpha,gamma")
+        await x.in_step()
+        x.want("alpha,gamma,nope thing")
+        await x.in_step()
+    assert x.upstream.rules.carried == {"alpha", "gamma", "nope thing"}
+    assert len(x.emulator.rule_requests) > requests

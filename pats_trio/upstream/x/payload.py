@@ -108,7 +108,10 @@ def _status(
     users: dict[str, Mapping[str, Any]],
     posts: dict[str, Mapping[str, Any]],
     depth: int,
+    fallback_ms: int | None = None,
 ) -> dict[str, Any]:
+    """`fallback_ms` is the time of the post that references this one: a referenced post
+    without its ``created_at`` is still shown, at that time."""
     id_str = _string(post.get("id"))
     if not id_str:
         raise PayloadError("post has no id")
@@ -121,6 +124,7 @@ def _status(
         "entities": _entities(post.get("entities")),
     }
     when = timestamp_ms(post.get("created_at"))
+    when = fallback_ms if when is None else when
     if when is not None:
         status["timestamp_ms"] = when
     if depth < _NESTING:
@@ -133,7 +137,7 @@ def _status(
                 continue
             referenced = posts.get(ref_id) if isinstance(ref_id, str) else None
             if referenced is not None:
-                status[key] = _status(referenced, users, posts, depth + 1)
+                status[key] = _status(referenced, users, posts, depth + 1, when)
     return status
 
 

@@ -17,7 +17,7 @@ Only rules whose tag starts with our prefix are ours; the others are the app's o
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 MAX_RULE_CHARS = 1024
@@ -216,7 +216,7 @@ def reconcile(rules: Iterable[Rule], prefix: str = TAG_PREFIX) -> Reconciled:
 
 
 def plan(
-    current: dict[str, tuple[Rule, tuple[str, ...]]],
+    current: Mapping[str, tuple[Rule, tuple[str, ...]]],
     wanted: Iterable[str],
     *,
     limit: int = MAX_RULE_CHARS,
