@@ -35,7 +35,7 @@ def run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[s
         ({"PATS_PORT": "abc"}, "pats-trio: PATS_PORT must be a whole number, got 'abc'"),
         (
             {"PATS_SOURCE": "nonsense"},
-            "pats-trio: PATS_SOURCE must be emulator, twitter or bluesky, got 'nonsense'",
+            "pats-trio: PATS_SOURCE must be emulator, twitter, bluesky or x, got 'nonsense'",
         ),
         ({"LOG_LEVEL": "LOUD"}, "pats-trio: LOG_LEVEL must be a logging level name, got 'LOUD'"),
     ],
