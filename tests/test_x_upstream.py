@@ -433,3 +433,19 @@ async def test_a_refused_phrase_is_asked_for_again_only_once_it_was_dropped(
         await x.in_step()
     assert x.upstream.rules.carried == {"alpha", "gamma", "nope thing"}
     assert len(x.emulator.rule_requests) > requests
+
+
+async def test_the_last_viewer_leaving_keeps_the_rules_for_the_next_one(
+    x: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        x.want("python")
+        await x.in_step()
+        spent = len(x.emulator.rule_requests)
+        x.want("")
+        await x.emulator.wait_until(lambda e: not e.open_connections())
+        x.want("python")
+        await x.emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+        await trio.sleep(5)
+    assert len(x.emulator.rule_requests) == spent
+    assert x.rule_values() == {"python"}

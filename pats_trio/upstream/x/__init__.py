@@ -172,7 +172,10 @@ class XUpstream:
         except TrackError:
             LOGGER.warning("x: ignoring a track the hub should not have let through")
             return
-        self.rules.want(phrase.text for phrase in self._phrases)
+        if self._phrases:
+            # When the last viewer leaves, the rules stay as they are: X bills posts, not rules,
+            # and a reload or the next viewer with the same keywords then costs no rule change.
+            self.rules.want(phrase.text for phrase in self._phrases)
         self._lifecycle.demand(active=active and bool(self._phrases), target=None)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
