@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+
 import httpx
 import orjson
 import pytest
@@ -10,6 +15,7 @@ import trio.testing
 
 from pats_trio.emulator.xapi import XEmulator, serve_xapi
 from pats_trio.emulator.xrules import RuleSyntaxError, parse_rule
+from tests.support import pats_trio_argv
 
 TOKEN = "emulator-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -107,3 +113,30 @@ async def test_posts_carry_the_rules_they_matched(nursery: trio.Nursery) -> None
 def test_rules_x_would_refuse_are_refused(value: str) -> None:
     with pytest.raises(RuleSyntaxError):
         parse_rule(value)
+
+
+async def test_emulate_x_runs_the_v2_emulator_as_its_own_process() -> None:
+    argv = pats_trio_argv("emulate", "--x", "--port", "0", "--rate", "0")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWITTER_", "PATS_", "X_"))}
+    with trio.fail_after(30):
+        process = await trio.lowlevel.open_process(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        try:
+            assert process.stdout is not None
+            seen = b""
+            while (found := re.search(rb"at (http://127\.0\.0\.1:\d+)\n", seen)) is None:
+                chunk = await process.stdout.receive_some()
+                assert chunk, seen
+                seen += chunk
+            async with httpx.AsyncClient(base_url=found.group(1).decode(), headers=AUTH) as http:
+                answer = await http.post(RULES, json={"add": [{"value": "python", "tag": "t"}]})
+                assert answer.json()["meta"]["summary"]["created"] == 1
+                assert (await http.get(RULES)).json()["data"][0]["value"] == "python"
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+                with trio.move_on_after(5):
+                    await process.wait()
