@@ -449,3 +449,34 @@ async def test_the_last_viewer_leaving_keeps_the_rules_for_the_next_one(
         await trio.sleep(5)
     assert len(x.emulator.rule_requests) == spent
     assert x.rule_values() == {"python"}
+
+
+async def test_rules_are_listed_page_by_page(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    emulator = XEmulator(rate=0, filter_rate=0, seed=3, token=TOKEN)
+    for n in range(1500):
+        emulator.add_rule(f"theirs{n}", tag="another tool")
+    with trio.fail_after(TIMEOUT):
+        x = await start(nursery, emulator=emulator)
+        await x.upstream.rules.listed.wait()
+    assert x.upstream.rules.stats.foreign == 1500
+    assert [r.method for r in emulator.rule_requests] == ["GET", "GET"]
+
+
+async def test_a_duplicate_of_a_rule_of_ours_it_did_not_know_is_adopted_at_the_next_change(
+    x: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await x.upstream.rules.listed.wait()
+        # An owner we took over from added this after we listed.
+        late = x.emulator.add_rule("python", tag=TAG_PREFIX)
+        x.want("python")
+        await x.in_step()
+        assert x.upstream.rules.duplicates == {"python"}
+        x.want("python,trio")
+        await x.in_step()
+        assert late in x.upstream.rules.rules
+        x.want("trio")
+        await x.in_step()
+    assert x.rule_values() == {"trio"}

@@ -362,7 +362,7 @@ class XEmulator:
         if path == STREAM_PATH and method == "GET":
             await self._stream(query, authorization, receive, send)
         elif path == RULES_PATH and method == "GET":
-            await self._list(send)
+            await self._list(query, send)
         elif path == RULES_PATH and method == "POST":
             await self._change(query, body, send)
         else:
@@ -384,7 +384,7 @@ class XEmulator:
         self._notify()
         return record
 
-    async def _list(self, send: Send) -> None:
+    async def _list(self, query: str, send: Send) -> None:
         now = trio.current_time()
         if not self.rule_lists.take(now):
             self.rule_requests.append(RuleRequest("GET", False, 429))
@@ -394,8 +394,18 @@ class XEmulator:
             return
         self.rule_requests.append(RuleRequest("GET", False, 200))
         self._notify()
-        rules = [rule.to_json() for rule in self.rules.values()]
-        meta = {"sent": _sent(self.wall()), "result_count": len(rules)}
+        params = parse_qs(query)
+        try:
+            size = min(max(int(params.get("max_results", ["1000"])[-1]), 1), 1000)
+            start = int(params.get("pagination_token", ["0"])[-1], 16)
+        except ValueError:
+            await _json(send, 400, _invalid_request("max_results or pagination_token is invalid"))
+            return
+        every = [rule.to_json() for rule in self.rules.values()]
+        rules = every[start : start + size]
+        meta: dict[str, Any] = {"sent": _sent(self.wall()), "result_count": len(rules)}
+        if start + size < len(every):
+            meta["next_token"] = f"{start + size:016x}"
         await _json(send, 200, {"data": rules, "meta": meta} if rules else {"meta": meta})
 
     async def _change(self, query: str, body: bytes | None, send: Send) -> None:

@@ -37,6 +37,9 @@ STREAM_PARAMS: tuple[tuple[str, str], ...] = (
 )
 """What the card shows: the text and its entities, the author, and the retweeted or quoted
 post with its author."""
+RULES_PAGE_SIZE = 1000
+MAX_RULE_PAGES = 50
+"""Enough for Enterprise's 25,000 rules and more, yet bounded against a server that pages on."""
 STREAM_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=10.0, pool=10.0)
 """No read timeout: the lifecycle's stall watch decides when a quiet stream is dead."""
 REQUEST_TIMEOUT = httpx.Timeout(10.0)
@@ -255,11 +258,20 @@ class RulesClient:
             raise XHTTPError(response.status_code, "the answer is not JSON") from exc
 
     async def list(self) -> list[Rule]:
-        """Every rule the app has."""
-        payload = await self._send("GET")
-        data = payload.get("data") if isinstance(payload, dict) else None
-        rules = [_rule(item) for item in data or ()]
-        return [rule for rule in rules if rule is not None]
+        """Every rule the app has, page by page (`MAX_RULE_PAGES` at most)."""
+        rules: list[Rule] = []
+        params = {"max_results": str(RULES_PAGE_SIZE)}
+        for _ in range(MAX_RULE_PAGES):
+            payload = await self._send("GET", params=params)
+            if not isinstance(payload, dict):
+                break
+            found = (_rule(item) for item in payload.get("data") or ())
+            rules.extend(rule for rule in found if rule is not None)
+            token = (payload.get("meta") or {}).get("next_token")
+            if not isinstance(token, str) or not token:
+                break
+            params = {**params, "pagination_token": token}
+        return rules
 
     async def add(self, rules: Sequence[tuple[str, str]], *, dry_run: bool = False) -> RulesAnswer:
         """Add `(value, tag)` pairs; with `dry_run`, only check them."""

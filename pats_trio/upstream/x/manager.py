@@ -97,6 +97,7 @@ class RuleManager:
         self.foreign: tuple[Rule, ...] = ()
         self.rejected: dict[str, str] = {}
         """Phrases X refused, with why; forgotten once nobody wants them."""
+        self._listing_stale = False
         self.duplicates: set[str] = set()
         """Phrases whose rule X has already (a foreign rule of the same value): covered."""
         self.stats = RuleStats()
@@ -169,7 +170,9 @@ class RuleManager:
 
     async def _list(self) -> None:
         found = reconcile(await self.client.list(), self.prefix)
+        self._listing_stale = False
         self.rules = dict(found.ours)
+        self.duplicates -= self.carried
         self.foreign = found.foreign
         self.stats.foreign = len(found.foreign)
         self.stats.rules = len(self.rules)
@@ -201,6 +204,8 @@ class RuleManager:
         return plan(self.rules, target, limit=self._limit)
 
     async def _apply(self) -> None:
+        if self._listing_stale:
+            await self._list()
         change = self._plan()
         if change.adds:
             await self._check(change)
@@ -256,7 +261,10 @@ class RuleManager:
         for rejection in rejections:
             phrases = carried.get(rejection.value, ())
             if rejection.title == DUPLICATE_RULE:
+                # Another rule has this value: foreign, or ours made by an owner we took over
+                # from after we listed. The next change lists again to tell which.
                 self.duplicates.update(phrases)
+                self._listing_stale = True
             elif len(phrases) == 1:
                 refused[phrases[0]] = rejection.detail or rejection.title
             else:
