@@ -149,3 +149,18 @@ def test_the_meter_counts_per_utc_day_and_stops_at_the_cap() -> None:
     assert not DailyMeter(cap=0, price=0.005).capped(0.0)
     assert "3 posts" in meter.reason()
     assert "midnight UTC" in meter.reason()
+
+
+def test_a_long_post_shows_its_whole_note_tweet() -> None:
+    factory = TweetFactory(1)
+    status = factory.status_matching(["python"], 1_700_000_000_000)
+    status["text"] = "python " + "word " * 80 + "end"
+    status["entities"] = {
+        "hashtags": [{"text": "tail", "indices": [len(status["text"]) - 3, len(status["text"])]}]
+    }
+    message = to_v2(status)
+    assert len(message["data"]["text"]) == 280
+    assert message["data"]["entities"] == {"hashtags": []}
+    trimmed = trim(to_status(message), source="x")
+    assert trimmed["text"] == status["text"]
+    assert trimmed["entities"]["hashtags"][0]["text"] == "tail"

@@ -179,6 +179,10 @@ def clauses(expr: Expr) -> list[list[str]]:
 # ---- v1.1 statuses as v2 posts
 
 
+NOTE_AFTER = 280
+"""X's post length: a longer one's whole text is its ``note_tweet``."""
+
+
 def _iso(ms: int) -> str:
     moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
@@ -229,9 +233,10 @@ def _v2_post(
         "profile_image_url": user.get("profile_image_url_https"),
         "verified": bool(user.get("verified")),
     }
+    full_text = extended.get("full_text") or status["text"]
     post: dict[str, Any] = {
         "id": status["id_str"],
-        "text": extended.get("full_text") or status["text"],
+        "text": full_text,
         "author_id": user["id_str"],
         "created_at": _iso(int(status["timestamp_ms"])),
         "lang": status.get("lang"),
@@ -240,6 +245,13 @@ def _v2_post(
     entities = _v2_entities(extended.get("entities") or status.get("entities") or {})
     if entities:
         post["entities"] = entities
+    if len(full_text) > NOTE_AFTER:
+        # As X sends a long post: cut short in `text`, whole (with its entities) in `note_tweet`.
+        post["note_tweet"] = {"text": full_text, "entities": entities}
+        post["text"] = full_text[: NOTE_AFTER - 1] + "…"
+        post["entities"] = {
+            kind: [e for e in items if e["end"] < NOTE_AFTER] for kind, items in entities.items()
+        }
     references = []
     for key, kind in (("retweeted_status", "retweeted"), ("quoted_status", "quoted")):
         inner = status.get(key)

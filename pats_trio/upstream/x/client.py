@@ -31,12 +31,12 @@ USER_AGENT = f"pats-trio/{__version__}"
 STREAM_PATH = "/2/tweets/search/stream"
 RULES_PATH = STREAM_PATH + "/rules"
 STREAM_PARAMS: tuple[tuple[str, str], ...] = (
-    ("tweet.fields", "created_at,entities,author_id,referenced_tweets,lang"),
+    ("tweet.fields", "created_at,entities,author_id,referenced_tweets,lang,note_tweet"),
     ("expansions", "author_id,referenced_tweets.id,referenced_tweets.id.author_id"),
     ("user.fields", "name,username,profile_image_url,verified"),
 )
-"""What the card shows: the text and its entities, the author, and the retweeted or quoted
-post with its author."""
+"""What the card shows: the text and its entities (a long post's whole text is its
+``note_tweet``), the author, and the retweeted or quoted post with its author."""
 RULES_PAGE_SIZE = 1000
 MAX_RULE_PAGES = 50
 """Enough for Enterprise's 25,000 rules and more, yet bounded against a server that pages on."""

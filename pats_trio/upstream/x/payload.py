@@ -116,12 +116,15 @@ def _status(
     if not id_str:
         raise PayloadError("post has no id")
     author_id = post.get("author_id")
+    # A post over 280 characters comes cut short in `text`, whole in `note_tweet`.
+    note = post.get("note_tweet")
+    whole = note if isinstance(note, Mapping) and isinstance(note.get("text"), str) else post
     status: dict[str, Any] = {
         "id_str": id_str,
-        "text": post.get("text"),
+        "text": whole.get("text"),
         "lang": _string(post.get("lang")),
         "user": _user(users.get(author_id) if isinstance(author_id, str) else None, author_id),
-        "entities": _entities(post.get("entities")),
+        "entities": _entities(whole.get("entities")),
     }
     when = timestamp_ms(post.get("created_at"))
     when = fallback_ms if when is None else when
