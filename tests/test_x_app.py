@@ -155,3 +155,11 @@ async def test_without_a_token_the_built_in_v2_emulator_serves_the_demo(
             assert (hello["source"], hello["mode"]) == ("x", "demo")
             got = await python.tweets(2)
     assert all(matches_any(parse_track("python"), tweet_terms(t)) for t in got)
+
+
+def test_settings_never_show_the_token() -> None:
+    settings = settings_for_tests(source_setting="x", x_bearer_token=TOKEN)
+    assert TOKEN not in repr(settings)
+    assert "x_token='***'" in repr(settings)
+    assert settings.source == "x"
+    assert TOKEN not in repr(settings.x_token)

@@ -480,3 +480,16 @@ async def test_a_duplicate_of_a_rule_of_ours_it_did_not_know_is_adopted_at_the_n
         x.want("trio")
         await x.in_step()
     assert x.rule_values() == {"trio"}
+
+
+async def test_an_error_body_that_echoes_the_token_is_redacted(
+    x: Harness, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    x.emulator.fail_next(500, body={"detail": f"token {TOKEN} is odd"})
+    with trio.fail_after(TIMEOUT):
+        x.want("python")
+        await x.emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+    reasons = [s.details.get("reason", "") for s in x.recorder.statuses()]
+    assert "HTTP 500 from X: token *** is odd" in reasons
+    assert TOKEN not in repr(x.recorder.events)
+    assert TOKEN not in caplog.text
