@@ -39,7 +39,7 @@ from pats_trio import events, frames
 from pats_trio.config import Settings
 from pats_trio.credentials import BearerToken
 from pats_trio.events import NoticeEvent, StreamKind, status_event
-from pats_trio.matching import TrackError, matches_any, parse_track
+from pats_trio.matching import Phrase, TrackError, matches_any, parse_track
 from pats_trio.upstream.backoff import ConnectionBudget, classify
 from pats_trio.upstream.lifecycle import (
     DedupWindow,
@@ -70,8 +70,6 @@ SAMPLE_UNAVAILABLE = (
     "X offers its sampled stream only on Enterprise plans, so there is no unfiltered view on X. "
     "Type keywords to watch the posts that match them."
 )
-
-ConnectFn = Callable[[], AbstractAsyncContextManager[AsyncIterator[bytes]]]
 
 
 class StreamProblemError(Exception):
@@ -122,13 +120,11 @@ class XUpstream:
         connect_budget: ConnectionBudget | None = None,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        connect: ConnectFn | None = None,
     ) -> None:
         self._publish = publish
-        self._wall = wall
         self.wall = wall
-        """The wall clock the cost guard's UTC days are on."""
-        self._connect = connect or (lambda: open_stream(http, base_url, token))
+        """The wall clock the cost guard's UTC days (and X's rate-limit resets) are on."""
+        self._http, self._base_url, self._token = http, base_url, token
         self.stats = XStats()
         self.meter = DailyMeter(cap=max_posts_per_day, price=price_per_post)
         self.rules = RuleManager(
@@ -138,7 +134,7 @@ class XUpstream:
             budget=rule_budget,
             wall=wall,
         )
-        self._phrases: tuple[Any, ...] = ()
+        self._phrases: tuple[Phrase, ...] = ()
         self._seen = DedupWindow[str](DEDUP_WINDOW)
         self._capped_told = False
         self._lifecycle = Lifecycle[None, AsyncIterator[bytes]](
@@ -208,10 +204,10 @@ class XUpstream:
         return {}
 
     def open(self, target: None) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
-        if self.meter.capped(self._wall()):
+        if self.meter.capped(self.wall()):
             raise DailyCapReachedError(self.meter.reason())
         self._capped_told = False
-        return self._connect()
+        return open_stream(self._http, self._base_url, self._token)
 
     async def read(self, chunks: AsyncIterator[bytes], link: Link[None]) -> None:
         LOGGER.info(
@@ -236,7 +232,7 @@ class XUpstream:
         backoff = link.backoff
         if isinstance(exc, DailyCapReachedError):
             self._tell_capped()
-            return Retry(str(exc), "disconnect", until_midnight(self._wall()))
+            return Retry(str(exc), "disconnect", until_midnight(self.wall()))
         if isinstance(exc, StreamStalledError):
             return Retry(str(exc), "stall", link.after_drop())
         if isinstance(exc, StreamProblemError):
@@ -254,14 +250,14 @@ class XUpstream:
                 return Retry(reason, "fatal", backoff.after_fatal(exc.status_code))
             delay = backoff.after_http_error(exc.status_code)
             if exc.reset_at is not None:
-                delay = max(delay, exc.reset_at - self._wall())
+                delay = max(delay, exc.reset_at - self.wall())
             return Retry(reason, "http", delay)
         return None
 
     # messages
 
     def _post(self, message: dict[str, Any]) -> None:
-        within_cap = self.meter.record(self._wall())
+        within_cap = self.meter.record(self.wall())
         tags = matching_tags(message)
         if any(ours(tag, TAG_PREFIX) for tag in tags):
             self.stats.matched_ours += 1
@@ -307,7 +303,7 @@ class XUpstream:
         LOGGER.warning(
             "x: %d posts read today, the cap (PATS_X_MAX_POSTS_PER_DAY); reading resumes in %.0fs",
             self.meter.today,
-            until_midnight(self._wall()),
+            until_midnight(self.wall()),
         )
         self._publish(
             "filter",
