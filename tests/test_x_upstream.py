@@ -493,3 +493,18 @@ async def test_an_error_body_that_echoes_the_token_is_redacted(
     assert "HTTP 500 from X: token *** is odd" in reasons
     assert TOKEN not in repr(x.recorder.events)
     assert TOKEN not in caplog.text
+
+
+async def test_a_change_x_silently_does_not_apply_is_retried_with_backoff(
+    x: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    x.emulator.drop_adds = True
+    with trio.fail_after(TIMEOUT * 10):
+        x.want("python")
+        await trio.sleep(30)
+        posts = [r for r in x.emulator.rule_requests if r.method == "POST" and not r.dry_run]
+        # At 1 s, then 5 and 10 s later (the next 20 s later): not one a second.
+        assert len(posts) == 3
+        x.emulator.drop_adds = False
+        await x.in_step()
+    assert x.rule_values() == {"python"}

@@ -203,6 +203,8 @@ class XEmulator:
         self.factory = TweetFactory(seed)
         self.reject_terms: set[str] = set()
         """Words that make a rule invalid, for tests of refused rules."""
+        self.drop_adds = False
+        """Answer adds with 200 and create nothing, saying nothing (a fault for tests)."""
         self.rules: dict[str, StoredRule] = {}
         self.connections: list[StreamRecord] = []
         self.rule_requests: list[RuleRequest] = []
@@ -474,6 +476,8 @@ class XEmulator:
                     self._rule_id(), value, tag if isinstance(tag, str) else None, parse_rule(value)
                 )
                 created.append(rule)
+        if not dry_run and self.drop_adds:
+            created = []
         if not dry_run:
             for rule in created:
                 self.rules[rule.id] = rule

@@ -98,6 +98,9 @@ class RuleManager:
         self.rejected: dict[str, str] = {}
         """Phrases X refused, with why; forgotten once nobody wants them."""
         self._listing_stale = False
+        self._version = 0
+        """Counts changes of the wanted phrases, to tell a change that failed from one that
+        was overtaken by another."""
         self.duplicates: set[str] = set()
         """Phrases whose rule X has already (a foreign rule of the same value): covered."""
         self.stats = RuleStats()
@@ -116,6 +119,7 @@ class RuleManager:
         wanted = frozenset(phrases)
         if wanted != self._wanted:
             self._wanted = wanted
+            self._version += 1
             for phrase in set(self.rejected) - wanted:
                 del self.rejected[phrase]
             self.duplicates &= wanted
@@ -204,6 +208,7 @@ class RuleManager:
         return plan(self.rules, target, limit=self._limit)
 
     async def _apply(self) -> None:
+        version = self._version
         if self._listing_stale:
             await self._list()
         change = self._plan()
@@ -226,6 +231,10 @@ class RuleManager:
                 self.rules.pop(rule_id, None)
         self.stats.applied += 1
         self.stats.rules = len(self.rules)
+        if version == self._version and not self.is_in_step():
+            # X answered without doing all it was asked, and without saying why: back off
+            # rather than ask again at once.
+            raise XError("X did not apply the whole change")
         LOGGER.info(
             "x rules: %d added, %d deleted; %d rules carry %d phrases",
             len(change.adds),
