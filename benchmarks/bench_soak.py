@@ -1,0 +1,856 @@
+"""Soak: a real deployment under real faults, one phase per fault, with canary viewers counting.
+
+`pats-trio serve --workers 3` with `REDIS_URL` pointing at this run's own redis-server, reading
+the Twitter v1.1 emulator (``bench_emulator.py``: the package's emulator, control API on, one
+stream per account off so two connections of one stream show up as an overlap rather than as a
+replacement). Canary viewers (``soak_clients.py``) on every worker, filtered and unfiltered, half
+of them offering permessage-deflate, get numbered tweets injected at a steady rate, so each
+counts what it lost and what it got twice. The faults come one after the other, each a phase
+followed by a settle period, and every figure is read at the end over each phase's window:
+see README.md for what each one means.
+
+    python benchmarks/bench_soak.py [--quick] [--fault NAME ...] [--rate R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_fanout import HOST, Proc, fmt, free_port, print_table, rss_kib, start  # noqa: E402
+from fanout_clients import raise_fd_limit  # noqa: E402
+from soak_clients import (  # noqa: E402
+    CANARY_WORD,
+    Canary,
+    FloodTally,
+    Newcomer,
+    Received,
+    canary_status,
+    filter_churner,
+    handshake_flood,
+    huge_frame,
+    loopback_sources,
+    never_reading_socket,
+    open_file_count,
+    phrase_hog,
+    server_closed,
+)
+
+RESULTS = HERE / "results"
+WORKERS = 3
+OWNER_KEY = "pats:owner"
+"""The upstream lease (`RedisBroker.owner_key` with the default PATS_REDIS_PREFIX)."""
+WORKER_LINE = re.compile(r"app built: worker (\w+), pid (\d+)")
+NEWCOMER_WORDS = ("soaknewhog", "soaknewchurn")
+"""Each fault's newcomer follows a phrase of its own that every canary tweet carries."""
+INJECT_WORDS = " ".join(NEWCOMER_WORDS)
+SAMPLE_EVERY = 0.1
+"""Resolution of the time-based figures (seconds without an upstream, "connected" shown)."""
+MONITOR_EVERY = 1.0
+HEALTH_EVERY = 0.5
+HEALTH_TIMEOUT = 2.0
+READY_TIMEOUT = 60.0
+DRAIN = 5.0
+"""After the last phase, how long the canaries may still receive its tweets."""
+# What the deployment runs with beyond the shipped defaults: loopback viewers are many, and the
+# worker lines (INFO) map worker ids to pids.
+PATS_ENV = {"LOG_LEVEL": "INFO", "PATS_SHUTDOWN_GRACE_SECONDS": "5"}
+FAULTS = (
+    "baseline",
+    "redis-restart",
+    "redis-pause",
+    "owner-kill",
+    "owner-freeze",
+    "never-reading",
+    "huge-frames",
+    "handshake-flood",
+    "phrase-hog",
+    "filter-churn",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# The deployment
+
+
+class Deployment:
+    """redis-server, the emulator and `pats-trio serve --workers 3`, each its own process."""
+
+    def __init__(self, workdir: Path, seed: int, background_rate: float) -> None:
+        self.workdir = workdir
+        self.redis_port = free_port()
+        self.redis: Proc | None = None
+        self.start_redis()
+        emulator_port = free_port()
+        argv = [sys.executable, str(HERE / "bench_emulator.py"), "--port", str(emulator_port)]
+        argv += ["--rate", str(background_rate), "--filter-rate", "0", "--seed", str(seed)]
+        self.emulator = start("emulator", argv, emulator_port, workdir)
+        self.emulator_url = f"http://{HOST}:{emulator_port}"
+        self.port = free_port()
+        argv = [sys.executable, "-m", "pats_trio", "serve", "--workers", str(WORKERS)]
+        argv += ["--host", HOST, "--port", str(self.port)]
+        env = {
+            **PATS_ENV,
+            "TWITTER_STREAM_URL": self.emulator_url + "/1.1",
+            "REDIS_URL": f"redis://{HOST}:{self.redis_port}/0",
+        }
+        self.pats = start("pats", argv, self.port, workdir, env)
+        self.frozen: set[int] = set()
+
+    def start_redis(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("bench_soak needs redis-server on PATH")
+        argv = [binary, "--port", str(self.redis_port), "--bind", HOST]
+        argv += ["--save", "", "--appendonly", "no"]
+        self.redis = start("redis", argv, self.redis_port, self.workdir)
+
+    def kill_redis(self) -> None:
+        if self.redis is not None:
+            self.redis.popen.kill()
+            self.redis.popen.wait()
+            self.redis = None
+
+    def workers(self) -> dict[str, int]:
+        """Worker id to pid, for the workers alive now (from the log's "app built" lines)."""
+        found: dict[str, int] = {}
+        for match in WORKER_LINE.finditer(self.pats.log.read_text(errors="replace")):
+            found[match[1]] = int(match[2])
+        return {worker: pid for worker, pid in found.items() if _alive(pid)}
+
+    async def owner(self) -> tuple[str, int] | None:
+        """The lease holder's worker id and pid, from the lease key."""
+        result = await trio.run_process(
+            ["redis-cli", "-h", HOST, "-p", str(self.redis_port), "GET", OWNER_KEY],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        worker = result.stdout.decode().strip()
+        pid = self.workers().get(worker)
+        return None if pid is None else (worker, pid)
+
+    def signal(self, pid: int, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+        if signum == signal.SIGSTOP:
+            self.frozen.add(pid)
+        elif signum == signal.SIGCONT:
+            self.frozen.discard(pid)
+
+    def stop(self) -> None:
+        for pid in list(self.frozen):
+            self.signal(pid, signal.SIGCONT)
+        if self.redis is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.redis.popen.pid, signal.SIGCONT)
+        self.pats.stop()
+        self.emulator.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+# --------------------------------------------------------------------------------------------
+# What runs for the whole soak: the injector, the monitor and the health poller
+
+
+@dataclass
+class Phase:
+    name: str
+    start: float
+    end: float = 0.0
+    fault_end: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Soak:
+    args: argparse.Namespace
+    deployment: Deployment
+    control: httpx.AsyncClient
+    canaries: list[Canary] = field(default_factory=list)
+    injected: dict[int, float] = field(default_factory=dict)
+    inject_failures: int = 0
+    samples: list[tuple[float, dict[int, tuple[int, int | None]]]] = field(default_factory=list)
+    """(time, {pid: (RSS KiB, open descriptors)}) for each worker alive then."""
+    health: list[tuple[float, bool, float]] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+    clock_offset: float = 0.0
+    """Emulator clock minus ours."""
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    @property
+    def port(self) -> int:
+        return self.deployment.port
+
+    async def sync_clock(self) -> None:
+        before = trio.current_time()
+        answer = (await self.control.get("/_control/clock")).json()
+        after = trio.current_time()
+        self.clock_offset = float(answer["now"]) - (before + after) / 2
+
+    async def inject_forever(self) -> None:
+        number = 0
+        every = 1.0 / self.args.rate
+        next_at = trio.current_time()
+        while True:
+            next_at += every
+            number += 1
+            self.injected[number] = trio.current_time()
+            try:
+                await self.control.post(
+                    "/_control/inject", json=canary_status(number, INJECT_WORDS)
+                )
+            except httpx.HTTPError:
+                self.inject_failures += 1
+            await trio.sleep_until(max(next_at, trio.current_time()))
+
+    async def monitor_forever(self) -> None:
+        while True:
+            now = trio.current_time()
+            pids = self.deployment.workers().values()
+            sample = {pid: (rss_kib(pid), open_file_count(pid)) for pid in pids}
+            self.samples.append((now, sample))
+            await trio.sleep(MONITOR_EVERY)
+
+    async def health_forever(self) -> None:
+        """GET /healthz on a new connection each time, so any worker may answer."""
+        limits = httpx.Limits(max_keepalive_connections=0)
+        url = f"http://{HOST}:{self.port}/healthz"
+        async with httpx.AsyncClient(limits=limits, timeout=HEALTH_TIMEOUT) as client:
+            while True:
+                began = trio.current_time()
+                ok = False
+                with trio.move_on_after(HEALTH_TIMEOUT):
+                    with contextlib.suppress(httpx.HTTPError):
+                        ok = (await client.get(url)).status_code == 200
+                self.health.append((began, ok, trio.current_time() - began))
+                await trio.sleep(HEALTH_EVERY)
+
+
+# --------------------------------------------------------------------------------------------
+# The faults: each an async function that applies it for its duration and notes what it saw
+
+
+Fault = Callable[[Soak, Phase], Awaitable[None]]
+
+
+async def fault_baseline(soak: Soak, phase: Phase) -> None:
+    await trio.sleep(soak.args.baseline)
+
+
+async def fault_redis_restart(soak: Soak, phase: Phase) -> None:
+    restarts, every = soak.args.restarts, soak.args.restart_every
+    phase.notes["restarts"] = f"{restarts}, {every:g} s apart"
+    for _ in range(restarts):
+        await trio.to_thread.run_sync(soak.deployment.kill_redis)
+        await trio.sleep(0.2)
+        await trio.to_thread.run_sync(soak.deployment.start_redis)
+        await trio.sleep(every)
+
+
+async def fault_redis_pause(soak: Soak, phase: Phase) -> None:
+    redis = soak.deployment.redis
+    assert redis is not None
+    phase.notes["paused"] = f"SIGSTOP {soak.args.pause:g} s"
+    os.kill(redis.popen.pid, signal.SIGSTOP)
+    try:
+        await trio.sleep(soak.args.pause)
+    finally:
+        os.kill(redis.popen.pid, signal.SIGCONT)
+
+
+async def _owner(soak: Soak, phase: Phase) -> tuple[str, int] | None:
+    owner = await soak.deployment.owner()
+    phase.notes["owner"] = "none found" if owner is None else f"worker {owner[0]} pid {owner[1]}"
+    return owner
+
+
+async def fault_owner_kill(soak: Soak, phase: Phase) -> None:
+    owner = await _owner(soak, phase)
+    if owner is not None:
+        soak.deployment.signal(owner[1], signal.SIGKILL)
+        phase.notes["killed"] = f"SIGKILL pid {owner[1]}"
+    await trio.sleep(soak.args.kill_wait)
+    after = await soak.deployment.owner()
+    phase.notes["new owner"] = "none" if after is None else f"worker {after[0]}"
+
+
+async def fault_owner_freeze(soak: Soak, phase: Phase) -> None:
+    owner = await _owner(soak, phase)
+    if owner is None:
+        await trio.sleep(soak.args.freeze)
+        return
+    soak.deployment.signal(owner[1], signal.SIGSTOP)
+    try:
+        await trio.sleep(soak.args.freeze)
+    finally:
+        soak.deployment.signal(owner[1], signal.SIGCONT)
+    phase.notes["frozen"] = f"SIGSTOP {soak.args.freeze:g} s"
+
+
+async def fault_never_reading(soak: Soak, phase: Phase) -> None:
+    """Viewers that never read, while the sample stream runs fast enough to fill them."""
+    count = soak.args.never_reading
+    sources = loopback_sources(10, count)
+    sockets: list[socket.socket] = []
+    for source in sources:
+        with contextlib.suppress(OSError, ConnectionError):
+            sockets.append(
+                await trio.to_thread.run_sync(never_reading_socket, HOST, soak.port, source)
+            )
+    await _set_background_rate(soak, soak.args.fill_rate)
+    try:
+        await trio.sleep(soak.args.never_reading_seconds)
+    finally:
+        await _set_background_rate(soak, soak.args.background_rate)
+        closed = sum(server_closed(sock) for sock in sockets)
+        for sock in sockets:
+            sock.close()
+    phase.notes["never-reading viewers"] = f"{len(sockets)} opened, {closed} dropped by the server"
+    phase.notes["sample rate while held"] = f"{soak.args.fill_rate:g}/s"
+
+
+async def _set_background_rate(soak: Soak, rate: float) -> None:
+    with contextlib.suppress(httpx.HTTPError):
+        await soak.control.post("/_bench/rate", json={"rate": rate, "filter_rate": 0})
+
+
+async def fault_huge_frames(soak: Soak, phase: Phase) -> None:
+    """Frames announcing ~16 MB: some sent whole, some left unfinished and held open."""
+    count, size = soak.args.huge_frames, soak.args.huge_frame_bytes
+    outcomes: Counter[str] = Counter()
+    sources = loopback_sources(11, count)
+
+    async def one(i: int) -> None:
+        fraction = 1.0 if i % 2 == 0 else 0.5
+        how = await huge_frame(HOST, soak.port, sources[i], size, fraction, soak.args.huge_hold)
+        outcomes[f"{'whole' if fraction == 1 else 'half'}: {how}"] += 1
+
+    async with trio.open_nursery() as nursery:
+        for i in range(count):
+            nursery.start_soon(one, i)
+    phase.notes["frames"] = f"{count} of {size / 1e6:.1f} MB (half of them left unfinished)"
+    phase.notes["outcomes"] = ", ".join(f"{k} x{v}" for k, v in sorted(outcomes.items()))
+
+
+async def fault_handshake_flood(soak: Soak, phase: Phase) -> None:
+    tally = FloodTally()
+    sources = loopback_sources(12, 20)
+    began = trio.current_time()
+    with trio.move_on_after(soak.args.flood_seconds):
+        await handshake_flood(
+            HOST, soak.port, sources, soak.args.handshakes, soak.args.flood_concurrency, tally
+        )
+    took = trio.current_time() - began
+    done = tally.upgraded + sum(tally.refused.values()) + sum(tally.failed.values())
+    phase.notes["handshakes"] = (
+        f"{done:,} of {soak.args.handshakes:,} in {took:.1f} s from {len(sources)} addresses: "
+        f"{tally.upgraded:,} upgraded"
+    )
+    if tally.refused:
+        phase.notes["refused"] = ", ".join(f"{k} x{v}" for k, v in tally.refused.most_common(3))
+    if tally.failed:
+        phase.notes["failed"] = ", ".join(f"{k} x{v}" for k, v in tally.failed.most_common(3))
+    await trio.sleep(max(0.0, soak.args.flood_seconds - took))
+
+
+async def _with_newcomer(soak: Soak, phase: Phase, word: str, source: str) -> Newcomer:
+    newcomer = Newcomer(word, source)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(newcomer.run, HOST, soak.port)
+        await trio.sleep(soak.args.attack_seconds - soak.args.newcomer_after)
+        nursery.cancel_scope.cancel()
+    waited = newcomer.first_tweet_after
+    phase.notes["newcomer"] = (
+        f"?filter={word}: "
+        + ("no tweet" if waited is None else f"first tweet after {waited:.1f} s")
+        + (f", closed {newcomer.closed}" if newcomer.closed is not None else "")
+        + (
+            f", errors {[c for _, c in newcomer.received.errors]}"
+            if newcomer.received.errors
+            else ""
+        )
+        + f", states {_states(newcomer.received, 'filter')}"
+    )
+    return newcomer
+
+
+def _states(received: Received, stream: str) -> str:
+    states = [state for _, kind, state in received.statuses if kind == stream]
+    return "->".join(dict.fromkeys(states)) or "none"
+
+
+async def fault_phrase_hog(soak: Soak, phase: Phase) -> None:
+    """One viewer takes as many phrases as its filter may hold; then a newcomer arrives."""
+    phrases = [f"hog{i}" for i in range(soak.args.hog_phrases)]
+    hog = Received()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(phrase_hog, HOST, soak.port, "127.0.13.1", phrases, hog)
+        await trio.sleep(soak.args.newcomer_after)
+        await _with_newcomer(soak, phase, NEWCOMER_WORDS[0], "127.0.13.2")
+        nursery.cancel_scope.cancel()
+    phase.notes["hog"] = f"{len(phrases)} phrases: " + (
+        f"refused {[c for _, c in hog.errors]}" if hog.errors else "admitted"
+    )
+
+
+async def fault_filter_churn(soak: Soak, phase: Phase) -> None:
+    """One viewer changes its filter every 2 s; then a newcomer arrives."""
+    churn = Received()
+    changes: list[float] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            filter_churner, HOST, soak.port, "127.0.14.1", soak.args.churn_every, churn, changes
+        )
+        await trio.sleep(soak.args.newcomer_after)
+        await _with_newcomer(soak, phase, NEWCOMER_WORDS[1], "127.0.14.2")
+        nursery.cancel_scope.cancel()
+    refused = Counter(code for _, code in churn.errors)
+    phase.notes["churner"] = f"{len(changes)} changes, every {soak.args.churn_every:g} s" + (
+        f", refused {dict(refused)}" if refused else ""
+    )
+
+
+FAULT_TABLE: dict[str, Fault] = {
+    "baseline": fault_baseline,
+    "redis-restart": fault_redis_restart,
+    "redis-pause": fault_redis_pause,
+    "owner-kill": fault_owner_kill,
+    "owner-freeze": fault_owner_freeze,
+    "never-reading": fault_never_reading,
+    "huge-frames": fault_huge_frames,
+    "handshake-flood": fault_handshake_flood,
+    "phrase-hog": fault_phrase_hog,
+    "filter-churn": fault_filter_churn,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the figures
+
+
+@dataclass
+class Upstream:
+    """One stream connection as the emulator recorded it, on our clock."""
+
+    kind: str
+    opened: float
+    closed: float | None
+    status: int
+
+
+def upstreams(records: list[dict[str, Any]], offset: float) -> list[Upstream]:
+    return [
+        Upstream(
+            str(r["kind"]),
+            float(r["opened_at"]) - offset,
+            None if r["closed_at"] is None else float(r["closed_at"]) - offset,
+            int(r["status"]),
+        )
+        for r in records
+    ]
+
+
+def open_at(conns: list[Upstream], kind: str, at: float) -> int:
+    return sum(
+        1
+        for c in conns
+        if c.kind == kind
+        and c.status == 200
+        and c.opened <= at
+        and (c.closed is None or c.closed > at)
+    )
+
+
+def stream_figures(conns: list[Upstream], kind: str, start: float, end: float) -> dict[str, Any]:
+    mine = sorted((c for c in conns if c.kind == kind), key=lambda c: c.opened)
+    opened = [c for c in mine if start <= c.opened < end]
+    gaps = []
+    for c in opened:
+        earlier = [o.opened for o in mine if o.opened < c.opened]
+        if earlier:
+            gaps.append(c.opened - max(earlier))
+    ticks = _ticks(start, end)
+    counts = [open_at(conns, kind, t) for t in ticks]
+    return {
+        "opened": sum(1 for c in opened if c.status == 200),
+        "refused": sum(1 for c in opened if c.status != 200),
+        "shortest_gap_s": min(gaps) if gaps else None,
+        "max_open": max(counts, default=0),
+        "overlap_s": sum(1 for n in counts if n >= 2) * SAMPLE_EVERY,
+        "no_upstream_s": sum(1 for n in counts if n == 0) * SAMPLE_EVERY,
+    }
+
+
+def _ticks(start: float, end: float) -> list[float]:
+    count = max(int((end - start) / SAMPLE_EVERY), 0)
+    return [start + i * SAMPLE_EVERY for i in range(count)]
+
+
+def canary_figures(
+    canary: Canary, numbers: list[int], conns: list[Upstream], start: float, end: float
+) -> dict[str, Any]:
+    got = {n for _, n in canary.received.arrivals}
+    wanted = set(numbers)
+    arrivals = sorted(t for t, n in canary.received.arrivals if start <= t < end)
+    points = [start, *arrivals, end]
+    longest = max((b - a for a, b in itertools.pairwise(points)), default=0.0)
+    statuses = [(t, state) for t, kind, state in canary.received.statuses if kind == canary.stream]
+    shown_connected = 0
+    index = 0
+    state = "none"
+    for tick in _ticks(start, end):
+        while index < len(statuses) and statuses[index][0] <= tick:
+            state = statuses[index][1]
+            index += 1
+        if state == "connected" and open_at(conns, canary.stream, tick) == 0:
+            shown_connected += 1
+    seen_states = [s for t, s in statuses if start <= t < end]
+    return {
+        "lost": len(wanted - got),
+        "duplicated": sum(1 for _, n in canary.received.duplicates if n in wanted),
+        "longest_gap_s": longest,
+        "connected_without_upstream_s": shown_connected * SAMPLE_EVERY,
+        "states": list(dict.fromkeys(seen_states)),
+        "closes": [code for t, code in canary.closes if start <= t < end],
+        "reconnects": sum(1 for t in canary.connects if start <= t < end),
+    }
+
+
+def resource_figures(soak: Soak, start: float, end: float) -> dict[str, Any]:
+    window = [(t, s) for t, s in soak.samples if start <= t < end]
+    if not window:
+        return {}
+
+    def largest_rss(sample: dict[int, tuple[int, int | None]]) -> float:
+        return max((rss for rss, _ in sample.values()), default=0) / 1024
+
+    def fds(sample: dict[int, tuple[int, int | None]]) -> int:
+        return sum(n or 0 for _, n in sample.values())
+
+    return {
+        "rss_mib": [
+            largest_rss(window[0][1]),
+            max(largest_rss(s) for _, s in window),
+            largest_rss(window[-1][1]),
+        ],
+        "fds": [fds(window[0][1]), max(fds(s) for _, s in window), fds(window[-1][1])],
+        "workers": [len(window[0][1]), len(window[-1][1])],
+    }
+
+
+def health_figures(soak: Soak, start: float, end: float) -> dict[str, Any]:
+    polls = [(ok, took) for t, ok, took in soak.health if start <= t < end]
+    return {
+        "polls": len(polls),
+        "answered": sum(1 for ok, _ in polls if ok),
+        "slowest_ms": max((took for _, took in polls), default=0.0) * 1000,
+    }
+
+
+def phase_figures(soak: Soak, phase: Phase, conns: list[Upstream]) -> dict[str, Any]:
+    numbers = [n for n, t in soak.injected.items() if phase.start <= t < phase.end]
+    canaries = {
+        c.name: canary_figures(c, numbers, conns, phase.start, phase.end) for c in soak.canaries
+    }
+    return {
+        "name": phase.name,
+        "seconds": phase.end - phase.start,
+        "fault_seconds": phase.fault_end - phase.start,
+        "injected": len(numbers),
+        "notes": phase.notes,
+        "streams": {
+            kind: stream_figures(conns, kind, phase.start, phase.end)
+            for kind in ("sample", "filter")
+        },
+        "canaries": canaries,
+        "resources": resource_figures(soak, phase.start, phase.end),
+        "healthz": health_figures(soak, phase.start, phase.end),
+    }
+
+
+def _pair(figures: dict[str, Any], key: str, spec: str) -> str:
+    return " / ".join(fmt(figures["streams"][k][key], spec) for k in ("sample", "filter"))
+
+
+def print_phase(f: dict[str, Any]) -> None:
+    canaries = f["canaries"].values()
+    lost = [c["lost"] for c in canaries]
+    dups = [c["duplicated"] for c in canaries]
+    closes: Counter[str] = Counter(str(code) for c in canaries for code in c["closes"])
+    states = sorted({s for c in canaries for s in c["states"]})
+    res, health = f["resources"], f["healthz"]
+    rows = [
+        ["numbered tweets injected", f"{f['injected']:,}"],
+        ["lost per canary: max / total", f"{max(lost, default=0)} / {sum(lost)}"],
+        ["duplicated per canary: max / total", f"{max(dups, default=0)} / {sum(dups)}"],
+        [
+            "longest gap without a tweet, s (worst canary)",
+            fmt(max((c["longest_gap_s"] for c in canaries), default=0), ".1f"),
+        ],
+        ["upstream connections opened: sample / filter", _pair(f, "opened", ",.0f")],
+        ["  refused by the emulator: sample / filter", _pair(f, "refused", ",.0f")],
+        ["  shortest gap between opens, s", _pair(f, "shortest_gap_s", ".1f")],
+        ["  most open at once", _pair(f, "max_open", ",.0f")],
+        ["  seconds with two or more open", _pair(f, "overlap_s", ".1f")],
+        ["  seconds with none open", _pair(f, "no_upstream_s", ".1f")],
+        [
+            '"connected" shown with no upstream, s (worst canary)',
+            fmt(max((c["connected_without_upstream_s"] for c in canaries), default=0), ".1f"),
+        ],
+        ["status states the canaries saw", ", ".join(states) or "-"],
+        [
+            "canary closes (code x n) / reconnects",
+            (", ".join(f"{k} x{v}" for k, v in closes.items()) or "none")
+            + f" / {sum(c['reconnects'] for c in canaries)}",
+        ],
+    ]
+    if res:
+        rows.append(
+            [
+                "RSS MiB, largest worker: start / peak / end",
+                " / ".join(f"{v:.0f}" for v in res["rss_mib"]),
+            ]
+        )
+        rows.append(
+            [
+                "descriptors, all workers: start / peak / end",
+                " / ".join(f"{v:,}" for v in res["fds"]),
+            ]
+        )
+        rows.append(["workers alive: start / end", " / ".join(str(v) for v in res["workers"])])
+    rows.append(
+        [
+            "/healthz answered / polled, slowest ms",
+            f"{health['answered']} / {health['polls']}, {health['slowest_ms']:.0f}",
+        ]
+    )
+    rows += [[name, str(value)] for name, value in f["notes"].items()]
+    print(f"== {f['name']}: fault {f['fault_seconds']:.0f} s, phase {f['seconds']:.0f} s")
+    print_table(["figure", "value"], rows)
+
+
+def print_summary(figures: list[dict[str, Any]]) -> None:
+    rows = []
+    for f in figures:
+        canaries = f["canaries"].values()
+        res = f["resources"]
+        rows.append(
+            [
+                f["name"],
+                f"{max((c['lost'] for c in canaries), default=0)}",
+                f"{max((c['duplicated'] for c in canaries), default=0)}",
+                fmt(max((c["longest_gap_s"] for c in canaries), default=0), ".1f"),
+                _pair(f, "opened", ",.0f"),
+                _pair(f, "max_open", ",.0f"),
+                _pair(f, "overlap_s", ".1f"),
+                fmt(max((c["connected_without_upstream_s"] for c in canaries), default=0), ".1f"),
+                "-" if not res else f"{res['rss_mib'][1]:.0f}",
+                "-" if not res else f"{res['fds'][1]:,}",
+                f"{f['healthz']['answered']}/{f['healthz']['polls']}",
+            ]
+        )
+    print("== summary (worst canary; sample / filter)")
+    print_table(
+        [
+            "fault",
+            "lost",
+            "dup",
+            "gap s",
+            "opened",
+            "at once",
+            "overlap s",
+            "conn. no upstr. s",
+            "RSS MiB",
+            "fds",
+            "healthz",
+        ],
+        rows,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+async def wait_ready(soak: Soak) -> None:
+    """Every worker built, an owner elected, and the canaries' first tweets arriving."""
+    deadline = trio.current_time() + READY_TIMEOUT
+    while len(soak.deployment.workers()) < WORKERS or await soak.deployment.owner() is None:
+        if trio.current_time() > deadline:
+            raise RuntimeError("the deployment did not come up: see pats.log")
+        await trio.sleep(0.5)
+
+
+async def place_canaries(soak: Soak, nursery: trio.Nursery) -> None:
+    workers = sorted(soak.deployment.workers())
+    for worker in workers:
+        for track, deflate in (("", False), (CANARY_WORD, False), ("", True), (CANARY_WORD, True)):
+            name = f"{worker}-{'filter' if track else 'sample'}{'-deflate' if deflate else ''}"
+            canary = Canary(name, track, deflate, want_worker=worker)
+            soak.canaries.append(canary)
+            nursery.start_soon(canary.run, HOST, soak.port)
+    with trio.move_on_after(READY_TIMEOUT):
+        for canary in soak.canaries:
+            await canary.placed.wait()
+    placed = Counter(c.worker for c in soak.canaries)
+    print(
+        f"{len(soak.canaries)} canaries on {len(placed)} workers "
+        f"({', '.join(f'{w}: {n}' for w, n in sorted(placed.items(), key=str))})"
+    )
+
+
+async def run_soak(soak: Soak) -> list[dict[str, Any]]:
+    async with trio.open_nursery() as nursery:
+        await wait_ready(soak)
+        await soak.sync_clock()
+        nursery.start_soon(soak.monitor_forever)
+        nursery.start_soon(soak.health_forever)
+        await place_canaries(soak, nursery)
+        nursery.start_soon(soak.inject_forever)
+        await trio.sleep(soak.args.warmup)
+        for name in soak.args.faults:
+            phase = Phase(name, trio.current_time())
+            soak.phases.append(phase)
+            print(f"-- {name}", flush=True)
+            try:
+                await FAULT_TABLE[name](soak, phase)
+            except Exception as error:  # one broken fault must not lose the others' figures
+                phase.notes["error"] = repr(error)
+                print(f"!! {name} failed: {error!r}", flush=True)
+            phase.fault_end = trio.current_time()
+            await trio.sleep(soak.args.settle)
+            phase.end = trio.current_time()
+        await trio.sleep(DRAIN)
+        records = (await soak.control.get("/_control/connections")).json()
+        nursery.cancel_scope.cancel()
+    conns = upstreams(records, soak.clock_offset)
+    return [phase_figures(soak, phase, conns) for phase in soak.phases]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="each fault briefly (~3 min)")
+    parser.add_argument(
+        "--fault", action="append", choices=FAULTS, help="run only these (repeatable)"
+    )
+    parser.add_argument("--rate", type=float, default=20.0, help="numbered tweets per second")
+    parser.add_argument(
+        "--background-rate", type=float, default=2.0, help="the emulator's own sample tweets/s"
+    )
+    parser.add_argument("--seed", type=int, default=20261202)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-json", action="store_true")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.faults = args.fault or list(FAULTS)
+    args.warmup = 3.0 if quick else 10.0
+    args.settle = 8.0 if quick else 20.0
+    args.baseline = 8.0 if quick else 30.0
+    args.restarts = 3 if quick else 15
+    args.restart_every = 3.0 if quick else 2.4
+    args.pause = 10.0
+    args.kill_wait = 10.0 if quick else 20.0
+    args.freeze = 12.0 if quick else 15.0
+    args.never_reading = 10 if quick else 50
+    args.never_reading_seconds = 10.0 if quick else 60.0
+    args.fill_rate = 50.0
+    args.huge_frames = 4 if quick else 20
+    args.huge_frame_bytes = 15_900_000
+    args.huge_hold = 5.0 if quick else 60.0
+    args.handshakes = 1_000 if quick else 5_000
+    args.flood_concurrency = 32
+    args.flood_seconds = 10.0 if quick else 60.0
+    args.hog_phrases = 400
+    args.churn_every = 2.0
+    args.attack_seconds = 12.0 if quick else 60.0
+    args.newcomer_after = 3.0
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with contextlib.suppress(OSError):
+        os.nice(5)  # a shared machine: everything this run starts inherits it
+    limit = raise_fd_limit()
+    stamp = datetime.now(UTC)
+    print(
+        f"pats-trio soak, {'quick' if args.quick else 'full'} run: serve --workers {WORKERS} "
+        f"with Redis; {args.rate:g} numbered tweets/s; open files {limit:,}"
+    )
+    print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs\n")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pats-soak-") as scratch:
+        deployment = Deployment(Path(scratch), args.seed, args.background_rate)
+        try:
+
+            async def run() -> list[dict[str, Any]]:
+                async with httpx.AsyncClient(base_url=deployment.emulator_url, timeout=10) as http:
+                    return await run_soak(Soak(args, deployment, http))
+
+            figures = trio.run(run)
+        except BaseException:
+            sys.stderr.write(deployment.pats.log.read_text(errors="replace")[-3000:])
+            raise
+        finally:
+            deployment.stop()
+    for phase in figures:
+        print_phase(phase)
+    print_summary(figures)
+    elapsed = time.monotonic() - started
+    print(f"{elapsed:.0f}s in all")
+    if not args.no_json:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"{stamp:%Y%m%dT%H%M%SZ}-soak.json"
+        document = {
+            "benchmark": "soak",
+            "started": stamp.isoformat(),
+            "seconds": round(elapsed, 1),
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+            "options": {
+                k: v for k, v in vars(args).items() if isinstance(v, int | float | str | list)
+            },
+            "phases": figures,
+        }
+        path.write_text(json.dumps(document, indent=1, default=str) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
