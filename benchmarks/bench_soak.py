@@ -44,20 +44,25 @@ from bench_fanout import HOST, Proc, fmt, free_port, print_table, rss_kib, start
 from fanout_clients import raise_fd_limit  # noqa: E402
 from soak_clients import (  # noqa: E402
     CANARY_WORD,
+    NEWCOMER_BASE,
     Canary,
     FloodTally,
     Newcomer,
     Received,
-    canary_status,
     filter_churner,
     handshake_flood,
     huge_frame,
+    idle_http_socket,
     loopback_sources,
     never_reading_socket,
+    numbered_status,
     open_file_count,
     phrase_hog,
+    send_queue_bytes,
     server_closed,
 )
+
+from pats_trio.matching import MAX_PHRASES  # noqa: E402
 
 RESULTS = HERE / "results"
 WORKERS = 3
@@ -65,8 +70,8 @@ OWNER_KEY = "pats:owner"
 """The upstream lease (`RedisBroker.owner_key` with the default PATS_REDIS_PREFIX)."""
 WORKER_LINE = re.compile(r"app built: worker (\w+), pid (\d+)")
 NEWCOMER_WORDS = ("soaknewhog", "soaknewchurn")
-"""Each fault's newcomer follows a phrase of its own that every canary tweet carries."""
-INJECT_WORDS = " ".join(NEWCOMER_WORDS)
+"""Each fault's newcomer follows a phrase of its own; the newcomers' tweets carry them all, and
+no canary tweet does, so a newcomer's tweets come only once the upstream follows its phrase."""
 SAMPLE_EVERY = 0.1
 """Resolution of the time-based figures (seconds without an upstream, "connected" shown)."""
 MONITOR_EVERY = 1.0
@@ -75,9 +80,10 @@ HEALTH_TIMEOUT = 2.0
 READY_TIMEOUT = 60.0
 DRAIN = 5.0
 """After the last phase, how long the canaries may still receive its tweets."""
-# What the deployment runs with beyond the shipped defaults: loopback viewers are many, and the
-# worker lines (INFO) map worker ids to pids.
-PATS_ENV = {"LOG_LEVEL": "INFO", "PATS_SHUTDOWN_GRACE_SECONDS": "5"}
+# What the deployment runs with beyond the shipped defaults: the worker lines (INFO) map worker
+# ids to pids, and a viewer that stops reading is evicted after 5 s rather than 30, so that a
+# quick run sees whether it is dropped.
+PATS_ENV = {"LOG_LEVEL": "INFO", "PATS_SLOW_CLIENT_SECONDS": "5"}
 FAULTS = (
     "baseline",
     "redis-restart",
@@ -87,6 +93,7 @@ FAULTS = (
     "never-reading",
     "huge-frames",
     "handshake-flood",
+    "idle-http",
     "phrase-hog",
     "filter-churn",
 )
@@ -202,6 +209,9 @@ class Soak:
     canaries: list[Canary] = field(default_factory=list)
     injected: dict[int, float] = field(default_factory=dict)
     inject_failures: int = 0
+    newcomer_number: int = 0
+    """The last newcomers' tweet injected."""
+    log_sizes: list[tuple[float, int]] = field(default_factory=list)
     samples: list[tuple[float, dict[int, tuple[int, int | None]]]] = field(default_factory=list)
     """(time, {pid: (RSS KiB, open descriptors)}) for each worker alive then."""
     health: list[tuple[float, bool, float]] = field(default_factory=list)
@@ -233,11 +243,20 @@ class Soak:
             self.injected[number] = trio.current_time()
             try:
                 await self.control.post(
-                    "/_control/inject", json=canary_status(number, INJECT_WORDS)
+                    "/_control/inject", json=numbered_status(number, CANARY_WORD)
                 )
             except httpx.HTTPError:
                 self.inject_failures += 1
             await trio.sleep_until(max(next_at, trio.current_time()))
+
+    async def inject_for_newcomers_forever(self) -> None:
+        words = " ".join(NEWCOMER_WORDS)
+        while True:
+            await trio.sleep(1.0 / self.args.newcomer_rate)
+            self.newcomer_number += 1
+            status = numbered_status(self.newcomer_number, words, NEWCOMER_BASE)
+            with contextlib.suppress(httpx.HTTPError):
+                await self.control.post("/_control/inject", json=status)
 
     async def monitor_forever(self) -> None:
         while True:
@@ -245,6 +264,8 @@ class Soak:
             pids = self.deployment.workers().values()
             sample = {pid: (rss_kib(pid), open_file_count(pid)) for pid in pids}
             self.samples.append((now, sample))
+            with contextlib.suppress(OSError):
+                self.log_sizes.append((now, self.deployment.pats.log.stat().st_size))
             await trio.sleep(MONITOR_EVERY)
 
     async def health_forever(self) -> None:
@@ -333,16 +354,63 @@ async def fault_never_reading(soak: Soak, phase: Phase) -> None:
             sockets.append(
                 await trio.to_thread.run_sync(never_reading_socket, HOST, soak.port, source)
             )
+    began = trio.current_time()
+    dropped: dict[int, float] = {}
+    queued = 0
     await _set_background_rate(soak, soak.args.fill_rate)
     try:
-        await trio.sleep(soak.args.never_reading_seconds)
+        with trio.move_on_after(soak.args.never_reading_seconds):
+            await _watch_closes(sockets, soak.args.never_reading_seconds / 2, dropped)
+            queued = send_queue_bytes(soak.port, set(sources))
+            await _watch_closes(sockets, soak.args.never_reading_seconds, dropped)
     finally:
         await _set_background_rate(soak, soak.args.background_rate)
-        closed = sum(server_closed(sock) for sock in sockets)
         for sock in sockets:
             sock.close()
-    phase.notes["never-reading viewers"] = f"{len(sockets)} opened, {closed} dropped by the server"
+    phase.notes["never-reading viewers"] = _closes_note(len(sockets), dropped, began)
     phase.notes["sample rate while held"] = f"{soak.args.fill_rate:g}/s"
+    phase.notes["their server-side send queues halfway"] = f"{queued:,} bytes"
+
+
+async def _watch_closes(
+    sockets: list[socket.socket], seconds: float, closed: dict[int, float] | None = None
+) -> dict[int, float]:
+    """Hold the sockets `seconds`, noting when the server closed each (index: time)."""
+    closed = {} if closed is None else closed
+    with trio.move_on_after(seconds):
+        while len(closed) < len(sockets):
+            for i, sock in enumerate(sockets):
+                if i not in closed and server_closed(sock):
+                    closed[i] = trio.current_time()
+            await trio.sleep(0.25)
+    return closed
+
+
+def _closes_note(opened: int, closed: dict[int, float], began: float) -> str:
+    if not closed:
+        return f"{opened} held, none closed by the server"
+    after = sorted(t - began for t in closed.values())
+    return (
+        f"{opened} held, {len(closed)} closed by the server after {after[0]:.1f}-{after[-1]:.1f} s"
+    )
+
+
+async def fault_idle_http(soak: Soak, phase: Phase) -> None:
+    """Keep-alive HTTP clients that ask once and go idle: does the server ever close them?"""
+    sockets: list[socket.socket] = []
+    for source in loopback_sources(15, soak.args.idle_http // 50 + 1):
+        for _ in range(min(50, soak.args.idle_http - len(sockets))):
+            with contextlib.suppress(OSError):
+                sockets.append(
+                    await trio.to_thread.run_sync(idle_http_socket, HOST, soak.port, source)
+                )
+    began = trio.current_time()
+    try:
+        closed = await _watch_closes(sockets, soak.args.idle_http_seconds)
+    finally:
+        for sock in sockets:
+            sock.close()
+    phase.notes["idle keep-alive clients"] = _closes_note(len(sockets), closed, began)
 
 
 async def _set_background_rate(soak: Soak, rate: float) -> None:
@@ -390,23 +458,24 @@ async def fault_handshake_flood(soak: Soak, phase: Phase) -> None:
 
 
 async def _with_newcomer(soak: Soak, phase: Phase, word: str, source: str) -> Newcomer:
-    newcomer = Newcomer(word, source)
+    newcomer = Newcomer(word, source, floor=soak.newcomer_number)
+    waiting = soak.args.attack_seconds - soak.args.newcomer_after
     async with trio.open_nursery() as nursery:
         nursery.start_soon(newcomer.run, HOST, soak.port)
-        await trio.sleep(soak.args.attack_seconds - soak.args.newcomer_after)
+        await trio.sleep(waiting)
         nursery.cancel_scope.cancel()
     waited = newcomer.first_tweet_after
-    phase.notes["newcomer"] = (
-        f"?filter={word}: "
-        + ("no tweet" if waited is None else f"first tweet after {waited:.1f} s")
-        + (f", closed {newcomer.closed}" if newcomer.closed is not None else "")
-        + (
-            f", errors {[c for _, c in newcomer.received.errors]}"
-            if newcomer.received.errors
-            else ""
-        )
-        + f", states {_states(newcomer.received, 'filter')}"
-    )
+    told = [
+        f"no live tweet in {waiting:.0f} s"
+        if waited is None
+        else f"first live tweet after {waited:.1f} s",
+        f"states {_states(newcomer.received, 'filter')}",
+    ]
+    if newcomer.closed is not None:
+        told.append(f"closed {newcomer.closed}")
+    if newcomer.received.errors:
+        told.append(f"errors {[code for _, code in newcomer.received.errors]}")
+    phase.notes["newcomer"] = f"?filter={word}: " + ", ".join(told)
     return newcomer
 
 
@@ -417,7 +486,8 @@ def _states(received: Received, stream: str) -> str:
 
 async def fault_phrase_hog(soak: Soak, phase: Phase) -> None:
     """One viewer takes as many phrases as its filter may hold; then a newcomer arrives."""
-    phrases = [f"hog{i}" for i in range(soak.args.hog_phrases)]
+    # Every phrase the upstream may follow but the canaries' own.
+    phrases = [f"hog{i}" for i in range(MAX_PHRASES - 1)]
     hog = Received()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(phrase_hog, HOST, soak.port, "127.0.13.1", phrases, hog)
@@ -455,6 +525,7 @@ FAULT_TABLE: dict[str, Fault] = {
     "never-reading": fault_never_reading,
     "huge-frames": fault_huge_frames,
     "handshake-flood": fault_handshake_flood,
+    "idle-http": fault_idle_http,
     "phrase-hog": fault_phrase_hog,
     "filter-churn": fault_filter_churn,
 }
@@ -563,6 +634,10 @@ def resource_figures(soak: Soak, start: float, end: float) -> dict[str, Any]:
     def fds(sample: dict[int, tuple[int, int | None]]) -> int:
         return sum(n or 0 for _, n in sample.values())
 
+    before = [(t, s) for t, s in soak.samples if t < start]
+    if before:  # the figures just before the fault began
+        window.insert(0, before[-1])
+
     return {
         "rss_mib": [
             largest_rss(window[0][1]),
@@ -571,7 +646,13 @@ def resource_figures(soak: Soak, start: float, end: float) -> dict[str, Any]:
         ],
         "fds": [fds(window[0][1]), max(fds(s) for _, s in window), fds(window[-1][1])],
         "workers": [len(window[0][1]), len(window[-1][1])],
+        "log_bytes": _log_growth(soak, start, end),
     }
+
+
+def _log_growth(soak: Soak, start: float, end: float) -> int:
+    sizes = [size for t, size in soak.log_sizes if start <= t < end]
+    return sizes[-1] - sizes[0] if sizes else 0
 
 
 def health_figures(soak: Soak, start: float, end: float) -> dict[str, Any]:
@@ -612,7 +693,9 @@ def print_phase(f: dict[str, Any]) -> None:
     canaries = f["canaries"].values()
     lost = [c["lost"] for c in canaries]
     dups = [c["duplicated"] for c in canaries]
-    closes: Counter[str] = Counter(str(code) for c in canaries for code in c["closes"])
+    closes: Counter[str] = Counter(
+        "no code" if code is None else str(code) for c in canaries for code in c["closes"]
+    )
     states = sorted({s for c in canaries for s in c["states"]})
     res, health = f["resources"], f["healthz"]
     rows = [
@@ -654,6 +737,7 @@ def print_phase(f: dict[str, Any]) -> None:
             ]
         )
         rows.append(["workers alive: start / end", " / ".join(str(v) for v in res["workers"])])
+        rows.append(["server log written, bytes", f"{res['log_bytes']:,}"])
     rows.append(
         [
             "/healthz answered / polled, slowest ms",
@@ -743,6 +827,7 @@ async def run_soak(soak: Soak) -> list[dict[str, Any]]:
         nursery.start_soon(soak.health_forever)
         await place_canaries(soak, nursery)
         nursery.start_soon(soak.inject_forever)
+        nursery.start_soon(soak.inject_for_newcomers_forever)
         await trio.sleep(soak.args.warmup)
         for name in soak.args.faults:
             phase = Phase(name, trio.current_time())
@@ -788,18 +873,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.kill_wait = 10.0 if quick else 20.0
     args.freeze = 12.0 if quick else 15.0
     args.never_reading = 10 if quick else 50
-    args.never_reading_seconds = 10.0 if quick else 60.0
+    args.never_reading_seconds = 15.0 if quick else 60.0
     args.fill_rate = 50.0
     args.huge_frames = 4 if quick else 20
     args.huge_frame_bytes = 15_900_000
     args.huge_hold = 5.0 if quick else 60.0
-    args.handshakes = 1_000 if quick else 5_000
+    args.handshakes = 2_000 if quick else 10_000
     args.flood_concurrency = 32
     args.flood_seconds = 10.0 if quick else 60.0
-    args.hog_phrases = 400
+    args.newcomer_rate = 2.0
+    args.idle_http = 300 if quick else 1_000
+    args.idle_http_seconds = 10.0 if quick else 60.0
     args.churn_every = 2.0
-    args.attack_seconds = 12.0 if quick else 60.0
-    args.newcomer_after = 3.0
+    # In a full run the churner has time to spend the upstream's reconnect budget
+    # (PATS_MAX_CONNECTS_PER_5MIN) before the newcomer comes.
+    args.attack_seconds = 12.0 if quick else 150.0
+    args.newcomer_after = 3.0 if quick else 100.0
     return args
 
 

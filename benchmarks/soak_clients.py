@@ -16,6 +16,7 @@ import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -35,8 +36,11 @@ from fanout_clients import (
 from pats_trio.frames import BINARY_SUBPROTOCOL
 
 CANARY_WORD = "soakcanary"
-NUMBER_BASE = 7_000_000_000_000_000_000
+CANARY_BASE = 7_000_000_000_000_000_000
 """Canary tweets' ids are this plus their number: far from the emulator's own ids."""
+NEWCOMER_BASE = 7_100_000_000_000_000_000
+"""The newcomers' tweets, which match only the phrases newcomers bring."""
+NUMBERS = 100_000_000_000_000_000
 CANARY_ADDRESS = "127.0.0.2"
 PLACEMENT_ATTEMPTS = 40
 RECONNECT_DELAY = 0.5
@@ -44,14 +48,15 @@ CONNECT_TIMEOUT = 10.0
 OP_BINARY = 0x2
 
 
-def canary_status(number: int, words: str) -> dict[str, Any]:
-    """A minimal valid v1.1 status carrying `number`; `words` are the phrases it must match."""
+def numbered_status(number: int, words: str, base: int = CANARY_BASE) -> dict[str, Any]:
+    """A minimal valid v1.1 status carrying `number` (its id is `base` plus it); `words` are
+    the phrases it matches."""
     return {
-        "id": NUMBER_BASE + number,
-        "id_str": str(NUMBER_BASE + number),
+        "id": base + number,
+        "id_str": str(base + number),
         "created_at": "Wed Oct 10 20:19:24 +0000 2018",
         "timestamp_ms": str(int(time.time() * 1000)),
-        "text": f"{CANARY_WORD} {words} number {number}",
+        "text": f"{words} number {number}",
         "lang": "en",
         "user": {
             "id": 7,
@@ -64,18 +69,20 @@ def canary_status(number: int, words: str) -> dict[str, Any]:
     }
 
 
-def canary_number(tweet: dict[str, Any]) -> int | None:
+def tweet_number(tweet: dict[str, Any], base: int) -> int | None:
     id_str = tweet.get("id_str")
     if not isinstance(id_str, str) or not id_str.isdigit():
         return None
-    number = int(id_str) - NUMBER_BASE
-    return number if number > 0 else None
+    number = int(id_str) - base
+    return number if 0 < number < NUMBERS else None
 
 
 @dataclass
 class Received:
     """What one viewer socket (of any kind) saw, with `trio.current_time()` stamps."""
 
+    base: int = CANARY_BASE
+    """Which numbered tweets count (`numbered_status`)."""
     arrivals: list[tuple[float, int]] = field(default_factory=list)
     """(time, number) of every numbered tweet."""
     statuses: list[tuple[float, str, str]] = field(default_factory=list)
@@ -107,7 +114,7 @@ class Received:
             self.errors.append((now, str(message.get("code"))))
 
     def _tweet(self, now: float, tweet: dict[str, Any]) -> None:
-        number = canary_number(tweet)
+        number = tweet_number(tweet, self.base)
         if number is None:
             return
         if number in self.seen:
@@ -277,10 +284,15 @@ class Newcomer:
 
     track: str
     source: str
-    received: Received = field(default_factory=Received)
+    floor: int = 0
+    """Tweets numbered up to this were injected before it came: history, not live."""
+    received: Received = field(default_factory=lambda: Received(base=NEWCOMER_BASE))
     connected_at: float | None = None
     first_tweet_after: float | None = None
     closed: int | None = None
+
+    def live(self) -> list[float]:
+        return [t for t, n in self.received.arrivals if n > self.floor]
 
     async def run(self, host: str, port: int) -> None:
         with contextlib.suppress(OSError, trio_websocket.HandshakeError, trio.TooSlowError):
@@ -293,7 +305,7 @@ class Newcomer:
                 try:
                     while True:
                         self.received.frame(await ws.get_message())
-                        if self.first_tweet_after is None and self.received.arrivals:
+                        if self.first_tweet_after is None and self.live():
                             self.first_tweet_after = trio.current_time() - self.connected_at
                 except trio_websocket.ConnectionClosed as closed:
                     self.closed = closed.reason.code if closed.reason is not None else None
@@ -366,18 +378,49 @@ def never_reading_socket(host: str, port: int, source: str) -> socket.socket:
     return sock
 
 
+TCP_ESTABLISHED = 1
+
+
 def server_closed(sock: socket.socket) -> bool:
-    """Read what is waiting without blocking: True if the server has closed or reset it."""
-    sock.setblocking(False)
+    """Whether the server has closed or reset this socket, without reading from it (Linux's
+    TCP_INFO: anything but ESTABLISHED means a FIN or a reset came)."""
     try:
-        while True:
-            data = sock.recv(1 << 20)
-            if not data:
-                return True
-    except BlockingIOError:
-        return False
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
     except OSError:
         return True
+    return info[0] != TCP_ESTABLISHED
+
+
+def send_queue_bytes(port: int, peers: set[str]) -> int:
+    """Bytes the server's sockets on `port` hold unsent or unacknowledged toward `peers`
+    (/proc/net/tcp's tx_queue): how full the never-reading viewers' sockets are."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, queues = fields[1], fields[2], fields[4]
+            if int(local.split(":")[1], 16) != port:
+                continue
+            peer = socket.inet_ntoa(bytes.fromhex(remote.split(":")[0])[::-1])
+            if peer in peers:
+                total += int(queues.split(":")[0], 16)
+    return total
+
+
+def idle_http_socket(host: str, port: int, source: str) -> socket.socket:
+    """A keep-alive HTTP client that asked for /healthz once, read the answer, and went idle."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((source, 0))
+    sock.settimeout(CONNECT_TIMEOUT)
+    sock.connect((host, port))
+    sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        data = sock.recv(4096)
+        if not data:
+            break
+        buffer += data
+    return sock
 
 
 async def huge_frame(
@@ -427,11 +470,28 @@ class FloodTally:
     failed: Counter[str] = field(default_factory=Counter)
 
 
+FOREIGN_ORIGIN = "http://attacker.example/" + "x" * 2000
+"""A page elsewhere, with a long name: what the server logs of it is bounded or not."""
+
+
 async def handshake_flood(
-    host: str, port: int, sources: list[str], count: int, concurrency: int, tally: FloodTally
+    host: str,
+    port: int,
+    sources: list[str],
+    count: int,
+    concurrency: int,
+    tally: FloodTally,
+    foreign_every: int = 4,
 ) -> None:
-    """`count` handshakes, `concurrency` at a time, each closed as soon as it is answered."""
+    """`count` handshakes, `concurrency` at a time, each closed as soon as it is answered;
+    one in `foreign_every` comes from a foreign origin, which the server refuses (and logs)."""
     limiter = trio.CapacityLimiter(concurrency)
+
+    def request(i: int) -> bytes:
+        plain = handshake_request(host, port, "/ws")
+        if i % foreign_every:
+            return plain
+        return plain[:-2] + f"Origin: {FOREIGN_ORIGIN}\r\n\r\n".encode()
 
     async def one(i: int) -> None:
         async with limiter:
@@ -439,12 +499,12 @@ async def handshake_flood(
                 with trio.fail_after(CONNECT_TIMEOUT):
                     stream = await open_stream(host, port, sources[i % len(sources)])
                     try:
-                        await stream.send_all(handshake_request(host, port, "/ws"))
+                        await stream.send_all(request(i))
                         buffer = b""
                         while split_handshake(buffer) is None:
                             data = await stream.receive_some(4096)
                             if not data:
-                                raise HandshakeError("closed")
+                                raise HandshakeError("closed without an answer")
                             buffer += data
                         tally.upgraded += 1
                         with trio.move_on_after(0.5):
