@@ -788,6 +788,23 @@ def print_summary(figures: list[dict[str, Any]]) -> None:
     )
 
 
+def print_whole(f: dict[str, Any]) -> None:
+    """The deployment's reconnect pacing over the whole soak: what Twitter would have seen."""
+    minutes = f["seconds"] / 60
+    per_5 = " / ".join(
+        fmt(f["streams"][k]["opened"] / minutes * 5, ".1f") for k in ("sample", "filter")
+    )
+    canaries = f["canaries"].values()
+    print(
+        f"== whole run, {f['seconds']:.0f} s: upstream connections opened "
+        f"{_pair(f, 'opened', ',.0f')} (sample / filter), {per_5} per 5 min; shortest gap "
+        f"between opens {_pair(f, 'shortest_gap_s', '.1f')} s; most open at once "
+        f"{_pair(f, 'max_open', ',.0f')}; {_pair(f, 'overlap_s', '.1f')} s with two or more; "
+        f"tweets lost {sum(c['lost'] for c in canaries):,} and duplicated "
+        f"{sum(c['duplicated'] for c in canaries):,} over {len(canaries)} canaries"
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # The run
 
@@ -845,7 +862,12 @@ async def run_soak(soak: Soak) -> list[dict[str, Any]]:
         records = (await soak.control.get("/_control/connections")).json()
         nursery.cancel_scope.cancel()
     conns = upstreams(records, soak.clock_offset)
-    return [phase_figures(soak, phase, conns) for phase in soak.phases]
+    figures = [phase_figures(soak, phase, conns) for phase in soak.phases]
+    if soak.phases:
+        whole = Phase("whole run", soak.phases[0].start, soak.phases[-1].end)
+        whole.fault_end = whole.end
+        figures.append(phase_figures(soak, whole, conns))
+    return figures
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -920,7 +942,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             deployment.stop()
     for phase in figures:
         print_phase(phase)
-    print_summary(figures)
+    print_summary(figures[:-1])
+    print_whole(figures[-1])
     elapsed = time.monotonic() - started
     print(f"{elapsed:.0f}s in all")
     if not args.no_json:

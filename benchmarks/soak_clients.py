@@ -96,10 +96,11 @@ class Received:
     duplicates: list[tuple[float, int]] = field(default_factory=list)
     """A number seen twice on the same connection (history after a reconnect is not counted)."""
 
-    def frame(self, payload: bytes | str) -> None:
+    def frame(self, payload: bytes | str, now: float | None = None) -> None:
+        """File one message received at `now` (default: trio's clock now)."""
         message = orjson.loads(payload)
         kind = message.get("type")
-        now = trio.current_time()
+        now = trio.current_time() if now is None else now
         if kind == "tweet":
             self._tweet(now, message["tweet"])
         elif kind == "tweets":
