@@ -252,6 +252,21 @@ async def test_jetstream_control_posts_deletes_and_sets_profiles_on_a_real_strea
                 assert second["replayed"] >= 1
 
 
+async def test_jetstream_clock_is_the_one_connection_records_are_read_on() -> None:
+    emulator = JetstreamEmulator(rate=0, seed=1, control=True)
+    with trio.fail_after(TIMEOUT):
+        async with jetstream_control(emulator) as (urls, control):
+            before = (await control.get("/clock")).json()["now"]
+            async with trio_websocket.open_websocket_url(f"{urls.jetstream}/subscribe"):
+                await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+                during = (await control.get("/clock")).json()["now"]
+            await emulator.wait_until(lambda e: not e.open_connections())
+            after = (await control.get("/clock")).json()["now"]
+            [record] = (await control.get("/connections")).json()
+            assert before <= record["opened_at"] <= during <= record["closed_at"] <= after
+            assert (await control.post("/clock", json={})).status_code == 405
+
+
 async def test_jetstream_control_answers_bad_requests_with_clear_errors() -> None:
     emulator = JetstreamEmulator(rate=0, control=True)
     with trio.fail_after(TIMEOUT):
