@@ -43,6 +43,7 @@ sys.path.insert(0, str(HERE))
 from bench_fanout import HOST, Proc, fmt, free_port, print_table, rss_kib, start  # noqa: E402
 from fanout_clients import raise_fd_limit  # noqa: E402
 from soak_clients import (  # noqa: E402
+    CANARY_BASE,
     CANARY_WORD,
     NEWCOMER_BASE,
     Canary,
@@ -55,6 +56,7 @@ from soak_clients import (  # noqa: E402
     idle_http_socket,
     loopback_sources,
     never_reading_socket,
+    numbered_post,
     numbered_status,
     open_file_count,
     phrase_hog,
@@ -97,6 +99,8 @@ FAULTS = (
     "phrase-hog",
     "filter-churn",
 )
+TAKEOVER_FAULTS = ("baseline", "redis-restart", "redis-pause", "owner-kill", "owner-freeze")
+"""What the Bluesky variant runs by default: the rest do not depend on the source."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,24 +110,30 @@ FAULTS = (
 class Deployment:
     """redis-server, the emulator and `pats-trio serve --workers 3`, each its own process."""
 
-    def __init__(self, workdir: Path, seed: int, background_rate: float) -> None:
+    def __init__(self, workdir: Path, source: str, seed: int, background_rate: float) -> None:
         self.workdir = workdir
+        self.source = source
         self.redis_port = free_port()
         self.redis: Proc | None = None
         self.start_redis()
         emulator_port = free_port()
-        argv = [sys.executable, str(HERE / "bench_emulator.py"), "--port", str(emulator_port)]
-        argv += ["--rate", str(background_rate), "--filter-rate", "0", "--seed", str(seed)]
-        self.emulator = start("emulator", argv, emulator_port, workdir)
         self.emulator_url = f"http://{HOST}:{emulator_port}"
+        env = {**PATS_ENV, "REDIS_URL": f"redis://{HOST}:{self.redis_port}/0"}
+        if source == "bluesky":
+            argv = [sys.executable, "-m", "pats_trio", "emulate", "--jetstream", "--control"]
+            argv += ["--rate", str(background_rate), "--seed", str(seed)]
+            env["PATS_SOURCE"] = "bluesky"
+            env["PATS_BLUESKY_HOSTS"] = f"ws://{HOST}:{emulator_port}"
+            env["PATS_BLUESKY_APPVIEW"] = self.emulator_url
+        else:
+            argv = [sys.executable, str(HERE / "bench_emulator.py")]
+            argv += ["--rate", str(background_rate), "--filter-rate", "0", "--seed", str(seed)]
+            env["TWITTER_STREAM_URL"] = self.emulator_url + "/1.1"
+        argv += ["--host", HOST, "--port", str(emulator_port)]
+        self.emulator = start("emulator", argv, emulator_port, workdir)
         self.port = free_port()
         argv = [sys.executable, "-m", "pats_trio", "serve", "--workers", str(WORKERS)]
         argv += ["--host", HOST, "--port", str(self.port)]
-        env = {
-            **PATS_ENV,
-            "TWITTER_STREAM_URL": self.emulator_url + "/1.1",
-            "REDIS_URL": f"redis://{HOST}:{self.redis_port}/0",
-        }
         self.pats = start("pats", argv, self.port, workdir, env)
         self.frozen: set[int] = set()
 
@@ -242,9 +252,7 @@ class Soak:
             number += 1
             self.injected[number] = trio.current_time()
             try:
-                await self.control.post(
-                    "/_control/inject", json=numbered_status(number, CANARY_WORD)
-                )
+                await self.inject(number, CANARY_WORD, CANARY_BASE)
             except httpx.HTTPError:
                 self.inject_failures += 1
             await trio.sleep_until(max(next_at, trio.current_time()))
@@ -254,9 +262,20 @@ class Soak:
         while True:
             await trio.sleep(1.0 / self.args.newcomer_rate)
             self.newcomer_number += 1
-            status = numbered_status(self.newcomer_number, words, NEWCOMER_BASE)
             with contextlib.suppress(httpx.HTTPError):
-                await self.control.post("/_control/inject", json=status)
+                await self.inject(self.newcomer_number, words, NEWCOMER_BASE)
+
+    async def inject(self, number: int, words: str, base: int) -> None:
+        """One numbered tweet (or Bluesky post) into the emulator's streams, now."""
+        if self.deployment.source == "bluesky":
+            await self.control.post("/_control/post", json=numbered_post(number, words, base))
+        else:
+            await self.control.post("/_control/inject", json=numbered_status(number, words, base))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The upstream connections' kinds: one Jetstream connection serves both streams."""
+        return ("jetstream",) if self.deployment.source == "bluesky" else ("sample", "filter")
 
     async def monitor_forever(self) -> None:
         while True:
@@ -323,12 +342,24 @@ async def _owner(soak: Soak, phase: Phase) -> tuple[str, int] | None:
 
 async def fault_owner_kill(soak: Soak, phase: Phase) -> None:
     owner = await _owner(soak, phase)
+    before = set(soak.deployment.workers())
     if owner is not None:
         soak.deployment.signal(owner[1], signal.SIGKILL)
         phase.notes["killed"] = f"SIGKILL pid {owner[1]}"
     await trio.sleep(soak.args.kill_wait)
     after = await soak.deployment.owner()
     phase.notes["new owner"] = "none" if after is None else f"worker {after[0]}"
+    replacements = sorted(set(soak.deployment.workers()) - before)
+    if owner is not None and replacements:
+        # The dead worker's canaries go to its replacement, so every worker keeps four.
+        moved = [c for c in soak.canaries if c.want_worker == owner[0]]
+        for canary in moved:
+            canary.move_to(replacements[0])
+        phase.notes["replacement"] = f"worker {replacements[0]}, {len(moved)} canaries moved to it"
+
+
+def _canaries_on(soak: Soak, worker: str) -> int:
+    return sum(1 for c in soak.canaries if c.worker == worker and c.open)
 
 
 async def fault_owner_freeze(soak: Soak, phase: Phase) -> None:
@@ -336,6 +367,7 @@ async def fault_owner_freeze(soak: Soak, phase: Phase) -> None:
     if owner is None:
         await trio.sleep(soak.args.freeze)
         return
+    phase.notes["canaries on it"] = str(_canaries_on(soak, owner[0]))
     soak.deployment.signal(owner[1], signal.SIGSTOP)
     try:
         await trio.sleep(soak.args.freeze)
@@ -545,13 +577,18 @@ class Upstream:
     status: int
 
 
+ACCEPTED = 200
+"""An accepted stream's status in `Upstream` (Jetstream's 101 is read as this)."""
+
+
 def upstreams(records: list[dict[str, Any]], offset: float) -> list[Upstream]:
+    """The emulator's records (Twitter's, or Jetstream's, which have no kind), on our clock."""
     return [
         Upstream(
-            str(r["kind"]),
+            str(r.get("kind", "jetstream")),
             float(r["opened_at"]) - offset,
             None if r["closed_at"] is None else float(r["closed_at"]) - offset,
-            int(r["status"]),
+            ACCEPTED if int(r["status"]) == 101 else int(r["status"]),
         )
         for r in records
     ]
@@ -562,7 +599,7 @@ def open_at(conns: list[Upstream], kind: str, at: float) -> int:
         1
         for c in conns
         if c.kind == kind
-        and c.status == 200
+        and c.status == ACCEPTED
         and c.opened <= at
         and (c.closed is None or c.closed > at)
     )
@@ -579,8 +616,8 @@ def stream_figures(conns: list[Upstream], kind: str, start: float, end: float) -
     ticks = _ticks(start, end)
     counts = [open_at(conns, kind, t) for t in ticks]
     return {
-        "opened": sum(1 for c in opened if c.status == 200),
-        "refused": sum(1 for c in opened if c.status != 200),
+        "opened": sum(1 for c in opened if c.status == ACCEPTED),
+        "refused": sum(1 for c in opened if c.status != ACCEPTED),
         "shortest_gap_s": min(gaps) if gaps else None,
         "max_open": max(counts, default=0),
         "overlap_s": sum(1 for n in counts if n >= 2) * SAMPLE_EVERY,
@@ -594,8 +631,16 @@ def _ticks(start: float, end: float) -> list[float]:
 
 
 def canary_figures(
-    canary: Canary, numbers: list[int], conns: list[Upstream], start: float, end: float
+    canary: Canary,
+    numbers: list[int],
+    conns: list[Upstream],
+    start: float,
+    end: float,
+    kinds: Sequence[str] = ("sample", "filter"),
 ) -> dict[str, Any]:
+    """`kinds`: the upstream kinds; a canary's stream is served by the one of its name, or by
+    the only one there is."""
+    upstream = canary.stream if canary.stream in kinds else kinds[0]
     got = {n for _, n in canary.received.arrivals}
     wanted = set(numbers)
     arrivals = sorted(t for t, n in canary.received.arrivals if start <= t < end)
@@ -609,7 +654,7 @@ def canary_figures(
         while index < len(statuses) and statuses[index][0] <= tick:
             state = statuses[index][1]
             index += 1
-        if state == "connected" and open_at(conns, canary.stream, tick) == 0:
+        if state == "connected" and open_at(conns, upstream, tick) == 0:
             shown_connected += 1
     seen_states = [s for t, s in statuses if start <= t < end]
     return {
@@ -667,7 +712,8 @@ def health_figures(soak: Soak, start: float, end: float) -> dict[str, Any]:
 def phase_figures(soak: Soak, phase: Phase, conns: list[Upstream]) -> dict[str, Any]:
     numbers = [n for n, t in soak.injected.items() if phase.start <= t < phase.end]
     canaries = {
-        c.name: canary_figures(c, numbers, conns, phase.start, phase.end) for c in soak.canaries
+        c.name: canary_figures(c, numbers, conns, phase.start, phase.end, soak.kinds)
+        for c in soak.canaries
     }
     return {
         "name": phase.name,
@@ -676,8 +722,7 @@ def phase_figures(soak: Soak, phase: Phase, conns: list[Upstream]) -> dict[str, 
         "injected": len(numbers),
         "notes": phase.notes,
         "streams": {
-            kind: stream_figures(conns, kind, phase.start, phase.end)
-            for kind in ("sample", "filter")
+            kind: stream_figures(conns, kind, phase.start, phase.end) for kind in soak.kinds
         },
         "canaries": canaries,
         "resources": resource_figures(soak, phase.start, phase.end),
@@ -686,7 +731,8 @@ def phase_figures(soak: Soak, phase: Phase, conns: list[Upstream]) -> dict[str, 
 
 
 def _pair(figures: dict[str, Any], key: str, spec: str) -> str:
-    return " / ".join(fmt(figures["streams"][k][key], spec) for k in ("sample", "filter"))
+    """One figure for each upstream kind (sample / filter, or the one Jetstream connection)."""
+    return " / ".join(fmt(streams[key], spec) for streams in figures["streams"].values())
 
 
 def print_phase(f: dict[str, Any]) -> None:
@@ -706,8 +752,8 @@ def print_phase(f: dict[str, Any]) -> None:
             "longest gap without a tweet, s (worst canary)",
             fmt(max((c["longest_gap_s"] for c in canaries), default=0), ".1f"),
         ],
-        ["upstream connections opened: sample / filter", _pair(f, "opened", ",.0f")],
-        ["  refused by the emulator: sample / filter", _pair(f, "refused", ",.0f")],
+        [f"upstream connections opened ({' / '.join(f['streams'])})", _pair(f, "opened", ",.0f")],
+        ["  refused by the emulator", _pair(f, "refused", ",.0f")],
         ["  shortest gap between opens, s", _pair(f, "shortest_gap_s", ".1f")],
         ["  most open at once", _pair(f, "max_open", ",.0f")],
         ["  seconds with two or more open", _pair(f, "overlap_s", ".1f")],
@@ -745,7 +791,10 @@ def print_phase(f: dict[str, Any]) -> None:
         ]
     )
     rows += [[name, str(value)] for name, value in f["notes"].items()]
-    print(f"== {f['name']}: fault {f['fault_seconds']:.0f} s, phase {f['seconds']:.0f} s")
+    if f["name"] == "whole run":
+        print(f"== whole run: {f['seconds']:.0f} s")
+    else:
+        print(f"== {f['name']}: fault {f['fault_seconds']:.0f} s, phase {f['seconds']:.0f} s")
     print_table(["figure", "value"], rows)
 
 
@@ -769,7 +818,8 @@ def print_summary(figures: list[dict[str, Any]]) -> None:
                 f"{f['healthz']['answered']}/{f['healthz']['polls']}",
             ]
         )
-    print("== summary (worst canary; sample / filter)")
+    kinds = " / ".join(figures[0]["streams"]) if figures else ""
+    print(f"== summary (worst canary; upstream figures per stream: {kinds})")
     print_table(
         [
             "fault",
@@ -792,13 +842,13 @@ def print_whole(f: dict[str, Any]) -> None:
     """The deployment's reconnect pacing over the whole soak: what Twitter would have seen."""
     minutes = f["seconds"] / 60
     per_5 = " / ".join(
-        fmt(f["streams"][k]["opened"] / minutes * 5, ".1f") for k in ("sample", "filter")
+        fmt(streams["opened"] / minutes * 5, ".1f") for streams in f["streams"].values()
     )
     canaries = f["canaries"].values()
     print(
         f"== whole run, {f['seconds']:.0f} s: upstream connections opened "
-        f"{_pair(f, 'opened', ',.0f')} (sample / filter), {per_5} per 5 min; shortest gap "
-        f"between opens {_pair(f, 'shortest_gap_s', '.1f')} s; most open at once "
+        f"{_pair(f, 'opened', ',.0f')} ({' / '.join(f['streams'])}), {per_5} per 5 min; "
+        f"shortest gap between opens {_pair(f, 'shortest_gap_s', '.1f')} s; most open at once "
         f"{_pair(f, 'max_open', ',.0f')}; {_pair(f, 'overlap_s', '.1f')} s with two or more; "
         f"tweets lost {sum(c['lost'] for c in canaries):,} and duplicated "
         f"{sum(c['duplicated'] for c in canaries):,} over {len(canaries)} canaries"
@@ -876,6 +926,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fault", action="append", choices=FAULTS, help="run only these (repeatable)"
     )
+    parser.add_argument(
+        "--source",
+        choices=("twitter", "bluesky"),
+        default="twitter",
+        help="the Twitter v1.1 emulator, or the Jetstream one (then only the takeover faults "
+        "by default)",
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="numbered tweets per second")
     parser.add_argument(
         "--background-rate", type=float, default=2.0, help="the emulator's own sample tweets/s"
@@ -885,7 +942,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-json", action="store_true")
     args = parser.parse_args(argv)
     quick = args.quick
-    args.faults = args.fault or list(FAULTS)
+    args.faults = args.fault or list(FAULTS if args.source == "twitter" else TAKEOVER_FAULTS)
     args.warmup = 3.0 if quick else 10.0
     args.settle = 8.0 if quick else 20.0
     args.baseline = 8.0 if quick else 30.0
@@ -922,12 +979,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.now(UTC)
     print(
         f"pats-trio soak, {'quick' if args.quick else 'full'} run: serve --workers {WORKERS} "
-        f"with Redis; {args.rate:g} numbered tweets/s; open files {limit:,}"
+        f"with Redis, {args.source} emulator; {args.rate:g} numbered tweets/s; "
+        f"open files {limit:,}"
     )
     print(f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs\n")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pats-soak-") as scratch:
-        deployment = Deployment(Path(scratch), args.seed, args.background_rate)
+        deployment = Deployment(Path(scratch), args.source, args.seed, args.background_rate)
         try:
 
             async def run() -> list[dict[str, Any]]:
@@ -948,7 +1006,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{elapsed:.0f}s in all")
     if not args.no_json:
         args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / f"{stamp:%Y%m%dT%H%M%SZ}-soak.json"
+        path = args.out / f"{stamp:%Y%m%dT%H%M%SZ}-soak-{args.source}.json"
         document = {
             "benchmark": "soak",
             "started": stamp.isoformat(),

@@ -69,9 +69,36 @@ def numbered_status(number: int, words: str, base: int = CANARY_BASE) -> dict[st
     }
 
 
+SOAK_DID = "did:plc:soakcanary"
+"""The Bluesky author of every numbered post."""
+
+
+def rkey_prefix(base: int) -> str:
+    """On Bluesky the number is in the post's record key: `soak<base's first digits><n>`."""
+    return f"soak{str(base)[:2]}n"
+
+
+def numbered_post(number: int, words: str, base: int = CANARY_BASE) -> dict[str, Any]:
+    """`numbered_status` for the Jetstream emulator's ``POST /_control/post``."""
+    return {
+        "did": SOAK_DID,
+        "text": f"{words} number {number}",
+        "rkey": f"{rkey_prefix(base)}{number}",
+    }
+
+
 def tweet_number(tweet: dict[str, Any], base: int) -> int | None:
+    """The number of a numbered tweet of this `base` (a v1.1 id, or a Bluesky post's AT URI
+    ending in its record key); None for any other."""
     id_str = tweet.get("id_str")
-    if not isinstance(id_str, str) or not id_str.isdigit():
+    if not isinstance(id_str, str):
+        return None
+    if id_str.startswith("at://"):
+        rkey = id_str.rsplit("/", 1)[-1]
+        prefix = rkey_prefix(base)
+        digits = rkey.removeprefix(prefix)
+        return int(digits) if rkey.startswith(prefix) and digits.isdigit() else None
+    if not id_str.isdigit():
         return None
     number = int(id_str) - base
     return number if 0 < number < NUMBERS else None
@@ -162,6 +189,8 @@ class Canary:
     connects: list[float] = field(default_factory=list)
     open: bool = False
     placed: trio.Event = field(default_factory=trio.Event)
+    _attempts: int = 0
+    _session_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
     @property
     def stream(self) -> str:
@@ -173,21 +202,30 @@ class Canary:
 
     async def run(self, host: str, port: int) -> None:
         """Connect (placed on `want_worker` if it can be), read, reconnect; until cancelled."""
-        attempts = 0
         while True:
             placing = not self.placed.is_set()
+            self._session_scope = trio.CancelScope()
             try:
-                await self._session(host, port, placing)
+                with self._session_scope:
+                    await self._session(host, port, placing)
             except (OSError, HandshakeError, trio.BrokenResourceError, trio.TooSlowError):
                 self.closes.append((trio.current_time(), None))
             except trio_websocket.HandshakeError:
                 self.closes.append((trio.current_time(), None))
             finally:
                 self.open = False
-            attempts += 1
-            if placing and attempts >= PLACEMENT_ATTEMPTS:
-                self.placed.set()
+            if placing:
+                self._attempts += 1
+                if self._attempts >= PLACEMENT_ATTEMPTS:
+                    self.placed.set()
             await trio.sleep(0 if placing and not self.placed.is_set() else RECONNECT_DELAY)
+
+    def move_to(self, worker: str) -> None:
+        """Place this canary on `worker` again (its own died): reconnect until it lands there."""
+        self.want_worker = worker
+        self.placed = trio.Event()
+        self._attempts = 0
+        self._session_scope.cancel()
 
     def _landed(self, placing: bool) -> bool:
         """During placement, a socket on the wrong worker is closed at once."""
