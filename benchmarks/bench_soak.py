@@ -3,13 +3,14 @@
 `pats-trio serve --workers 3` with `REDIS_URL` pointing at this run's own redis-server, reading
 the Twitter v1.1 emulator (``bench_emulator.py``: the package's emulator, control API on, one
 stream per account off so two connections of one stream show up as an overlap rather than as a
-replacement). Canary viewers (``soak_clients.py``) on every worker, filtered and unfiltered, half
-of them offering permessage-deflate, get numbered tweets injected at a steady rate, so each
-counts what it lost and what it got twice. The faults come one after the other, each a phase
-followed by a settle period, and every figure is read at the end over each phase's window:
-see README.md for what each one means.
+replacement), or with ``--source bluesky`` the Jetstream emulator. Canary viewers
+(``soak_clients.py``) on every worker, filtered and unfiltered, half of them offering
+permessage-deflate, get numbered tweets injected at a steady rate, so each counts what it lost
+and what it got twice. The faults come one after the other, each a phase followed by a settle
+period, and every figure is read at the end over each phase's window: see README.md for what
+each one means.
 
-    python benchmarks/bench_soak.py [--quick] [--fault NAME ...] [--rate R]
+    python benchmarks/bench_soak.py [--quick] [--source bluesky] [--fault NAME ...] [--rate R]
 """
 
 from __future__ import annotations

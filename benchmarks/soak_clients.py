@@ -1,8 +1,8 @@
 """The soak benchmark's viewers: canaries that count numbered tweets, and the hostile clients.
 
 A canary holds one viewer socket for the whole run, reconnecting whenever the server closes it,
-and files every numbered tweet (`CANARY_WORD` in its text, its number in `id_str`) by arrival
-time and by connection, every `status` frame and every close. Half of them speak through
+and files every numbered tweet (its number in `id_str`, or on Bluesky in the post's record key)
+by arrival time and by connection, every `status` frame and every close. Half of them speak through
 trio-websocket; the other half offer permessage-deflate, as browsers do, through the raw
 client of `fanout_clients.py` (trio-websocket cannot offer it). Every client binds its own
 loopback source address, so the per-address limits the attackers meet never refuse a canary.
