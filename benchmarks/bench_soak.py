@@ -231,10 +231,6 @@ class Soak:
     """Emulator clock minus ours."""
 
     @property
-    def host(self) -> str:
-        return HOST
-
-    @property
     def port(self) -> int:
         return self.deployment.port
 
@@ -917,6 +913,8 @@ async def run_soak(soak: Soak) -> list[dict[str, Any]]:
     if soak.phases:
         whole = Phase("whole run", soak.phases[0].start, soak.phases[-1].end)
         whole.fault_end = whole.end
+        # A tweet the emulator never took is not the server's loss: say so beside the losses.
+        whole.notes["injections that failed"] = str(soak.inject_failures)
         figures.append(phase_figures(soak, whole, conns))
     return figures
 
