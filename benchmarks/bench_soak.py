@@ -81,6 +81,9 @@ MONITOR_EVERY = 1.0
 HEALTH_EVERY = 0.5
 HEALTH_TIMEOUT = 2.0
 READY_TIMEOUT = 60.0
+IN_FLIGHT = 0.5
+"""A tweet belongs to the phase it would reach viewers in: one injected just before a fault
+began, still on its way through the owner and Redis, is the fault's to lose."""
 DRAIN = 5.0
 """After the last phase, how long the canaries may still receive its tweets."""
 # What the deployment runs with beyond the shipped defaults: the worker lines (INFO) map worker
@@ -707,7 +710,7 @@ def health_figures(soak: Soak, start: float, end: float) -> dict[str, Any]:
 
 
 def phase_figures(soak: Soak, phase: Phase, conns: list[Upstream]) -> dict[str, Any]:
-    numbers = [n for n, t in soak.injected.items() if phase.start <= t < phase.end]
+    numbers = [n for n, t in soak.injected.items() if phase.start <= t + IN_FLIGHT < phase.end]
     canaries = {
         c.name: canary_figures(c, numbers, conns, phase.start, phase.end, soak.kinds)
         for c in soak.canaries
