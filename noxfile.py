@@ -61,14 +61,17 @@ def bench(session: nox.Session) -> None:
 
     All run by default: the matching microbenchmark, the end-to-end fan-out benchmark, and the
     memory cost of WebSocket compression. `-- matching ARGS`, `-- fanout ARGS` or
-    `-- deflate ARGS` runs only that one, with its own options.
+    `-- deflate ARGS` runs only that one, with its own options. The soak under faults runs only
+    when asked for: `-- soak [--quick]`.
     """
     session.install(".")
     args = list(session.posargs)
-    only = args.pop(0) if args and args[0] in ("matching", "fanout", "deflate") else None
+    only = args.pop(0) if args and args[0] in ("matching", "fanout", "deflate", "soak") else None
     if only in (None, "matching"):
         session.run("python", "benchmarks/bench_matching.py", *args)
     if only in (None, "fanout"):
         session.run("python", "benchmarks/bench_fanout.py", *args)
     if only in (None, "deflate"):
         session.run("python", "benchmarks/bench_deflate_memory.py", *args)
+    if only == "soak":
+        session.run("python", "benchmarks/bench_soak.py", *args)

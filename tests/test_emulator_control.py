@@ -101,6 +101,28 @@ async def test_inject_raw_and_connections_reach_a_real_stream() -> None:
             assert all_records[1]["sent"] == 2
 
 
+async def test_clock_is_the_one_connection_records_are_read_on() -> None:
+    """Another process lines the records up with its own time through `/clock`."""
+    emulator = Emulator(rate=0, filter_rate=0, seed=1, control=True)
+    with trio.fail_after(TIMEOUT):
+        async with (
+            control_client(emulator) as (base_url, control),
+            httpx.AsyncClient(timeout=None) as client,
+        ):
+            before = (await control.get("/clock")).json()
+            async with client.stream("GET", f"{base_url}/statuses/sample.json") as sample:
+                assert sample.status_code == 200
+                await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+                during = (await control.get("/clock")).json()
+            await emulator.wait_until(lambda e: not e.open_connections())
+            after = (await control.get("/clock")).json()
+            (record,) = (await control.get("/connections")).json()
+            assert before["now"] <= record["opened_at"] <= during["now"]
+            assert during["now"] <= record["closed_at"] <= after["now"]
+            assert before["wall_ms"] <= during["wall_ms"] <= after["wall_ms"]
+            assert (await control.post("/clock")).status_code == 405
+
+
 async def test_bad_requests_get_clear_errors() -> None:
     with trio.fail_after(TIMEOUT):
         async with control_client(Emulator(rate=0, control=True)) as (_, control):
@@ -228,6 +250,21 @@ async def test_jetstream_control_posts_deletes_and_sets_profiles_on_a_real_strea
                 assert (first["open"], first["sent"]) == (False, 4)
                 assert (second["open"], second["cursor"]) == (True, cursor)
                 assert second["replayed"] >= 1
+
+
+async def test_jetstream_clock_is_the_one_connection_records_are_read_on() -> None:
+    emulator = JetstreamEmulator(rate=0, seed=1, control=True)
+    with trio.fail_after(TIMEOUT):
+        async with jetstream_control(emulator) as (urls, control):
+            before = (await control.get("/clock")).json()["now"]
+            async with trio_websocket.open_websocket_url(f"{urls.jetstream}/subscribe"):
+                await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+                during = (await control.get("/clock")).json()["now"]
+            await emulator.wait_until(lambda e: not e.open_connections())
+            after = (await control.get("/clock")).json()["now"]
+            [record] = (await control.get("/connections")).json()
+            assert before <= record["opened_at"] <= during <= record["closed_at"] <= after
+            assert (await control.post("/clock", json={})).status_code == 405
 
 
 async def test_jetstream_control_answers_bad_requests_with_clear_errors() -> None:

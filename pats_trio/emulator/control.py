@@ -11,6 +11,9 @@ Mounted under ``/_control`` only when the emulator is built with ``Emulator(cont
 * ``GET /_control/connections``: every `ConnectionRecord` so far, oldest first, as JSON objects
   with an ``open`` flag (and without the authorization header); ``replaced_by`` names the newer
   stream with the same credentials that ended one.
+* ``GET /_control/clock``: ``{"now": seconds, "wall_ms": ms}``, the emulator's clock now: the
+  one ``opened_at`` and ``closed_at`` are read on, so another process can line those up with its
+  own (a soak run counts the streams open during each of its phases).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
+import trio
 
 from pats_trio.emulator.asgi import JSON, BodyTooLargeError, Receive, Send, read_body, respond
 
@@ -74,7 +78,7 @@ async def answer_control(
 def _dispatch(emulator: Emulator, scope: Mapping[str, Any], body: bytes) -> Any:
     path = scope["path"].removeprefix(CONTROL_PREFIX)
     method = scope["method"]
-    routes = {"/inject": "POST", "/raw": "POST", "/connections": "GET"}
+    routes = {"/inject": "POST", "/raw": "POST", "/connections": "GET", "/clock": "GET"}
     if path not in routes:
         raise ControlError(404, f"no control endpoint {scope['path']}")
     if method != routes[path]:
@@ -87,6 +91,8 @@ def _dispatch(emulator: Emulator, scope: Mapping[str, Any], body: bytes) -> Any:
         emulator.inject_raw(body, kind)
         LOGGER.info("emulator control: %d raw bytes to %d streams", len(body), streams)
         return {"streams": streams}
+    if path == "/clock":
+        return {"now": trio.current_time(), "wall_ms": emulator.now_ms()}
     return [_record(record) for record in emulator.connections]
 
 

@@ -15,6 +15,8 @@ test in another process can post exactly what it wants and see what the server a
 * ``GET /_control/connections``: every `/subscribe` request so far, oldest first, with an
   ``open`` flag, its ``query``, the ``cursor`` and ``max_message_size`` it asked for, and the
   events it was sent and not sent (``too_big``).
+* ``GET /_control/clock``: ``{"now": seconds}``, the emulator's clock now, the one ``opened_at``
+  and ``closed_at`` are read on.
 
 Bad input gets a 4xx status and ``{"error": message}``.
 """
@@ -28,6 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
+import trio
 
 from pats_trio.emulator.asgi import Receive, Send
 from pats_trio.emulator.control import CONTROL_PREFIX, ControlError, answer_control
@@ -211,6 +214,10 @@ def _record(record: JetstreamConnection) -> dict[str, Any]:
     }
 
 
+def _clock(emulator: JetstreamEmulator, _: Mapping[str, Any]) -> dict[str, float]:
+    return {"now": trio.current_time()}
+
+
 ROUTES: dict[str, tuple[str, Handler]] = {
     "/post": ("POST", _post),
     "/delete": ("POST", _delete),
@@ -218,4 +225,5 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     "/identity": ("POST", _identity),
     "/profile-latency": ("POST", _profile_latency),
     "/connections": ("GET", _connections),
+    "/clock": ("GET", _clock),
 }
