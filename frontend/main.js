@@ -40,7 +40,8 @@ const count = (n, one, many) => `${numberFormat.format(n)} ${n === 1 ? one : man
 
 const notices = new Notices($('notices'));
 const rate = new RateMeter($('rate'));
-const indicator = new Indicator($('connection'), { retryButton: $('retry'), announcer: $('connection-announce') });
+const indicator = new Indicator($('connection'),
+  { retryButton: $('retry'), announcer: $('connection-announce'), reasonLine: $('reason') });
 const feed = new Feed(ui.list, { onHeldChange: showHeld });
 const connection = new Connection({ onMessage: receive, onPhase: phaseChanged });
 
@@ -87,10 +88,7 @@ function receive(message, { inBandReply }) {
       break;
     }
     case 'status':
-      indicator.upstream(message);
-      if (message.state === 'error' && message.reason) {
-        notices.show('upstream', `The server lost its tweet source: ${message.reason}`, { tone: 'error', ttl: 20_000 });
-      }
+      indicator.upstream(message); // the reason, in plain words, goes to the feed's reason line
       break;
     case 'error':
       serverError(message, inBandReply);

@@ -457,10 +457,10 @@ def test_the_indicator_shows_a_degraded_feed_and_counts_down(page: Page, stack: 
     )
     expect(connection).to_have_attribute("data-state", "degraded")
     expect(connection).to_have_attribute("title", reason)
-    expect(connection).to_have_text(re.compile(r"^Reconnecting to the feed… \([1-4]s\)$"))
-    expect(page.locator("#connection-announce")).to_contain_text("Reconnecting to the feed")
+    expect(connection).to_have_text(re.compile(r"^Feed interrupted · retry in [1-4]s$"))
+    expect(page.locator("#connection-announce")).to_contain_text("lost its connection to Redis")
     # The countdown runs out, and the indicator keeps saying what is going on.
-    expect(connection).to_have_text("Reconnecting to the feed…", timeout=RECONNECT_MS)
+    expect(connection).to_have_text("Feed interrupted", timeout=RECONNECT_MS)
     expect(connection).to_have_attribute("data-state", "degraded")
     # The page's own socket never closed: no "Retry now", and the feed resumes in place.
     expect(page.locator("#retry")).to_be_hidden()
