@@ -229,21 +229,45 @@ window.addEventListener('popstate', () => {
   applyFilter(filterFromUrl(window.location.href), { push: false });
 });
 
+/** The Pause button: one reason to hold new posts; Resume lifts only it. */
 function setPaused(paused) {
-  if (paused) feed.pause();
-  else feed.resume();
+  feed.hold('paused', paused);
   ui.pause.textContent = paused ? 'Resume' : 'Pause';
   ui.pause.dataset.paused = String(paused);
   document.body.classList.toggle('is-paused', paused);
 }
 
-ui.pause.addEventListener('click', () => setPaused(!feed.paused));
+ui.pause.addEventListener('click', () => setPaused(!feed.holds.has('paused')));
 
 ui.held.addEventListener('click', () => {
   setPaused(false);
-  // Bring the top of the list into view when it is scrolled away under the sticky header.
-  const headerBottom = document.querySelector('.topbar').getBoundingClientRect().bottom;
-  if (ui.list.getBoundingClientRect().top < headerBottom) ui.list.scrollIntoView({ block: 'start' });
+  feed.resume();
+  // Back to the top, where the new posts are.
+  if (ui.list.getBoundingClientRect().top < headerBottom()) window.scrollTo({ top: 0 });
+});
+
+// --- What the reader reads stays put ------------------------------------------------------------
+// Scrolled down, or a card focused: new posts wait behind the "N new posts" pill instead of
+// pushing the page around; back at the top with nothing focused, they come in.
+
+const SCROLL_SLACK_PX = 24;
+const headerBottom = () => document.querySelector('.topbar').getBoundingClientRect().bottom;
+let scrollFrame = 0;
+
+function checkScrolled() {
+  scrollFrame = 0;
+  feed.hold('scrolled', ui.list.getBoundingClientRect().top < headerBottom() - SCROLL_SLACK_PX);
+}
+
+window.addEventListener('scroll', () => {
+  if (!scrollFrame) scrollFrame = requestAnimationFrame(checkScrolled);
+}, { passive: true });
+
+ui.list.addEventListener('focusin', (event) => {
+  if (event.target !== ui.list) feed.hold('focus', true);
+});
+ui.list.addEventListener('focusout', (event) => {
+  if (!ui.list.contains(event.relatedTarget) || event.relatedTarget === ui.list) feed.hold('focus', false);
 });
 
 $('retry').addEventListener('click', () => connection.retryNow());
