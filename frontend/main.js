@@ -7,7 +7,7 @@ import { Connection } from './connection.js';
 import { Feed } from './feed.js';
 import { termMatcher } from './highlight.js';
 import { Notices } from './notices.js';
-import { filterForInput, filterFromUrl, filterString, urlForFilter } from './query.js';
+import { filterForInput, filterFromUrl, filterProblem, filterString, urlForFilter } from './query.js';
 import { Indicator, RateMeter } from './status.js';
 
 const FILTER_ERROR_CODES = new Set(['empty_phrase', 'phrase_too_long', 'too_many_phrases']);
@@ -47,6 +47,8 @@ const connection = new Connection({ onMessage: receive, onPhase: phaseChanged })
 
 /** The stream the server last said hello for: {stream, track, key}. */
 let current = null;
+/** A filter the viewer applied, to go into the address bar once the server accepts it. */
+let awaitingPush = false;
 
 // --- Messages from the server ------------------------------------------------------------------
 
@@ -116,6 +118,16 @@ function hello(message) {
   current = { stream, track, key };
   showCurrent();
   clearFilterError();
+  if (awaitingPush) {
+    // Accepted: now it may be shared. What the server accepted, as it canonicalised it.
+    awaitingPush = false;
+    pushUrl(stream === 'filter' ? track.join(',') : '');
+  }
+}
+
+function pushUrl(filter) {
+  const url = urlForFilter(window.location.href, filter);
+  if (url !== window.location.href) window.history.pushState(null, '', url);
 }
 
 function addTweets(tweets) {
@@ -127,9 +139,11 @@ function addTweets(tweets) {
 function serverError(message, inBandReply) {
   const code = typeof message.code === 'string' ? message.code : '';
   const given = typeof message.message === 'string' ? message.message.trim() : '';
-  const text = (given && (/[.!?…]$/.test(given) ? given : `${given}.`)) || FALLBACK_MESSAGES[code]
+  const sentence = given && given.charAt(0).toLocaleUpperCase('en') + given.slice(1);
+  const text = (sentence && (/[.!?…]$/.test(sentence) ? sentence : `${sentence}.`)) || FALLBACK_MESSAGES[code]
     || `The server reported an error${code ? ` (${code})` : ''}.`;
   if (inBandReply || FILTER_ERROR_CODES.has(code)) {
+    awaitingPush = false; // refused: it never lands in the address bar
     showFilterError(inBandReply && current ? `${text} Still showing the previous stream.` : text);
   } else {
     notices.show(`error:${code}`, text, { tone: 'error', ttl: 20_000 });
@@ -141,6 +155,7 @@ function phaseChanged(phase, detail) {
   if (phase === 'live') rate.start();
   else rate.reset();
   if (phase === 'stopped') {
+    awaitingPush = false;
     // 1008: the server refused what we asked for. Wait for the viewer instead of retrying in a loop.
     feed.clear();
     current = null;
@@ -198,21 +213,30 @@ function clearFilterError() {
 
 // --- Viewer actions ------------------------------------------------------------------------------
 
-/** Switch to `filter` ("" = sample), in-band when possible; `push` adds a history entry. */
+/**
+ * Switch to `filter` ("" = sample), in-band when possible. With `push`, the address bar follows
+ * once the server has accepted it (its hello): a refused filter never lands in a shared link.
+ */
 function applyFilter(filter, { push }) {
   clearFilterError();
   ui.input.value = filterForInput(filter);
-  if (push) {
-    const url = urlForFilter(window.location.href, filter);
-    if (url !== window.location.href) window.history.pushState(null, '', url);
-  }
   const shown = current?.stream === 'filter' ? current.track.join(',') : '';
-  if (connection.phase === 'live' && connection.requested === null && current && shown === filter) return;
+  if (connection.phase === 'live' && connection.requested === null && current && shown === filter) {
+    awaitingPush = false;
+    if (push) pushUrl(filter);
+    return;
+  }
+  awaitingPush = push;
   connection.changeFilter(filter);
 }
 
 ui.form.addEventListener('submit', (event) => {
   event.preventDefault();
+  const problem = filterProblem(ui.input.value);
+  if (problem) {
+    showFilterError(problem); // the server would refuse it: say why now, and send nothing
+    return;
+  }
   applyFilter(filterString(ui.input.value), { push: true });
 });
 

@@ -12,6 +12,45 @@ export function parsePhrases(raw) {
     .filter(Boolean);
 }
 
+// Twitter's limits, as the server enforces them (pats_trio/matching.py).
+export const MAX_PHRASE_BYTES = 60;
+export const MAX_PHRASES = 400;
+const utf8 = new TextEncoder();
+const graphemes = new Intl.Segmenter('en', { granularity: 'grapheme' });
+
+/** The characters of `text` as a person counts them: "👍🏽" is one, not two or four. */
+export function characters(text) {
+  return Array.from(graphemes.segment(text), (part) => part.segment);
+}
+
+const quoted = (text) => `“${text.length > 40 ? `${characters(text).slice(0, 30).join('')}…` : text}”`;
+
+/**
+ * Why the server would refuse this filter, in a sentence that starts with a capital and counts
+ * characters as they were typed (the limit is in UTF-8 bytes, which nobody counts); null if fine.
+ */
+export function filterProblem(raw) {
+  const phrases = parsePhrases(raw);
+  for (const phrase of phrases) {
+    if (utf8.encode(phrase.toLowerCase()).length <= MAX_PHRASE_BYTES) continue;
+    const chars = characters(phrase);
+    let fits = 0;
+    let bytes = 0;
+    for (const char of chars) {
+      bytes += utf8.encode(char.toLowerCase()).length;
+      if (bytes > MAX_PHRASE_BYTES) break;
+      fits += 1;
+    }
+    return `The phrase ${quoted(phrase)} is too long: it has ${chars.length} characters, and at most `
+      + `${fits} of these fit (${MAX_PHRASE_BYTES} bytes). Shorten it, or split it with a comma.`;
+  }
+  const distinct = new Set(phrases.map((phrase) => phrase.toLowerCase())).size;
+  if (distinct > MAX_PHRASES) {
+    return `The filter has ${distinct} phrases; the limit is ${MAX_PHRASES}. Remove some of them.`;
+  }
+  return null;
+}
+
 /** The canonical filter string sent to the server: "python,trio rust" ("" means the sample stream). */
 export function filterString(raw) {
   return parsePhrases(raw).join(',');
