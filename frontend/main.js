@@ -9,6 +9,7 @@ import { termMatcher } from './highlight.js';
 import { Notices } from './notices.js';
 import { filterForInput, filterFromUrl, filterProblem, filterString, urlForFilter } from './query.js';
 import { Indicator, RateMeter } from './status.js';
+import { tweetTimeMs } from './time.js';
 
 const FILTER_ERROR_CODES = new Set(['empty_phrase', 'phrase_too_long', 'too_many_phrases']);
 const FALLBACK_MESSAGES = {
@@ -18,6 +19,17 @@ const FALLBACK_MESSAGES = {
   too_slow: 'Your connection could not keep up, so the server closed it. Reconnecting…',
 };
 const TIME_REFRESH_SECONDS = 5;
+// The most recent posts a new page gets at once are history, not the live rate: those that come
+// in this long after the hello and were made more than HISTORY_AGE_MS before it.
+const HISTORY_WINDOW_MS = 2000;
+const HISTORY_AGE_MS = 3000;
+const DEMO_NOTE_KEY = 'pats-trio.demo-note-dismissed';
+/** What each source calls a post, and what its sample stream is. */
+const WORDS = {
+  twitter: { one: 'tweet', many: 'tweets', sample: 'a small random share of all public tweets' },
+  emulator: { one: 'tweet', many: 'tweets', sample: 'made-up tweets from the built-in demo emulator' },
+  bluesky: { one: 'post', many: 'posts', sample: 'every post on Bluesky' },
+};
 const TITLE = document.title;
 
 const $ = (id) => document.getElementById(id);
@@ -49,6 +61,9 @@ const connection = new Connection({ onMessage: receive, onPhase: phaseChanged })
 let current = null;
 /** A filter the viewer applied, to go into the address bar once the server accepts it. */
 let awaitingPush = false;
+/** The source's words for its posts; Twitter's until the hello says otherwise. */
+let words = WORDS.twitter;
+let helloAt = 0;
 
 // --- Messages from the server ------------------------------------------------------------------
 
@@ -103,9 +118,11 @@ function receive(message, { inBandReply }) {
 function hello(message) {
   const demo = message.mode === 'demo';
   ui.mode.hidden = !demo;
-  ui.modeNote.hidden = !demo;
+  ui.modeNote.hidden = !demo || localStorage.getItem(DEMO_NOTE_KEY) === '1';
   document.body.dataset.mode = demo ? 'demo' : 'live';
   indicator.hello(message);
+  helloAt = Date.now();
+  useWords(WORDS[message.source] ?? (demo ? WORDS.emulator : WORDS.twitter));
 
   const stream = message.stream === 'filter' ? 'filter' : 'sample';
   const track = stream === 'filter' && Array.isArray(message.track) ? message.track.map(String) : [];
@@ -132,8 +149,23 @@ function pushUrl(filter) {
 
 function addTweets(tweets) {
   if (tweets.length === 0) return;
-  rate.count(tweets.length);
+  const now = Date.now();
+  const history = now - helloAt < HISTORY_WINDOW_MS
+    ? tweets.filter((tweet) => tweetTimeMs(tweet) < helloAt - HISTORY_AGE_MS).length
+    : 0;
+  rate.count(tweets.length - history);
   feed.add(tweets);
+}
+
+/** "posts" on Bluesky, "tweets" on Twitter: every label that names them. */
+function useWords(next) {
+  if (next === words) return;
+  for (const node of document.querySelectorAll('[data-noun]')) {
+    node.textContent = node.textContent.replace(new RegExp(`\\b${words.many}\\b`, 'g'), next.many);
+  }
+  words = next;
+  rate.setUnit(words.many);
+  showHeld(feed.held.length, feed.heldOverflowed);
 }
 
 function serverError(message, inBandReply) {
@@ -173,12 +205,12 @@ function phaseChanged(phase, detail) {
 // --- What is on screen ---------------------------------------------------------------------------
 
 function showCurrent() {
-  ui.empty.textContent = 'Waiting for tweets…';
+  ui.empty.textContent = `Waiting for ${words.many}…`;
   const parts = [];
   if (current.stream === 'sample') {
-    parts.push('Showing the sample stream: a small random share of all public tweets.');
+    parts.push(`Showing the sample stream: ${words.sample}.`);
   } else {
-    parts.push('Showing tweets matching ');
+    parts.push(`Showing ${words.many} matching `);
     current.track.forEach((phrase, i) => {
       if (i > 0) parts.push(' or ');
       const chip = document.createElement('span');
@@ -194,7 +226,7 @@ function showCurrent() {
 function showHeld(n, overflowed) {
   const shown = `${numberFormat.format(n)}${overflowed ? '+' : ''}`;
   ui.held.hidden = n === 0;
-  ui.held.textContent = `${shown} new ${n === 1 ? 'tweet' : 'tweets'}`;
+  ui.held.textContent = `${shown} new ${n === 1 ? words.one : words.many}`;
   ui.held.title = overflowed ? `Show them (only the newest ${numberFormat.format(n)} were kept)` : 'Show them';
   document.title = n > 0 ? `(${shown}) ${TITLE}` : TITLE;
 }
@@ -295,6 +327,10 @@ ui.list.addEventListener('focusout', (event) => {
 });
 
 $('retry').addEventListener('click', () => connection.retryNow());
+$('mode-note-close').addEventListener('click', () => {
+  ui.modeNote.hidden = true;
+  localStorage.setItem(DEMO_NOTE_KEY, '1');
+});
 window.addEventListener('online', () => connection.retryNow());
 
 // --- One clock for the whole page ----------------------------------------------------------------

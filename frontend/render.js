@@ -73,7 +73,8 @@ const TWITTER_LINKS = {
 /** Where a card's links go and what its badge says, by the tweet's `source`. */
 const NETWORKS = {
   twitter: { ...TWITTER_LINKS, label: 'Twitter', title: 'From Twitter' },
-  emulator: { ...TWITTER_LINKS, label: 'Demo', title: 'Made up by the built-in demo emulator' },
+  // No badge on each card: the page says once that it is a demo.
+  emulator: { ...TWITTER_LINKS, label: '', title: '' },
   bluesky: {
     profileUrl: blueskyProfileUrl,
     // A post's address needs its record key, which only the server knows: it sends `url`.

@@ -145,12 +145,19 @@ export class Indicator {
   }
 }
 
-/** Tweets per second, averaged over the last few whole seconds, in fixed memory. */
+/** New posts per second, averaged over the last few whole seconds, in fixed memory. */
 export class RateMeter {
   constructor(element, { windowSeconds = 5 } = {}) {
     this.element = element;
     this.windowSeconds = windowSeconds;
+    this.unit = 'tweets';
     this.reset();
+  }
+
+  /** "tweets" or "posts", as the source calls them. */
+  setUnit(unit) {
+    this.unit = unit;
+    if (!this.active) this.element.textContent = `– ${unit}/s`;
   }
 
   /** Not connected: show a dash until start(). */
@@ -158,7 +165,7 @@ export class RateMeter {
     this.active = false;
     this.buckets = [];
     this.current = 0;
-    this.element.textContent = '– tweets/s';
+    this.element.textContent = `– ${this.unit}/s`;
   }
 
   start() {
@@ -176,6 +183,6 @@ export class RateMeter {
     this.current = 0;
     if (this.buckets.length > this.windowSeconds) this.buckets.shift();
     const rate = this.buckets.reduce((sum, n) => sum + n, 0) / this.buckets.length;
-    this.element.textContent = `${rate < 10 ? rate.toFixed(1) : Math.round(rate)} tweets/s`;
+    this.element.textContent = `${rate < 10 ? rate.toFixed(1) : Math.round(rate)} ${this.unit}/s`;
   }
 }
