@@ -66,15 +66,23 @@ export function encodeFilter(filter) {
   return encodeURIComponent(filter).replace(/%2C/gi, ',');
 }
 
-/** The filter in a page URL (?filter=...), canonicalised; "" when there is none. */
-export function filterFromUrl(href) {
-  return filterString(new URL(href).searchParams.get('filter'));
+/** At most this many columns, each with its own filter, side by side. */
+export const MAX_COLUMNS = 6;
+
+/**
+ * The filters in a page URL, one per column (`?filter=python&filter=rust`), canonicalised; one
+ * sample column ([""]) when there is none. An empty `filter=` is a sample column.
+ */
+export function filtersFromUrl(href) {
+  const values = new URL(href).searchParams.getAll('filter');
+  return values.length ? values.slice(0, MAX_COLUMNS).map(filterString) : [''];
 }
 
-/** The page URL for a filter: ?filter=... or no query at all for the sample view. */
-export function urlForFilter(href, filter) {
+/** The page URL for these columns' filters: no query for one sample column. */
+export function urlForFilters(href, filters) {
   const url = new URL(href);
-  url.search = filter ? `?filter=${encodeFilter(filter)}` : '';
+  if (filters.length <= 1) url.search = filters[0] ? `?filter=${encodeFilter(filters[0])}` : '';
+  else url.search = `?${filters.map((filter) => `filter=${encodeFilter(filter)}`).join('&')}`;
   return url.href;
 }
 

@@ -62,7 +62,7 @@ def test_a_focused_card_holds_new_posts_until_focus_leaves(
     stack = start_stack(rate=30.0, seed=8)
     open_page(page, stack)
     wait_for_cards(page, 5)
-    page.locator(CARDS).first.locator("a.permalink").focus()
+    page.locator(CARDS).first.locator("a.permalink").first.focus()
     reading = page.evaluate("document.activeElement.closest('article').dataset.id")
     shown = card_ids(page)
     page.wait_for_timeout(1_500)
