@@ -157,7 +157,7 @@ export class RateMeter {
   /** "tweets" or "posts", as the source calls them. */
   setUnit(unit) {
     this.unit = unit;
-    if (!this.active) this.element.textContent = `– ${unit}/s`;
+    this.element.textContent = this.element.textContent.replace(/\S+\/s$/, `${unit}/s`);
   }
 
   /** Not connected: show a dash until start(). */

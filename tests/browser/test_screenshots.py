@@ -76,6 +76,7 @@ def test_screenshot_bluesky_offline(page: Page, stacks: Stacks, tmp_path: Path) 
     page.goto(server.url + "/")
     expect(page.locator("#reason .reason-text")).to_contain_text("tries again in", timeout=20_000)
     expect(page.locator("#showing")).to_contain_text("every post on Bluesky")
+    expect(page.locator("#rate")).to_have_text(re.compile(r"posts/s$"))
     save(page, tmp_path, "screenshot-bluesky-offline.png", (1100, 600))
 
 
