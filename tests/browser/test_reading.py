@@ -11,7 +11,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Stack
-from tests.browser.test_page import CARDS, card_ids, open_page, wait_for_cards
+from tests.browser.test_page import CARDS, card_ids, open_page, show, status, wait_for_cards
 
 # The id and the viewport top of the card under the middle of the viewport.
 CARD_UNDER_MIDDLE = """() => {
@@ -73,3 +73,30 @@ def test_a_focused_card_holds_new_posts_until_focus_leaves(
     page.locator("#filter").focus()  # focus leaves the list, at the top: the posts come in
     expect(page.locator("#held")).to_be_hidden()
     expect(page.locator(CARDS).first).not_to_have_attribute("data-id", str(shown[0]))
+
+
+# Before the page's modules run (they are deferred): a cap of 5 cards, so that the viewport holds
+# more cards than the cap.
+SMALL_CAP = """document.addEventListener('readystatechange', () => {
+    const list = document.getElementById('column-template')?.content.querySelector('ol');
+    if (list) list.dataset.maxCards = '5';
+});"""
+
+
+def test_the_cap_never_removes_a_card_in_the_viewport(page: Page, stack: Stack) -> None:
+    page.add_init_script(SMALL_CAP)
+    page.set_viewport_size({"width": 1100, "height": 1400})
+    open_page(page, stack)
+    pushed: list[int] = []
+    for first in range(1, 31, 3):  # three at a time: each batch is drawn before the next
+        pushed += show(
+            page, stack, [status(i, f"short tweet {i}") for i in range(first, first + 3)]
+        )
+        ids = card_ids(page)
+        assert ids == pushed[::-1][: len(ids)]  # the newest, in order: none taken from between
+        tops = page.locator("#tweets > li").evaluate_all(
+            "items => items.map((li) => li.getBoundingClientRect().top)"
+        )
+        # Over the cap of 5 while cards reach into the viewport; below it, they go.
+        assert all(top < 1400 for top in tops[:-1]), tops
+    assert 5 < len(ids) < len(pushed), ids
