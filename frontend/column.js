@@ -190,7 +190,6 @@ export class Column {
     this.indicator.socketPhase(phase, detail);
     if (phase === 'live') this.rate.start();
     else this.rate.reset();
-    this.page.phaseChanged?.(this);
     if (phase !== 'stopped') return;
     this.awaitingPush = false;
     // 1008: the server refused what we asked for. Wait for the viewer instead of retrying in a loop.
