@@ -60,6 +60,13 @@ export class Connection {
     this.start(filter);
   }
 
+  /** Close for good (a column removed): no reconnect. */
+  stop() {
+    clearTimeout(this.timer);
+    this.drop();
+    this.phase = 'closed';
+  }
+
   /** Skip the rest of a backoff wait. */
   retryNow() {
     if (this.phase === 'waiting') this.open();

@@ -1,7 +1,11 @@
 /**
  * The list of tweet cards: newest on top, at most `maxCards` in the DOM, deletes, author profiles,
- * pause and resume. Everything it holds is bounded: the cards in the DOM, the tweets waiting for the
- * next frame (at most maxCards), the tweets held while paused (at most holdCap) and the profiles.
+ * and holding new posts back. Everything it holds is bounded: the cards in the DOM, the tweets
+ * waiting for the next frame (at most maxCards), the tweets held (at most holdCap) and the profiles.
+ *
+ * What the reader is reading never moves or goes: new posts are held while anything asks for it
+ * (the Pause button, the reader scrolled down, a focused card), and the cap never removes a card
+ * that is in or above the viewport (the list may run over the cap until it scrolls away).
  */
 
 import { Profiles } from './profiles.js';
@@ -43,7 +47,7 @@ export class Feed {
     this.pending = []; // waiting for the next animation frame
     this.held = []; // waiting for the viewer to resume
     this.heldOverflowed = false;
-    this.paused = false;
+    this.holds = new Set(); // why new posts wait: 'paused', 'scrolled', 'focus'
     this.frame = 0;
 
     // One listener for every avatar on the page: error events do not bubble, so listen on capture.
@@ -111,6 +115,8 @@ export class Feed {
   trim() {
     while (this.list.childElementCount > this.maxCards) {
       const item = this.list.lastElementChild;
+      // In or above the viewport: the reader may be reading it. It goes once it scrolls away.
+      if (item.getBoundingClientRect().top < window.innerHeight) break;
       this.forget(item);
       item.remove();
     }
@@ -160,14 +166,36 @@ export class Feed {
     this.notifyHeld();
   }
 
-  pause() {
-    this.paused = true;
-    this.notifyHeld();
+  /** Whether new posts wait, for any reason. */
+  get paused() {
+    return this.holds.size > 0;
   }
 
-  /** Show everything held while paused, and let new tweets through again. */
+  /** Hold new posts back for `reason` (`on`), or stop; the last reason gone shows them. */
+  hold(reason, on) {
+    if (on === this.holds.has(reason)) return;
+    if (on) this.holds.add(reason);
+    else this.holds.delete(reason);
+    if (on && this.pending.length) {
+      // Not drawn yet: they wait with the rest, so nothing lands above what is being read.
+      const pending = this.pending;
+      this.pending = [];
+      this.add(pending);
+    } else if (this.paused) this.notifyHeld();
+    else this.release();
+  }
+
+  pause() {
+    this.hold('paused', true);
+  }
+
+  /** Show everything held, whatever held it, and let new posts through again. */
   resume() {
-    this.paused = false;
+    this.holds.clear();
+    this.release();
+  }
+
+  release() {
     const held = this.held;
     this.held = [];
     this.heldOverflowed = false;

@@ -1,273 +1,217 @@
 /**
- * pats-trio in the browser: wires the WebSocket, the filter form and the page URL, pause and resume,
- * notices and the header status together. The pieces live in their own small modules.
+ * pats-trio in the browser: the page and its columns. Each column (column.js) is a filter with its
+ * own socket, cards and status; the page adds, removes and reorders them, keeps the address bar
+ * (`?filter=a&filter=b`, one per column) in step, shows them as swipeable tabs on a phone, and
+ * runs the one clock. The pieces live in their own small modules.
  */
 
-import { Connection } from './connection.js';
-import { Feed } from './feed.js';
-import { termMatcher } from './highlight.js';
+import { Column } from './column.js';
 import { Notices } from './notices.js';
-import { filterForInput, filterFromUrl, filterString, urlForFilter } from './query.js';
-import { Indicator, RateMeter } from './status.js';
+import { MAX_COLUMNS, filtersFromUrl, urlForFilters } from './query.js';
 
-const FILTER_ERROR_CODES = new Set(['empty_phrase', 'phrase_too_long', 'too_many_phrases']);
-const FALLBACK_MESSAGES = {
-  empty_phrase: 'One of the phrases in the filter is empty.',
-  phrase_too_long: 'One of the phrases in the filter is too long.',
-  too_many_phrases: 'The filter has too many phrases.',
-  too_slow: 'Your connection could not keep up, so the server closed it. Reconnecting…',
-};
 const TIME_REFRESH_SECONDS = 5;
+const DEMO_NOTE_KEY = 'pats-trio.demo-note-dismissed';
+/** What each source calls a post, and what its sample stream is. */
+const WORDS = {
+  twitter: { one: 'tweet', many: 'tweets', sample: 'a small random share of all public tweets' },
+  emulator: { one: 'tweet', many: 'tweets', sample: 'made-up tweets from the built-in demo emulator' },
+  bluesky: { one: 'post', many: 'posts', sample: 'every post on Bluesky' },
+};
 const TITLE = document.title;
+const PHONE = window.matchMedia('(max-width: 600px)');
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  form: $('filter-form'),
-  input: $('filter'),
-  reset: $('reset'),
-  filterError: $('filter-error'),
-  pause: $('pause'),
-  held: $('held'),
-  list: $('tweets'),
-  showing: $('showing'),
-  empty: $('empty'),
+  columns: $('columns'),
+  tabs: $('column-tabs'),
+  add: $('add-column'),
+  template: $('column-template'),
   mode: $('mode'),
   modeNote: $('mode-note'),
+  topbar: document.querySelector('.topbar'),
+};
+const numberFormat = new Intl.NumberFormat('en');
+
+/** @type {Column[]} in the order shown */
+const columns = [];
+
+/** What every column shares. */
+const page = {
+  words: WORDS.twitter,
+  notices: new Notices($('notices')),
+
+  /** A column's hello: the demo note and the source's words are the page's. */
+  hello(message) {
+    const demo = message.mode === 'demo';
+    ui.mode.hidden = !demo;
+    ui.modeNote.hidden = !demo || localStorage.getItem(DEMO_NOTE_KEY) === '1';
+    document.body.dataset.mode = demo ? 'demo' : 'live';
+    const words = WORDS[message.source] ?? (demo ? WORDS.emulator : WORDS.twitter);
+    if (words !== page.words) {
+      page.words = words;
+      for (const column of columns) column.useWords();
+    }
+  },
+
+  /** A column's filter was accepted by the server: it may go into the address bar. */
+  accepted() {
+    pushUrl();
+    showTabs();
+  },
+
+  heldChanged() {
+    const total = columns.reduce((sum, column) => sum + column.feed.held.length, 0);
+    document.title = total > 0 ? `(${numberFormat.format(total)}) ${TITLE}` : TITLE;
+    showTabs();
+  },
+
+  remove(column) {
+    if (columns.length === 1) return;
+    const at = columns.indexOf(column);
+    columns.splice(at, 1);
+    column.close();
+    relabel();
+    pushUrl();
+    (columns[Math.min(at, columns.length - 1)].ui.filter).focus({ preventScroll: true });
+  },
+
+  move(column, step) {
+    const from = columns.indexOf(column);
+    const to = from + step;
+    if (to < 0 || to >= columns.length) return;
+    const other = columns[to];
+    columns[to] = column;
+    columns[from] = other;
+    if (step < 0) other.root.before(column.root);
+    else other.root.after(column.root);
+    relabel();
+    pushUrl();
+    (step < 0 ? column.ui.left : column.ui.right).focus();
+  },
 };
 
-const numberFormat = new Intl.NumberFormat('en');
-const count = (n, one, many) => `${numberFormat.format(n)} ${n === 1 ? one : many}`;
-
-const notices = new Notices($('notices'));
-const rate = new RateMeter($('rate'));
-const indicator = new Indicator($('connection'), { retryButton: $('retry'), announcer: $('connection-announce') });
-const feed = new Feed(ui.list, { onHeldChange: showHeld });
-const connection = new Connection({ onMessage: receive, onPhase: phaseChanged });
-
-/** The stream the server last said hello for: {stream, track, key}. */
-let current = null;
-
-// --- Messages from the server ------------------------------------------------------------------
-
-function isTweet(value) {
-  return value !== null && typeof value === 'object' && typeof value.id_str === 'string' && value.id_str !== '';
+function addColumn(filter, { push = false } = {}) {
+  const root = ui.template.content.firstElementChild.cloneNode(true);
+  ui.columns.append(root);
+  const column = new Column(root, page, filter);
+  column.awaitingPush = push;
+  columns.push(column);
+  relabel();
+  return column;
 }
 
-function receive(message, { inBandReply }) {
-  switch (message.type) {
-    case 'hello':
-      hello(message);
-      break;
-    case 'tweet':
-      if (isTweet(message.tweet)) addTweets([message.tweet]);
-      break;
-    case 'tweets':
-      if (Array.isArray(message.tweets)) addTweets(message.tweets.filter(isTweet));
-      break;
-    case 'delete':
-      if (message.id_str !== undefined) feed.remove(String(message.id_str));
-      break;
-    case 'profile':
-      feed.applyProfile(message.profile);
-      break;
-    case 'limit': {
-      const n = Number(message.undelivered) || 0;
-      if (n <= 0) break;
-      notices.show('limit', `${count(n, 'matching tweet was', 'matching tweets were')} held back by Twitter (rate limit)`,
-        { tone: 'warn' });
-      break;
-    }
-    case 'skipped': {
-      const n = Number(message.count) || 0;
-      if (n > 0) {
-        notices.add('skipped', n,
-          (total) => `You missed ${count(total, 'tweet', 'tweets')} because your connection could not keep up`,
-          { tone: 'warn' });
-      }
-      break;
-    }
-    case 'status':
-      indicator.upstream(message);
-      if (message.state === 'error' && message.reason) {
-        notices.show('upstream', `The server lost its tweet source: ${message.reason}`, { tone: 'error', ttl: 20_000 });
-      }
-      break;
-    case 'error':
-      serverError(message, inBandReply);
-      break;
-    default:
-      break; // unknown types are for newer pages
-  }
+/** Ids and labels by position; the page's shape follows how many columns there are. */
+function relabel() {
+  columns.forEach((column, index) => column.label(index));
+  document.body.classList.toggle('has-columns', columns.length > 1);
+  ui.add.disabled = columns.length >= MAX_COLUMNS;
+  showTabs();
 }
 
-function hello(message) {
-  const demo = message.mode === 'demo';
-  ui.mode.hidden = !demo;
-  ui.modeNote.hidden = !demo;
-  document.body.dataset.mode = demo ? 'demo' : 'live';
-  indicator.hello(message);
-
-  const stream = message.stream === 'filter' ? 'filter' : 'sample';
-  const track = stream === 'filter' && Array.isArray(message.track) ? message.track.map(String) : [];
-  const key = `${stream}\n${track.join(',')}`;
-  if (current?.key !== key) {
-    // Another stream or other keywords: the cards on screen no longer answer the question.
-    feed.clear();
-    feed.setMatcher(termMatcher(track));
-  }
-  current = { stream, track, key };
-  showCurrent();
-  clearFilterError();
+function pushUrl() {
+  const url = urlForFilters(window.location.href, columns.map((column) => column.accepted));
+  if (url !== window.location.href) window.history.pushState(null, '', url);
 }
 
-function addTweets(tweets) {
-  if (tweets.length === 0) return;
-  rate.count(tweets.length);
-  feed.add(tweets);
-}
+// --- On a phone: one column at a time, swiped or picked from the tabs -----------------------------
 
-function serverError(message, inBandReply) {
-  const code = typeof message.code === 'string' ? message.code : '';
-  const given = typeof message.message === 'string' ? message.message.trim() : '';
-  const text = (given && (/[.!?…]$/.test(given) ? given : `${given}.`)) || FALLBACK_MESSAGES[code]
-    || `The server reported an error${code ? ` (${code})` : ''}.`;
-  if (inBandReply || FILTER_ERROR_CODES.has(code)) {
-    showFilterError(inBandReply && current ? `${text} Still showing the previous stream.` : text);
-  } else {
-    notices.show(`error:${code}`, text, { tone: 'error', ttl: 20_000 });
-  }
-}
-
-function phaseChanged(phase, detail) {
-  indicator.socketPhase(phase, detail);
-  if (phase === 'live') rate.start();
-  else rate.reset();
-  if (phase === 'stopped') {
-    // 1008: the server refused what we asked for. Wait for the viewer instead of retrying in a loop.
-    feed.clear();
-    current = null;
-    ui.empty.textContent = 'No stream right now.';
-    if (connection.filter) {
-      if (ui.filterError.hidden) showFilterError('The server refused this filter.');
-      ui.showing.textContent =
-        'Not showing any tweets: change the filter and press Apply, or press Reset for the sample stream.';
-    } else {
-      ui.showing.textContent = 'Not showing any tweets: the server refused the connection. Reload the page to try again.';
-    }
-  }
-}
-
-// --- What is on screen ---------------------------------------------------------------------------
-
-function showCurrent() {
-  ui.empty.textContent = 'Waiting for tweets…';
-  const parts = [];
-  if (current.stream === 'sample') {
-    parts.push('Showing the sample stream: a small random share of all public tweets.');
-  } else {
-    parts.push('Showing tweets matching ');
-    current.track.forEach((phrase, i) => {
-      if (i > 0) parts.push(' or ');
-      const chip = document.createElement('span');
-      chip.className = 'phrase';
-      chip.textContent = phrase;
-      parts.push(chip);
+function showTabs() {
+  ui.tabs.hidden = columns.length < 2;
+  if (ui.tabs.hidden) return;
+  while (ui.tabs.childElementCount > columns.length) ui.tabs.lastElementChild.remove();
+  while (ui.tabs.childElementCount < columns.length) {
+    const tab = document.createElement('button');
+    tab.type = 'button';
+    tab.className = 'column-tab';
+    tab.addEventListener('click', () => {
+      const column = columns[[...ui.tabs.children].indexOf(tab)];
+      if (column) showColumn(column);
     });
+    ui.tabs.append(tab);
   }
-  ui.showing.replaceChildren(...parts);
+  columns.forEach((column, index) => {
+    const tab = ui.tabs.children[index];
+    const held = column.feed.held.length;
+    const name = column.accepted ? column.accepted.replaceAll(',', ', ') : 'Sample';
+    const text = held ? `${name} (${numberFormat.format(held)} new)` : name;
+    if (tab.textContent !== text) tab.textContent = text;
+    tab.setAttribute('aria-controls', column.ui.list.id);
+  });
+  markActiveTab();
 }
 
-/** The "37 new tweets" button while paused, and the same count in the tab title. */
-function showHeld(n, overflowed) {
-  const shown = `${numberFormat.format(n)}${overflowed ? '+' : ''}`;
-  ui.held.hidden = n === 0;
-  ui.held.textContent = `${shown} new ${n === 1 ? 'tweet' : 'tweets'}`;
-  ui.held.title = overflowed ? `Show them (only the newest ${numberFormat.format(n)} were kept)` : 'Show them';
-  document.title = n > 0 ? `(${shown}) ${TITLE}` : TITLE;
+/** Scroll the columns sideways (only) to bring `column` into view. */
+function showColumn(column) {
+  const left = column.root.getBoundingClientRect().left - ui.columns.getBoundingClientRect().left;
+  ui.columns.scrollBy({ left });
 }
 
-function showFilterError(text) {
-  ui.filterError.textContent = text;
-  ui.filterError.hidden = false;
-  ui.input.setAttribute('aria-invalid', 'true');
+/** The tab of the column that fills the view. */
+function markActiveTab() {
+  const middle = ui.columns.getBoundingClientRect().left + ui.columns.clientWidth / 2;
+  columns.forEach((column, index) => {
+    const box = column.root.getBoundingClientRect();
+    ui.tabs.children[index]?.setAttribute('aria-current', String(box.left <= middle && box.right > middle));
+  });
 }
 
-function clearFilterError() {
-  ui.filterError.hidden = true;
-  ui.filterError.textContent = '';
-  ui.input.removeAttribute('aria-invalid');
-}
+ui.columns.addEventListener('scroll', () => requestAnimationFrame(markActiveTab), { passive: true });
+PHONE.addEventListener('change', showTabs);
 
-// --- Viewer actions ------------------------------------------------------------------------------
+// --- Page actions ----------------------------------------------------------------------------------
 
-/** Switch to `filter` ("" = sample), in-band when possible; `push` adds a history entry. */
-function applyFilter(filter, { push }) {
-  clearFilterError();
-  ui.input.value = filterForInput(filter);
-  if (push) {
-    const url = urlForFilter(window.location.href, filter);
-    if (url !== window.location.href) window.history.pushState(null, '', url);
-  }
-  const shown = current?.stream === 'filter' ? current.track.join(',') : '';
-  if (connection.phase === 'live' && connection.requested === null && current && shown === filter) return;
-  connection.changeFilter(filter);
-}
-
-ui.form.addEventListener('submit', (event) => {
-  event.preventDefault();
-  applyFilter(filterString(ui.input.value), { push: true });
-});
-
-ui.reset.addEventListener('click', () => {
-  applyFilter('', { push: true });
-  ui.input.focus();
-});
-
-ui.input.addEventListener('input', () => {
-  if (!ui.filterError.hidden) clearFilterError();
+ui.add.addEventListener('click', () => {
+  if (columns.length >= MAX_COLUMNS) return;
+  const column = addColumn('', { push: true });
+  showColumn(column);
+  column.ui.filter.focus({ preventScroll: true });
 });
 
 window.addEventListener('popstate', () => {
-  applyFilter(filterFromUrl(window.location.href), { push: false });
+  const filters = filtersFromUrl(window.location.href);
+  while (columns.length > filters.length) columns.pop().close();
+  filters.forEach((filter, index) => {
+    if (index < columns.length) columns[index].applyFilter(filter, { push: false });
+    else addColumn(filter);
+  });
+  relabel();
 });
 
-function setPaused(paused) {
-  if (paused) feed.pause();
-  else feed.resume();
-  ui.pause.textContent = paused ? 'Resume' : 'Pause';
-  ui.pause.dataset.paused = String(paused);
-  document.body.classList.toggle('is-paused', paused);
-}
-
-ui.pause.addEventListener('click', () => setPaused(!feed.paused));
-
-ui.held.addEventListener('click', () => {
-  setPaused(false);
-  // Bring the top of the list into view when it is scrolled away under the sticky header.
-  const headerBottom = document.querySelector('.topbar').getBoundingClientRect().bottom;
-  if (ui.list.getBoundingClientRect().top < headerBottom) ui.list.scrollIntoView({ block: 'start' });
+$('mode-note-close').addEventListener('click', () => {
+  ui.modeNote.hidden = true;
+  localStorage.setItem(DEMO_NOTE_KEY, '1');
 });
 
-$('retry').addEventListener('click', () => connection.retryNow());
-window.addEventListener('online', () => connection.retryNow());
+window.addEventListener('online', () => {
+  for (const column of columns) column.connection.retryNow();
+});
+
+window.addEventListener('scroll', () => {
+  for (const column of columns) column.onScroll();
+}, { passive: true });
+
+// The column heads stick just under the page's header.
+new ResizeObserver(() => {
+  document.documentElement.style.setProperty('--topbar-height', `${ui.topbar.offsetHeight}px`);
+}).observe(ui.topbar);
 
 // --- One clock for the whole page ----------------------------------------------------------------
 
 let ticks = 0;
 setInterval(() => {
   const now = Date.now();
-  rate.tick();
-  indicator.tick(now);
   ticks += 1;
-  if (ticks % TIME_REFRESH_SECONDS === 0 && !document.hidden) feed.refreshTimes(now);
+  for (const column of columns) {
+    column.rate.tick();
+    column.indicator.tick(now);
+    if (ticks % TIME_REFRESH_SECONDS === 0 && !document.hidden) column.feed.refreshTimes(now);
+  }
 }, 1000);
 
 document.addEventListener('visibilitychange', () => {
-  if (!document.hidden) feed.refreshTimes();
+  if (!document.hidden) for (const column of columns) column.feed.refreshTimes();
 });
 
 // --- Start ---------------------------------------------------------------------------------------
 
-const initial = filterFromUrl(window.location.href);
-ui.input.value = filterForInput(initial);
-connection.start(initial);
+for (const filter of filtersFromUrl(window.location.href)) addColumn(filter);

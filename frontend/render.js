@@ -73,7 +73,8 @@ const TWITTER_LINKS = {
 /** Where a card's links go and what its badge says, by the tweet's `source`. */
 const NETWORKS = {
   twitter: { ...TWITTER_LINKS, label: 'Twitter', title: 'From Twitter' },
-  emulator: { ...TWITTER_LINKS, label: 'Demo', title: 'Made up by the built-in demo emulator' },
+  // No badge on each card: the page says once that it is a demo.
+  emulator: { ...TWITTER_LINKS, label: '', title: '' },
   bluesky: {
     profileUrl: blueskyProfileUrl,
     // A post's address needs its record key, which only the server knows: it sends `url`.
@@ -250,7 +251,7 @@ function displayRange(tweet, length) {
 }
 
 /** The node for one entity, or null to leave it out (a link to a quoted tweet shown below). */
-function entityNode(item, shownText, matcher, hiddenUrl, network) {
+function entityNode(item, shownText, matcher, hiddenUrl, network, matched) {
   const { kind, entity } = item;
   let node;
   if (kind === 'hashtag') {
@@ -266,12 +267,13 @@ function entityNode(item, shownText, matcher, hiddenUrl, network) {
   }
   // An isolate, so "#python" stays "#python" inside right-to-left text (and "#مرحبا" inside left-to-right).
   node.setAttribute('dir', 'auto');
+  if (matched?.has(entity)) node.classList.add('matched'); // the filter matched through it
   appendHighlighted(node, shownText, matcher);
   return node;
 }
 
 /** The tweet text with links, hashtags, mentions and highlighted keywords. */
-function tweetText(tweet, matcher, hiddenUrl, network) {
+function tweetText(tweet, matcher, hiddenUrl, network, matched = null) {
   const text = str(tweet.text);
   const chars = Array.from(text); // indices are in code points, not UTF-16 units
   const [from, to] = displayRange(tweet, chars.length);
@@ -285,7 +287,7 @@ function tweetText(tweet, matcher, hiddenUrl, network) {
   for (const item of entities) {
     if (item.start < from || item.end > to) continue;
     appendHighlighted(paragraph, chars.slice(cursor, item.start).join(''), matcher);
-    const node = entityNode(item, chars.slice(item.start, item.end).join(''), matcher, hiddenUrl, network);
+    const node = entityNode(item, chars.slice(item.start, item.end).join(''), matcher, hiddenUrl, network, matched);
     if (node) paragraph.append(node);
     cursor = item.end;
   }
@@ -296,12 +298,14 @@ function tweetText(tweet, matcher, hiddenUrl, network) {
   return { paragraph, replyTo };
 }
 
-function replyLine(replyTo, network) {
+function replyLine(replyTo, network, matched = null) {
   const line = el('p', 'reply-to', 'Replying to ');
   replyTo.forEach((item, i) => {
     if (i > 0) line.append(' ');
     const name = str(item.entity.screen_name);
-    line.append(link(network.profileUrl(name), 'mention', `@${name}`));
+    const node = link(network.profileUrl(name), 'mention', `@${name}`);
+    if (matched?.has(item.entity)) node.classList.add('matched');
+    line.append(node);
   });
   return line;
 }
@@ -343,7 +347,7 @@ function isTweet(value) {
 }
 
 /** The quoted tweet, in a bordered box. */
-function quoteBox(quoted, matcher, now, network) {
+function quoteBox(quoted, matcher, now, network, matched) {
   const user = quoted.user ?? {};
   const box = el('blockquote', 'quote');
   const cite = safeHref(permalinkOf(quoted, user, network));
@@ -351,8 +355,8 @@ function quoteBox(quoted, matcher, now, network) {
   const header = byline(quoted, user, now, network);
   header.prepend(avatar(user, true));
   box.append(header);
-  const { paragraph, replyTo } = tweetText(quoted, matcher, null, network);
-  if (replyTo.length) box.append(replyLine(replyTo, network));
+  const { paragraph, replyTo } = tweetText(quoted, matcher, null, network, matched);
+  if (replyTo.length) box.append(replyLine(replyTo, network, matched));
   box.append(paragraph);
   const media = photos(quoted);
   if (media) box.append(media);
@@ -365,6 +369,40 @@ function networkBadge(source, network) {
   badge.dataset.network = source;
   badge.setAttribute('title', network.title);
   return badge;
+}
+
+/** The part of a tweet's text the card shows (a reply's leading @mentions are not in it). */
+function visibleText(tweet) {
+  const chars = Array.from(str(tweet.text));
+  const [from, to] = displayRange(tweet, chars.length);
+  return chars.slice(from, to).join('');
+}
+
+/** What the server matches besides the text: each link's address, mention's handle, hashtag. */
+function matchEntities(tweet) {
+  const entities = tweet?.entities;
+  if (!entities) return [];
+  const found = [];
+  const each = (list, kind, text) => {
+    if (!Array.isArray(list)) return;
+    for (const entity of list) if (entity && typeof entity === 'object') found.push({ kind, entity, text: text(entity) });
+  };
+  each(entities.hashtags, 'hashtag', (e) => str(e.text));
+  each(entities.user_mentions, 'mention', (e) => str(e.screen_name));
+  each(entities.urls, 'link', (e) => `${str(e.expanded_url)} ${str(e.display_url)}`);
+  each(entities.media, 'link', (e) => `${str(e.expanded_url)} ${str(e.display_url)}`);
+  return found;
+}
+
+const VIA = { link: 'a link', mention: 'a mention', hashtag: 'a hashtag' };
+
+/** "Matched “python” via a link": for a phrase the text alone does not hold. */
+function matchedVia(via) {
+  const line = el('p', 'matched-via');
+  via.forEach((item, i) => {
+    line.append(i === 0 ? 'Matched ' : '; ', `“${item.phrase}” via ${VIA[item.kind]}`);
+  });
+  return line;
 }
 
 /**
@@ -407,14 +445,21 @@ export function renderTweet(tweet, matcher, now = Date.now()) {
   const hiddenUrl = quoted
     ? (href) => href.includes(`/status/${quoted.id_str}`) || (quotedUrl !== null && href === quotedUrl)
     : null;
-  // The words of the phrases this card holds in full, as the server matched them.
-  const marker = matcher ? matcher.forText([str(shown.text), str(quoted?.text)].join('\n')) : null;
-  const { paragraph, replyTo } = tweetText(shown, marker, hiddenUrl, network);
-  if (replyTo.length) body.append(replyLine(replyTo, network));
+  // The words of the phrases this card holds in full, as the server matched them: in the text,
+  // or through a link, mention or hashtag (then the card says so, and marks that entity).
+  const match = matcher
+    ? matcher.forTweet([visibleText(shown), quoted ? visibleText(quoted) : ''].join('\n'),
+      [...matchEntities(shown), ...matchEntities(quoted)])
+    : { regex: null, via: [] };
+  const marker = match.regex;
+  const matched = new Set(match.via.flatMap((item) => item.entities));
+  const { paragraph, replyTo } = tweetText(shown, marker, hiddenUrl, network, matched);
+  if (replyTo.length) body.append(replyLine(replyTo, network, matched));
   body.append(paragraph);
+  if (match.via.length) body.append(matchedVia(match.via));
   const media = photos(shown);
   if (media) body.append(media);
-  if (quoted) body.append(quoteBox(quoted, marker, now, network));
+  if (quoted) body.append(quoteBox(quoted, marker, now, network, matched));
 
   const main = el('div', 'card');
   const avatarLink = markUser(link(network.profileUrl(actorOf(user)), 'avatar-link'), user);

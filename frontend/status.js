@@ -1,4 +1,9 @@
-/** The header's live status: the connection indicator (with countdowns) and the tweets-per-second rate. */
+/**
+ * The header's live status: the connection indicator (with countdowns), the plain-words reason in
+ * the feed when nothing arrives, and the posts-per-second rate.
+ */
+
+import { explainReason, retryIn } from './reasons.js';
 
 const SOURCE_NAMES = { twitter: 'Twitter', emulator: 'the emulator', bluesky: 'Bluesky' };
 
@@ -16,13 +21,16 @@ function secondsUntil(at, now) {
  *                 tweets pause meanwhile, "Reconnecting to the feed… (Ns)"
  *   idle          the server has no upstream connection open right now
  *   error         a rejected filter, or an upstream error
+ * The label is one short line; when nothing can arrive, `reasonLine` (in the feed) says why in a
+ * sentence, with the next retry, and the server's own words as the detail.
  */
 export class Indicator {
-  constructor(element, { retryButton, announcer }) {
+  constructor(element, { retryButton, announcer, reasonLine = null }) {
     this.element = element;
     this.label = element.querySelector('.label') ?? element;
     this.retryButton = retryButton;
     this.announcer = announcer;
+    this.reasonLine = reasonLine;
     this.phase = 'connecting';
     this.detail = {};
     this.upstreamStatus = null; // {state, retryAt, reason}
@@ -72,7 +80,8 @@ export class Indicator {
       case 'waiting': {
         const seconds = secondsUntil(this.detail.retryAt, now);
         return { state: 'reconnecting', text: seconds > 0 ? `Reconnecting in ${seconds}s` : 'Reconnecting…',
-          title: 'The connection to the server was lost' };
+          title: 'The connection to the server was lost',
+          sentence: `This page lost its connection to the server. It tries again ${retryIn(seconds)}.` };
       }
       case 'stopped':
         return { state: 'error', text: 'Not connected', title: 'The server refused this filter. Change it to try again.' };
@@ -83,46 +92,72 @@ export class Indicator {
     }
     const upstream = this.upstreamStatus;
     const retry = upstream?.retryAt ? secondsUntil(upstream.retryAt, now) : 0;
+    const why = explainReason(upstream?.reason, source);
+    const next = upstream?.retryAt ? ` The server tries again ${retryIn(retry)}.` : ' The server keeps trying.';
+    const problem = (state, fallback) => ({
+      state,
+      text: `${upstream.reason ? why.short : fallback}${retry ? ` · retry in ${retry}s` : ''}`,
+      title: upstream.reason || fallback,
+      sentence: `${upstream.reason ? why.sentence : `${fallback}.`}${next}`,
+      detail: upstream.reason,
+    });
     switch (upstream?.state) {
       case 'connecting':
-        return { state: 'connecting', text: `Connecting to ${source}…`, title: upstream.reason };
+        if (upstream.reason) return { ...problem('connecting', `Connecting to ${source}`), text: `${why.short}…` };
+        return { state: 'connecting', text: `Connecting to ${source}…`, title: '' };
       case 'backoff':
-        return { state: 'backoff', text: `Waiting for ${source}${retry ? ` (retry in ${retry}s)` : '…'}`,
-          title: upstream.reason || `The server could not reach ${source} and keeps retrying` };
+        return problem('backoff', `Waiting for ${source}`);
       case 'error':
-        return { state: 'error', text: `No connection to ${source}${retry ? ` (retry in ${retry}s)` : ''}`,
-          title: upstream.reason };
+        return problem('error', `No connection to ${source}`);
       case 'degraded':
-        return { state: 'degraded', text: `Reconnecting to the feed…${retry ? ` (${retry}s)` : ''}`,
-          title: upstream.reason || 'The server lost its feed of tweets and is reconnecting; tweets resume by themselves' };
+        return problem('degraded', 'Reconnecting to the feed');
       case 'idle':
         return { state: 'idle', text: 'Idle', title: upstream.reason || 'Waiting for the stream to start' };
       default:
-        return { state: 'live', text: 'Live', title: 'Connected: tweets appear as they happen' };
+        return { state: 'live', text: 'Live', title: 'Connected: posts appear as they happen' };
     }
   }
 
   render(now = Date.now()) {
-    const { state, text, title } = this.describe(now);
+    const { state, text, title, sentence, detail } = this.describe(now);
     this.element.dataset.state = state;
     if (this.label.textContent !== text) this.label.textContent = text;
     if (title) this.element.setAttribute('title', title);
     else this.element.removeAttribute('title');
     this.retryButton.hidden = this.phase !== 'waiting';
+    this.showReason(sentence, detail);
     if (state !== this.lastState) {
       this.lastState = state;
       // Announce changes of state, not every tick of a countdown.
-      this.announcer.textContent = title && state !== 'live' ? `${text}. ${title}` : text;
+      this.announcer.textContent = sentence ?? (title && state !== 'live' ? `${text}. ${title}` : text);
     }
+  }
+
+  /** The reason line in the feed: the sentence, and the server's own words in small print. */
+  showReason(sentence, detail) {
+    const line = this.reasonLine;
+    if (!line) return;
+    line.hidden = !sentence;
+    const [text, small] = [line.querySelector('.reason-text'), line.querySelector('.reason-detail')];
+    if (text.textContent !== (sentence ?? '')) text.textContent = sentence ?? '';
+    small.textContent = detail ? `(${detail})` : '';
+    line.parentElement?.classList.toggle('has-reason', Boolean(sentence));
   }
 }
 
-/** Tweets per second, averaged over the last few whole seconds, in fixed memory. */
+/** New posts per second, averaged over the last few whole seconds, in fixed memory. */
 export class RateMeter {
   constructor(element, { windowSeconds = 5 } = {}) {
     this.element = element;
     this.windowSeconds = windowSeconds;
+    this.unit = 'tweets';
     this.reset();
+  }
+
+  /** "tweets" or "posts", as the source calls them. */
+  setUnit(unit) {
+    this.unit = unit;
+    this.element.textContent = this.element.textContent.replace(/\S+\/s$/, `${unit}/s`);
   }
 
   /** Not connected: show a dash until start(). */
@@ -130,7 +165,7 @@ export class RateMeter {
     this.active = false;
     this.buckets = [];
     this.current = 0;
-    this.element.textContent = '– tweets/s';
+    this.element.textContent = `– ${this.unit}/s`;
   }
 
   start() {
@@ -148,6 +183,6 @@ export class RateMeter {
     this.current = 0;
     if (this.buckets.length > this.windowSeconds) this.buckets.shift();
     const rate = this.buckets.reduce((sum, n) => sum + n, 0) / this.buckets.length;
-    this.element.textContent = `${rate < 10 ? rate.toFixed(1) : Math.round(rate)} tweets/s`;
+    this.element.textContent = `${rate < 10 ? rate.toFixed(1) : Math.round(rate)} ${this.unit}/s`;
   }
 }

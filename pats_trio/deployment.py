@@ -36,10 +36,31 @@ def _shape(cmdline: bytes) -> bytes:
     return cmdline.translate(None, b"0123456789")
 
 
-def sibling_workers(proc: Path = Path("/proc")) -> int:
-    """How many processes share our parent and our command line (hypercorn's workers), us included.
+def _sockets(proc: Path, pid: str) -> set[str]:
+    """The sockets a process holds open ("socket:[inode]"); empty when we may not look."""
+    found: set[str] = set()
+    try:
+        fds = list((proc / pid / "fd").iterdir())
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
 
-    Linux only (it reads /proc); elsewhere it answers 1 and nothing is checked.
+
+def sibling_workers(proc: Path = Path("/proc")) -> int:
+    """How many workers of one server we are among, us included: processes that share our
+    parent, our command line (hypercorn's workers differ only in numbers) and a socket (the
+    listening socket the server hands each worker).
+
+    Two separate servers started from one shell, or under `setsid`, `nohup` or systemd, share a
+    parent and a command line but no socket: they are not siblings. Linux only (it reads /proc);
+    elsewhere it answers 1 and nothing is checked.
     """
     parent = os.getppid()
     try:
@@ -47,14 +68,19 @@ def sibling_workers(proc: Path = Path("/proc")) -> int:
         children = (proc / str(parent) / "task" / str(parent) / "children").read_text().split()
     except OSError:
         return 1
-    count = 0
+    own_sockets = _sockets(proc, "self")
+    me = str(os.getpid())
+    count = 1
     for pid in children:
+        if pid == me:
+            continue
         try:
-            if _shape((proc / pid / "cmdline").read_bytes()) == ours:
-                count += 1
+            same_command = _shape((proc / pid / "cmdline").read_bytes()) == ours
         except OSError:
             continue
-    return max(count, 1)
+        if same_command and own_sockets & _sockets(proc, pid):
+            count += 1
+    return count
 
 
 def warn_if_workers_share_no_broker(settings: Settings) -> None:

@@ -19,6 +19,7 @@ import trio.testing
 
 from pats_trio.events import Event, StatusEvent, StreamKind
 from pats_trio.upstream import lifecycle as lifecycle_module
+from pats_trio.upstream import outage as outage_module
 from pats_trio.upstream.lifecycle import (
     HandedOver,
     Lifecycle,
@@ -260,3 +261,34 @@ async def test_a_failure_the_adapter_does_not_know_is_raised(
     with trio.fail_after(TIMEOUT), pytest.raises(ExceptionGroup) as raised:
         await serve()
     assert raised.group_contains(ValueError, depth=None)
+
+
+async def test_an_outage_logs_its_reason_once_then_a_periodic_still_unreachable_line(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reason = "network error: HandshakeError ([Errno -2] Name or service not known)"
+    source = Scripted()
+    # Ten minutes of failures every 5 s: 120 retries, four hosts each.
+    for n in range(120):
+        failover = f"host {n % 4 + 1}" if n % 4 else None
+        source.refusals.append(
+            RefusedError(Retry(reason, "network", 0.0 if failover else 5.0, failover))
+        )
+    await nursery.start(source.lifecycle.run)
+    with trio.fail_after(TIMEOUT), caplog.at_level(logging.INFO):
+        source.lifecycle.demand(active=True, target="")
+        await source.until(lambda s: s.lifecycle.state == "connected")
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert sum(reason in line for line in lines) <= 12, lines
+    assert lines[0].startswith(f"scripted: {reason}")
+    still = [line for line in lines if "still unreachable" in line]
+    assert 1 <= len(still) <= 3, lines
+    assert "reachable again after" in lines[-1]
+
+
+def test_the_outage_log_docstring_examples_hold() -> None:
+    result = doctest.testmod(outage_module)
+    assert result.attempted > 0
+    assert result.failed == 0

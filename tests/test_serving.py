@@ -23,6 +23,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request as WSRequest
 
+import pats_trio
 from pats_trio.descriptors import viewer_capacity
 from tests.support import free_port, hypercorn_argv, pats_trio_argv
 
@@ -143,7 +144,7 @@ async def test_a_signal_closes_every_viewer_with_1001_and_exits_in_the_grace_per
 
 
 def hypercorn_json_logging_command(port: int) -> list[str]:
-    recipe = Path(__file__).resolve().parent.parent / "docs" / "hypercorn-logging.json"
+    recipe = Path(pats_trio.__file__).with_name("hypercorn-logging.json")
     return hypercorn_argv(port, "--log-config", f"json:{recipe}")
 
 

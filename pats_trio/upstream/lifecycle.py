@@ -31,6 +31,7 @@ import trio
 
 from pats_trio.events import StreamKind, status_event
 from pats_trio.upstream.backoff import Backoff, ConnectionBudget, jittered
+from pats_trio.upstream.outage import OutageLog
 from pats_trio.upstream.source import Publish, SourceStats
 
 LOGGER = logging.getLogger(__name__)
@@ -261,6 +262,7 @@ class Lifecycle(Generic[TargetT, ConnT]):
         self._changed = RepeatedEvent()
         self._current: Link[TargetT] | None = None
         self._pending: Link[TargetT] | None = None
+        self._outage = OutageLog()
         self.state = "idle"
         self.retry_in = 0.0
         """Seconds of the current backoff or error wait, as last told to viewers; else 0."""
@@ -410,6 +412,9 @@ class Lifecycle(Generic[TargetT, ConnT]):
         link.failures = 0
         link.backoff.reset()
         self.stats.connects += 1
+        recovered = self._outage.recovered(now=link.connected_at)
+        if recovered is not None:
+            self._log.info("%s: %s", self.name, recovered)
         self._promote(link)
         self._set_state(link, "connected", **self._adapter.details())
 
@@ -419,19 +424,22 @@ class Lifecycle(Generic[TargetT, ConnT]):
         if self._rng is not None and delay > 0:
             delay = jittered(delay, self._rng)
         delay = round(delay, 3)
+        # The reason once per outage, then a periodic "still unreachable": not a line per retry.
+        told = self._outage.failed(retry.reason, now=trio.current_time(), kind=retry.counted_as)
+        line = told or retry.reason
+        level = logging.DEBUG if told is None else logging.WARNING
         if delay <= 0:
             if retry.failover is not None:
-                self._log.warning(
-                    "%s: %s, failing over to %s", self.name, retry.reason, retry.failover
-                )
+                self._log.log(level, "%s: %s, failing over to %s", self.name, line, retry.failover)
             else:
-                self._log.info("%s: %s, reconnecting now", self.name, retry.reason)
+                self._log.log(min(level, logging.INFO), "%s: %s, reconnecting now", self.name, line)
             return
         if retry.counted_as == "fatal":
-            self._log.error("%s: %s, retrying in %.0fs", self.name, retry.reason, delay)
+            level = logging.DEBUG if told is None else logging.ERROR
+            self._log.log(level, "%s: %s, retrying in %.0fs", self.name, line, delay)
             self._set_state(link, "error", reason=retry.reason, retry_in=delay)
         else:
-            self._log.warning("%s: %s, reconnecting in %.2fs", self.name, retry.reason, delay)
+            self._log.log(level, "%s: %s, reconnecting in %.2fs", self.name, line, delay)
             self._set_state(link, "backoff", retry_in=delay, reason=retry.reason)
         await trio.sleep(delay)
 

@@ -430,6 +430,13 @@ class Stacks:
         jetstream = JetstreamProcess.start(log_dir)
         return BlueskyStack(jetstream, self._server(log_dir, jetstream, history))
 
+    def server_only(self, env: Mapping[str, str]) -> ServerProcess:
+        """A server with no emulator: `env` points it at an upstream that cannot be reached."""
+        server = ServerProcess.start(self._log_dir(), env)
+        self.servers.append(server)
+        self.watchdog.services.append(server.service)
+        return server
+
     def close(self) -> None:
         for server in self.servers:
             server.service.stop()
