@@ -532,11 +532,21 @@ class RedisBroker:
         if previous is None:
             if not taken.holder and taken.uptime < expiry:
                 wait = expiry - taken.uptime
-                LOGGER.info("redis restarted %.0fs ago: waiting %.1fs", taken.uptime, wait)
+                LOGGER.info(
+                    "redis started %.0fs ago and may have lost a running term: waiting %.1fs",
+                    taken.uptime,
+                    wait,
+                )
                 self._tell(publish, "The previous owner's term is running out", wait)
                 await trio.sleep(wait)
             else:
                 self._tell(publish, TAKING_OVER, 0.0)
+            return
+        if lease.gone(previous):
+            LOGGER.info("the previous owner %s (pid %d) has exited", previous.worker, previous.pid)
+            with _quietly():
+                await client.invoke_script(lease.EVICT, keys=[self.holder_key], args=[taken.holder])
+            self._tell(publish, TAKING_OVER, 0.0)
             return
         alive = lease.gone(previous) is False
         limit = (
