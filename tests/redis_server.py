@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 
@@ -54,10 +55,20 @@ class RedisServer:
 
     async def stop(self) -> None:
         if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.kill()
             with trio.CancelScope(shield=True):
                 await self.process.wait()
             self.process = None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): commands queue up unanswered, and run on `resume`."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     async def cli(self, *args: str) -> str:
         """One command through redis-cli; its reply as text, or "" when the server is down."""

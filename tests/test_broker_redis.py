@@ -7,6 +7,7 @@ processes, SIGKILL) are in test_scaling.py.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -608,3 +609,106 @@ async def test_a_busy_owner_publishes_a_burst_without_a_round_trip_per_tweet() -
     assert broker.publish_failures == 0
     # One round trip per tweet would take at least `burst` rounds.
     assert taken < burst / 5, f"{taken} scheduling rounds to publish {burst} tweets"
+
+
+def opened(records: Iterable[ConnectionRecord]) -> list[float]:
+    return sorted(record.opened_at for record in records if record.status == 200)
+
+
+async def test_redis_restarts_keep_the_deployments_pacing_and_one_connection_at_a_time(
+    deployment: Deployment,
+) -> None:
+    """Each term of office built a fresh upstream whose connection budget started empty: with
+    Redis restarted again and again, every new owner connected at once (2-3 s apart against a
+    5 s minimum), and the old owner's connection could still be open. Pacing is the
+    deployment's, kept in Redis; a Redis that lost it makes the new owner wait out the old term
+    and the minimum interval after it."""
+    minimum = 3.0
+    # Without the one-stream rule, an overlap shows as two open records instead of a handover.
+    emulator = Emulator(rate=0, filter_rate=0, seed=4, one_stream_per_account=False)
+    base_url = await deployment.nursery.start(serve_emulator, emulator)
+    with trio.fail_after(TIMEOUT):
+        workers = [
+            await deployment.add_worker(
+                f"pace{i}", twitter_stream_url=base_url, min_reconnect_seconds=minimum
+            )
+            for i in range(2)
+        ]
+        async with (
+            open_websocket_url(workers[0].ws_url) as ws_0,
+            open_websocket_url(workers[1].ws_url) as ws_1,
+        ):
+            viewers = [Viewer(ws_0), Viewer(ws_1)]
+            for viewer in viewers:
+                await viewer.next_of("hello")
+            await emulator.wait_until(lambda e: bool(e.open_connections("sample")))
+            for _ in range(5):
+                await trio.sleep(1.2)
+                await deployment.redis.stop()
+                await deployment.redis.start()
+            restarted_at = trio.current_time()
+            await emulator.wait_until(
+                lambda e: any(c.opened_at > restarted_at for c in e.open_connections("sample"))
+            )
+            await wait_for(lambda: all(w.broker.connected for w in workers))
+            await wait_for(lambda: any(w.broker.published for w in workers))
+            emulator.inject(status("paced", 1200))
+            for viewer in viewers:
+                assert [t["id_str"] for t in await viewer.tweets(1)] == ["1200"]
+    samples = connections(emulator, "sample")
+    starts = opened(samples)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert max_open_at_once(samples) == 1
+    assert min(gaps) >= minimum - 0.05, f"sample connections {gaps} s apart"
+
+
+async def test_a_paused_redis_leaves_no_ghost_lease(deployment: Deployment) -> None:
+    """A `SET NX PX` that timed out on the client still ran when Redis resumed, so the lease
+    belonged to a worker that thought it had failed, and nobody served until it expired. Each
+    attempt has its own token, and a worker adopts whatever an earlier attempt of its left."""
+    lease_seconds = 3.0
+    with trio.fail_after(TIMEOUT):
+        workers = [
+            await deployment.add_worker(f"ghost{i}", redis_lease_seconds=lease_seconds)
+            for i in range(3)
+        ]
+        emulator = deployment.emulator
+        owner = await deployment.wait_for_owner()
+        others = [w for w in workers if w is not owner]
+        async with open_websocket_url(others[0].ws_url) as ws:
+            viewer = Viewer(ws)
+            await viewer.next_of("hello")
+            await emulator.wait_until(lambda e: bool(e.open_connections("sample")))
+            # Longer than the lease's expiry and the client's request timeout: the lease runs
+            # out inside Redis, and the attempts made meanwhile time out on their clients. The
+            # owner leaves meanwhile, so only those attempts are queued for the free lease.
+            deployment.redis.pause()
+            await trio.sleep(0.2)
+            owner.scope.cancel()
+            await trio.sleep(3.3)
+            deployment.redis.resume()
+            resumed_at = trio.current_time()
+
+            by_id = {w.app.worker.id: w for w in others}
+            ghost_since: float | None = None
+            longest_ghost = 0.0
+            while trio.current_time() - resumed_at < 2.5:
+                raw = await deployment.redis.cli("GET", "test:owner")
+                holder = by_id.get(raw.split("|", 1)[0]) if raw else None
+                now = trio.current_time()
+                if holder is not None and not holder.broker.owner:
+                    ghost_since = now if ghost_since is None else ghost_since
+                    longest_ghost = max(longest_ghost, now - ghost_since)
+                else:
+                    ghost_since = None
+                await trio.sleep(0.02)
+            back = [c for c in emulator.connections if c.opened_at > resumed_at]
+            await wait_for(lambda: all(w.broker.connected for w in others))
+            await wait_for(lambda: any(w.broker.owner for w in others))
+            await emulator.wait_until(lambda e: bool(e.open_connections("sample")))
+            emulator.inject(status("after the pause", 1300))
+            assert [t["id_str"] for t in await viewer.tweets(1)] == ["1300"]
+    assert longest_ghost < 0.5, f"the lease sat with a worker that did not use it {longest_ghost}s"
+    assert back, "no upstream connection within 2.5 s of Redis resuming"
+    gap = back[0].opened_at - resumed_at
+    assert gap < 1.2, f"the upstream came back {gap:.2f}s after Redis resumed"

@@ -106,10 +106,13 @@ class Cluster:
         self.emulator = Emulated(base + "/1.1", base + "/_control")
         return self.emulator
 
-    def _server_env(self, prefix: str) -> dict[str, str]:
-        assert self.emulator is not None
+    def _server_env(self, prefix: str, **extra: str) -> dict[str, str]:
+        """The settings every server of a test shares; without `start_emulator`, `extra` says
+        where the source is."""
+        if self.emulator is not None:
+            extra = {"TWITTER_STREAM_URL": self.emulator.base_url, **extra}
         return clean_env(
-            TWITTER_STREAM_URL=self.emulator.base_url,
+            **extra,
             REDIS_URL=self.redis.url,
             PATS_REDIS_PREFIX=prefix,
             PATS_REDIS_LEASE_SECONDS=str(LEASE_SECONDS),
@@ -121,10 +124,10 @@ class Cluster:
             PATS_SHUTDOWN_GRACE_SECONDS="5",
         )
 
-    async def start_server(self, workers: int, prefix: str) -> str:
+    async def start_server(self, workers: int, prefix: str, **env: str) -> str:
         """`hypercorn --workers N` on its own port; returns the base URL."""
         port = free_port()
-        await self._run(hypercorn_workers_argv(workers, port), self._server_env(prefix))
+        await self._run(hypercorn_workers_argv(workers, port), self._server_env(prefix, **env))
         url = f"http://127.0.0.1:{port}"
         await wait_until_answering(url + "/healthz")
         return url
@@ -250,7 +253,7 @@ async def test_workers_behind_one_port_share_one_upstream_and_one_keyword_union(
             await emulator.wait_for_open("sample")
             await emulator.wait_for_open("filter", "python")
 
-            owner = await running.redis.cli("GET", f"port{workers}:owner")
+            owner = await wait_for_owner(running.redis, f"port{workers}")
             elsewhere = next(worker for worker in python if worker != owner)
             # A new keyword on a worker that does not own the upstream reaches the owner.
             ws_url = "ws" + url.removeprefix("http") + "/ws?filter=trio"
@@ -355,10 +358,11 @@ async def test_a_redis_restart_is_survived_by_every_worker(tmp_path: Path) -> No
 
 
 async def wait_for_owner(redis: RedisServer, prefix: str) -> str:
+    """The worker id of the lease's holder, once there is one."""
     while True:
         owner = await redis.cli("GET", f"{prefix}:owner")
         if owner:
-            return owner
+            return owner.split("|", 1)[0]
         await trio.sleep(0.05)
 
 
@@ -419,8 +423,7 @@ async def test_serve_workers_replaces_a_sigkilled_owner_and_closes_viewers_with_
             survivors = {worker: v for worker, v in viewers.items() if worker != owner}
             # A survivor takes the lease and connects upstream within the TTL.
             while True:
-                holder = await running.redis.cli("GET", "sup:owner")
-                if holder and holder != owner:
+                if await wait_for_owner(running.redis, "sup") != owner:
                     break
                 await trio.sleep(0.05)
             await emulator.wait_for_open("sample")

@@ -10,12 +10,21 @@ Every worker runs the same four tasks:
   viewers follow) to `<prefix>:demand:<worker>` with a TTL, so a dead worker's keywords expire.
 * the **census** reads the other workers' demand, so that admission counts the whole
   deployment's phrases against the upstream's limit.
-* the **contender** tries to take the lease `<prefix>:owner` (`SET NX PX`). The worker that holds it
-  runs the upstream, publishes every event (trimmed and encoded once) with `XADD MAXLEN ~`, and
-  follows the union of every worker's demand. It renews the lease often; the moment a renewal
-  fails, or the lease would expire before the next one, its upstream is cancelled. With each
-  batch it also stores where the source could be resumed (`<prefix>:resume`, with a TTL), so a
-  successor on a source that replays (Bluesky's Jetstream) starts there, not at the live edge.
+* the **contender** tries to take the lease `<prefix>:owner` (see `lease.py`: one token per
+  attempt, so that an attempt whose reply was lost is adopted, not left as a ghost). The worker
+  that holds it runs the upstream, publishes every event (trimmed and encoded once) with
+  `XADD MAXLEN ~`, and follows the union of every worker's demand. It renews the lease often; the
+  moment a renewal fails, or `LEASE_STOP` of the lease has passed since the last renewal (before
+  the key can expire), its upstream is cancelled. With each batch it also stores where the source
+  could be resumed (`<prefix>:resume`, with a TTL), so a successor on a source that replays
+  (Bluesky's Jetstream) starts there, not at the live edge. A worker that is not the owner
+  watches it: an owner whose process has exited (same host) is evicted at once, and while an
+  owner stops renewing, this worker's viewers are told the feed is degraded.
+
+Fencing: never two connections of one stream at once. A new owner waits until the previous
+term's connections are provably closed (`_fence`): its holder key deleted, its process exited, or
+(another host) one lease more; after a Redis restart, which lost the holder key, until any earlier
+term has run out. Reconnect pacing is the deployment's (`pacing.py`), whoever owns the upstream.
 
 Redis down or restarted: viewers keep their sockets and get a `degraded` status; every task retries
 with backoff, and the reader resumes once Redis answers again.
@@ -33,7 +42,6 @@ import orjson
 import trio
 from glide import (
     Batch,
-    ConditionalChange,
     ExpirySet,
     ExpiryType,
     GlideClient,
@@ -44,15 +52,16 @@ from glide import (
     MaxId,
     MinId,
     NodeAddress,
-    Script,
     ServerCredentials,
     StreamAddOptions,
     StreamReadOptions,
     TrimByMaxLen,
 )
 
-from pats_trio.broker import DeploymentStats, Sink
+from pats_trio.broker import DeploymentStats, Sink, lease
 from pats_trio.broker.codec import EntryError, decode, encode
+from pats_trio.broker.lease import Held, Taken, Term
+from pats_trio.broker.pacing import DeploymentPacing
 from pats_trio.events import (
     STREAM_KINDS,
     Event,
@@ -65,8 +74,8 @@ from pats_trio.history import SCAN_SIZE
 from pats_trio.matching import MAX_PHRASES
 from pats_trio.redis_url import RedisTarget
 from pats_trio.upstream.backoff import doubling, jittered
-from pats_trio.upstream.lifecycle import DedupWindow, RepeatedEvent
-from pats_trio.upstream.source import Upstream, UpstreamFactory
+from pats_trio.upstream.lifecycle import SHARED_PACING, DedupWindow, RepeatedEvent
+from pats_trio.upstream.source import Publish, Upstream, UpstreamFactory
 
 LOGGER = logging.getLogger(__name__)
 
@@ -89,21 +98,26 @@ PRIME_WAIT = 5.0
 that arrived first got none of the recent tweets. If Redis cannot be reached, it serves degraded
 as soon as the first attempt fails, and primes when Redis comes back."""
 
-# Of the lease TTL: the key's own expiry, how often the owner renews, and how often others try.
-# With these, a dead owner's lease is gone and taken within the TTL.
+# Of the lease TTL: the key's own expiry, when the owner stops its upstream if it could not
+# renew (before the key can expire, so its connections are closed first), how often it renews,
+# and how often others try. With these, a dead owner's lease is gone and taken within the TTL.
 LEASE_EXPIRY = 0.7
+LEASE_STOP = 0.6
 LEASE_RENEW = 0.15
 LEASE_POLL = 0.05
+LEASE_SILENT = 0.35
+"""An owner whose lease has not been renewed for this long (two renewals missed) is told to
+viewers as gone: they see `degraded` until a new owner (or the same one) serves again."""
+UNSEEN_HOLDER_WAIT = 1.0
+"""How long, past its lease, a new owner waits for a previous holder on another host to say its
+connections are closed: it cannot tell a dead process from a frozen one there."""
+FROZEN_HOLDER_WAIT = 30.0
+"""The longest a new owner waits for a previous holder it knows is alive (a stopped process, on
+this host) to close its connections, in seconds, or leases if more; then it connects anyway."""
+HOLDER_POLL = 0.1
 UNION_POLL = 0.25
-
-_RENEW = Script(  # type: ignore[no-untyped-call]
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-    "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-)
-_RELEASE = Script(  # type: ignore[no-untyped-call]
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-    "return redis.call('del', KEYS[1]) else return 0 end"
-)
+TAKING_OVER = "A worker takes over the upstream"
+OWNER_SILENT = "The worker that runs the upstream stopped answering; another takes over soon"
 
 
 def client_config(target: RedisTarget, name: str) -> GlideClientConfiguration:
@@ -166,6 +180,10 @@ class RedisBroker:
         self._counted = trio.Event()
         """Set once the census has read the other workers' phrases, or failed to."""
         self._told_unreachable = False
+        self._told_silent = False
+        """Whether this worker's viewers were told that the owner stopped answering."""
+        self._unreleased = False
+        """Whether a term of ours may still be named by the lease or holder key."""
 
     # keys
     @property
@@ -178,6 +196,10 @@ class RedisBroker:
 
     def _demand_key(self, worker_id: str) -> str:
         return f"{self._prefix}:demand:{worker_id}"
+
+    @property
+    def holder_key(self) -> str:
+        return f"{self._prefix}:holder"
 
     @property
     def resume_key(self) -> str:
@@ -227,7 +249,7 @@ class RedisBroker:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read_forever, sink)
             nursery.start_soon(self._heartbeat_forever)
-            nursery.start_soon(self._contend_forever)
+            nursery.start_soon(self._contend_forever, sink)
             nursery.start_soon(self._census_forever)
             with trio.move_on_after(PRIME_WAIT):
                 await self._settled.wait()
@@ -374,55 +396,209 @@ class RedisBroker:
 
     # the lease and the upstream
 
-    async def _contend_forever(self) -> None:
+    async def _contend_forever(self, sink: Sink) -> None:
         client = await self._client("owner")
         expiry_ms = int(self._lease_seconds * LEASE_EXPIRY * 1000)
+        attempt = 0
         try:
             while True:
+                if self._unreleased:
+                    await self._release(client)
+                attempt += 1
+                term = Term(self.worker_id, attempt)
+                asked_at = trio.current_time()
                 try:
-                    taken = await client.set(
-                        self.owner_key,
-                        self.worker_id,
-                        conditional_set=ConditionalChange.ONLY_IF_DOES_NOT_EXIST,
-                        expiry=ExpirySet(ExpiryType.MILLSEC, expiry_ms),
+                    reply = await client.invoke_script(
+                        lease.ACQUIRE,
+                        keys=[self.owner_key, self.holder_key],
+                        args=[term.encode(), lease.mine(self.worker_id), str(expiry_ms)],
                     )
                 except GlideError:
-                    taken = None
-                if taken == "OK":
-                    await self._hold_office(client, trio.current_time())
+                    # It may still run when Redis answers again: the next attempt adopts it.
+                    reply = None
+                taken = lease.outcome(reply)
+                if isinstance(taken, Taken):
+                    self._told_silent = False
+                    await self._hold_office(client, sink, term, asked_at, taken)
+                elif isinstance(taken, Held) and await self._watch_owner(client, sink, taken):
+                    continue
                 await trio.sleep(self._lease_seconds * LEASE_POLL)
         finally:
             await _close(client)
 
-    async def _hold_office(self, client: GlideClient, taken_at: float) -> None:
-        """Run the upstream while the lease is ours; cancel it the moment that is in doubt."""
-        expiry = self._lease_seconds * LEASE_EXPIRY
+    async def _watch_owner(self, client: GlideClient, sink: Sink, held: Held) -> bool:
+        """Evict an owner whose process has exited (True: try again at once); tell this
+        worker's viewers while the owner does not renew, and again once it does."""
+        term = Term.decode(held.term)
+        if term is not None and lease.gone(term):
+            LOGGER.warning(
+                "the upstream owner %s (pid %d) has exited: taking over", term.worker, term.pid
+            )
+            with _quietly():
+                await client.invoke_script(
+                    lease.EVICT, keys=[self.owner_key, self.holder_key], args=[held.term]
+                )
+                return True
+            return False
+        silent = held.ttl < self._lease_seconds * (LEASE_EXPIRY - LEASE_SILENT)
+        if silent and not self._told_silent:
+            self._told_silent = True
+            LOGGER.warning("the upstream owner stopped renewing its lease")
+            for kind in STREAM_KINDS:
+                sink.route(
+                    kind,
+                    status_event(
+                        kind, "degraded", reason=OWNER_SILENT, retry_in=round(held.ttl, 1)
+                    ),
+                )
+        elif not silent and self._told_silent:
+            self._told_silent = False
+            with _quietly():
+                await self._restore_status(client, sink)
+        return False
+
+    async def _release(self, client: GlideClient) -> None:
+        """Delete the lease and holder keys where they name this worker (its term is over)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0), _quietly():
+            await client.invoke_script(
+                lease.RELEASE,
+                keys=[self.owner_key, self.holder_key],
+                args=[lease.mine(self.worker_id)],
+            )
+            self._unreleased = False
+
+    async def _hold_office(
+        self, client: GlideClient, sink: Sink, term: Term, asked_at: float, taken: Taken
+    ) -> None:
+        """Run the upstream while the lease is ours; cancel it the moment that is in doubt.
+
+        Resource handling: the upstream's connections are all closed when this returns, and
+        only then are the holder and lease keys released."""
         self.terms_of_office += 1
+        self._unreleased = True
         LOGGER.info("worker %s owns the upstream now", self.worker_id)
         send, receive = trio.open_memory_channel[Publication](PUBLISH_QUEUE)
+        upstream: Upstream | None = None
 
         def publish(kind: StreamKind, event: Event) -> None:
             # The resume point as the event leaves the source: stored once the event is out.
             try:
-                send.send_nowait((kind, event, upstream.resume_point()))
+                send.send_nowait((kind, event, upstream.resume_point() if upstream else None))
             except trio.WouldBlock:
                 self.publish_failures += 1
 
-        upstream = self._make_upstream(publish)
-        self.upstream, self.owner = upstream, True
+        self.owner = True
         try:
-            with trio.CancelScope(deadline=taken_at + expiry) as office:
-                await self._resume(client, upstream)
+            stop_after = self._lease_seconds * LEASE_STOP
+            with (
+                lease.holding(term),
+                trio.CancelScope(deadline=asked_at + stop_after) as office,
+            ):
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._renew_lease, client, office)
-                    nursery.start_soon(self._follow_union, client, upstream)
+                    nursery.start_soon(self._renew_lease, client, office, term)
                     nursery.start_soon(self._publish_events, client, receive)
-                    await nursery.start(upstream.run)
+                    await self._fence(client, publish, taken)
+                    upstream = self._make_upstream(publish)
+                    self.upstream = upstream
+                    await self._resume(client, upstream)
+                    if not await self._hold(client, term):
+                        office.cancel()
+                    nursery.start_soon(self._follow_union, client, upstream)
+                    pacing = DeploymentPacing(
+                        client, self._prefix, fence=self._lease_seconds * LEASE_EXPIRY
+                    )
+                    token = SHARED_PACING.set(pacing)
+                    try:
+                        await nursery.start(upstream.run)
+                    finally:
+                        SHARED_PACING.reset(token)
         finally:
             self.owner = False
             LOGGER.info("worker %s no longer owns the upstream", self.worker_id)
-            with trio.CancelScope(shield=True), trio.move_on_after(1.0), _quietly():
-                await client.invoke_script(_RELEASE, keys=[self.owner_key], args=[self.worker_id])
+            await self._release(client)
+
+    async def _fence(self, client: GlideClient, publish: Publish, taken: Taken) -> None:
+        """Until no earlier term can still hold an upstream connection.
+
+        The previous holder deletes its key once its connections are closed. If it has not, it
+        is dead (its process gone on this host: no socket left), frozen (alive on this host:
+        wait for it, up to `FROZEN_HOLDER_WAIT`), or elsewhere (wait `UNSEEN_HOLDER_WAIT`
+        leases). A Redis that started less than a lease's expiry ago may have lost the key of a
+        term that is still running out: wait that out."""
+        expiry = self._lease_seconds * LEASE_EXPIRY
+        previous = Term.decode(taken.holder) if taken.holder else None
+        if previous is not None and previous.worker == self.worker_id:
+            previous = None
+        if previous is None:
+            if not taken.holder and taken.uptime < expiry:
+                wait = expiry - taken.uptime
+                LOGGER.info(
+                    "redis started %.0fs ago and may have lost a running term: waiting %.1fs",
+                    taken.uptime,
+                    wait,
+                )
+                self._tell(publish, "The previous owner's term is running out", wait)
+                await trio.sleep(wait)
+            else:
+                self._tell(publish, TAKING_OVER, 0.0)
+            return
+        if lease.gone(previous):
+            LOGGER.info("the previous owner %s (pid %d) has exited", previous.worker, previous.pid)
+            with _quietly():
+                await client.invoke_script(lease.EVICT, keys=[self.holder_key], args=[taken.holder])
+            self._tell(publish, TAKING_OVER, 0.0)
+            return
+        alive = lease.gone(previous) is False
+        limit = (
+            max(FROZEN_HOLDER_WAIT, 3 * self._lease_seconds)
+            if alive
+            else UNSEEN_HOLDER_WAIT * self._lease_seconds
+        )
+        LOGGER.info(
+            "waiting up to %.1fs for worker %s (pid %d) to close its upstream connections",
+            limit,
+            previous.worker,
+            previous.pid,
+        )
+        self._tell(publish, "Waiting for the previous owner's connections to close", limit)
+        with trio.move_on_after(limit) as waited:
+            while True:
+                if lease.gone(previous):
+                    with _quietly():
+                        await client.invoke_script(
+                            lease.EVICT, keys=[self.holder_key], args=[taken.holder]
+                        )
+                    return
+                with _quietly():
+                    if await client.get(self.holder_key) != taken.holder.encode():
+                        return
+                await trio.sleep(HOLDER_POLL)
+        if waited.cancelled_caught:
+            LOGGER.warning(
+                "worker %s did not say its upstream connections closed within %.1fs: "
+                "connecting anyway",
+                previous.worker,
+                limit,
+            )
+
+    def _tell(self, publish: Publish, reason: str, retry_in: float) -> None:
+        for kind in STREAM_KINDS:
+            publish(
+                kind, status_event(kind, "connecting", reason=reason, retry_in=round(retry_in, 1))
+            )
+
+    async def _hold(self, client: GlideClient, term: Term) -> bool:
+        """Name this term as the one that may hold connections; False if the lease is gone."""
+        try:
+            written = await client.invoke_script(
+                lease.HOLD,
+                keys=[self.owner_key, self.holder_key],
+                args=[term.encode(), str(lease.HOLDER_TTL_SECONDS)],
+            )
+        except GlideError as exc:
+            LOGGER.warning("could not mark the upstream as held (%s): stepping down", exc)
+            return False
+        return bool(written == 1)
 
     async def _resume(self, client: GlideClient, upstream: Upstream) -> None:
         """Pick the source up where the last owner's published events end, if it can replay."""
@@ -435,14 +611,14 @@ class RedisBroker:
             LOGGER.info("resuming the upstream from %s", stored.decode())
             upstream.resume_from(int(stored))
 
-    async def _renew_lease(self, client: GlideClient, office: trio.CancelScope) -> None:
+    async def _renew_lease(self, client: GlideClient, office: trio.CancelScope, term: Term) -> None:
         expiry_ms = int(self._lease_seconds * LEASE_EXPIRY * 1000)
         while True:
             await trio.sleep(self._lease_seconds * LEASE_RENEW)
             asked_at = trio.current_time()
             try:
                 renewed = await client.invoke_script(
-                    _RENEW, keys=[self.owner_key], args=[self.worker_id, str(expiry_ms)]
+                    lease.RENEW, keys=[self.owner_key], args=[term.encode(), str(expiry_ms)]
                 )
             except GlideError as exc:
                 LOGGER.warning("could not renew the upstream lease (%s): stepping down", exc)
@@ -452,7 +628,7 @@ class RedisBroker:
                 LOGGER.warning("the upstream lease went to another worker: stepping down")
                 office.cancel()
                 return
-            office.deadline = asked_at + expiry_ms / 1000
+            office.deadline = asked_at + self._lease_seconds * LEASE_STOP
 
     async def _follow_union(self, client: GlideClient, upstream: Upstream) -> None:
         """Every worker's demand, merged: the owner serves the whole deployment."""

@@ -13,6 +13,11 @@ its rules in place. With `replace_after`, a new target opens a new connection on
 been quiet that long, and the old one is cancelled only once the new one is connected ("make
 before break"); while a newer connection is on its way, the old one closing is a handover.
 
+Where several processes take turns at running an upstream (the Redis broker's terms of office),
+reconnect pacing must be the deployment's, not one process's: whoever runs a term sets
+`SHARED_PACING` around `run`, and every lifecycle run in that context asks it before each attempt
+and tells it each attempt and each backoff wait.
+
 Here too are the two primitives the lifecycle, its adapters and the Redis broker share:
 `RepeatedEvent` and `DedupWindow`.
 """
@@ -24,6 +29,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -131,6 +137,27 @@ class DedupWindow(Generic[K]):
             return False
         self.add(key)
         return True
+
+
+class SharedPacing(Protocol):
+    """Reconnect pacing that outlives this process's upstream (see the module docstring).
+
+    `stream` is the lifecycle's name: one pacing record per connection slot of the deployment.
+    """
+
+    async def delay(self, stream: str, budget: ConnectionBudget | None) -> float:
+        """Seconds to wait before `stream` may connect, by the deployment's record (and within
+        `budget`'s limits, if the lifecycle has one)."""
+
+    async def connecting(self, stream: str) -> None:
+        """An attempt on `stream` starts now."""
+
+    async def backing_off(self, stream: str, seconds: float) -> None:
+        """`stream` waits `seconds` before its next attempt: a successor honours the rest."""
+
+
+SHARED_PACING: ContextVar[SharedPacing | None] = ContextVar("SHARED_PACING", default=None)
+"""The pacing of the term of office a lifecycle runs in; read once as `Lifecycle.run` starts."""
 
 
 class StreamStalledError(Exception):
@@ -255,6 +282,7 @@ class Lifecycle(Generic[TargetT, ConnT]):
         self._replace_after = replace_after
         self._ready = ready
         self._budget = budget
+        self._shared: SharedPacing | None = None
         self._rng = rng
         self._log = log
         self._active = False
@@ -301,6 +329,7 @@ class Lifecycle(Generic[TargetT, ConnT]):
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve demand forever (see the class docstring)."""
+        self._shared = SHARED_PACING.get()
         task_status.started()
         while True:
             await self._changed.wait_until(self._wanted)
@@ -441,6 +470,8 @@ class Lifecycle(Generic[TargetT, ConnT]):
         else:
             self._log.log(level, "%s: %s, reconnecting in %.2fs", self.name, line, delay)
             self._set_state(link, "backoff", retry_in=delay, reason=retry.reason)
+        if self._shared is not None:
+            await self._shared.backing_off(self.name, delay)
         await trio.sleep(delay)
 
     def _handed_over(self, link: Link[TargetT], handover: HandedOver) -> None:
@@ -459,13 +490,16 @@ class Lifecycle(Generic[TargetT, ConnT]):
             self._current = None
 
     async def _within_budget(self, link: Link[TargetT]) -> None:
-        if self._budget is None:
-            return
-        wait = self._budget.delay(trio.current_time())
+        wait = self._budget.delay(trio.current_time()) if self._budget is not None else 0.0
+        if self._shared is not None:
+            wait = max(wait, await self._shared.delay(self.name, self._budget))
         if wait > 0:
             self._log.info(
                 "%s: holding the next connection %.1fs to stay within budget", self.name, wait
             )
             self._set_state(link, "backoff", retry_in=wait, reason="pacing reconnects")
             await trio.sleep(wait)
-        self._budget.record(trio.current_time())
+        if self._budget is not None:
+            self._budget.record(trio.current_time())
+        if self._shared is not None:
+            await self._shared.connecting(self.name)
