@@ -5,7 +5,7 @@
 
 import { explainReason, retryIn } from './reasons.js';
 
-const SOURCE_NAMES = { twitter: 'Twitter', emulator: 'the emulator', bluesky: 'Bluesky' };
+const SOURCE_NAMES = { twitter: 'Twitter', emulator: 'the emulator', bluesky: 'Bluesky', x: 'X' };
 
 function secondsUntil(at, now) {
   return Math.max(0, Math.ceil((at - now) / 1000));
