@@ -133,6 +133,8 @@ class Settings:
     max_filter_length: int = _setting("PATS_MAX_FILTER_LENGTH", 4096, int)
     max_message_bytes: int = _setting("PATS_MAX_MESSAGE_BYTES", 4096, int)
     filter_changes_per_minute: int = _setting("PATS_FILTER_CHANGES_PER_MINUTE", 30, int)
+    ws_ping_seconds: float = _setting("PATS_WS_PING_SECONDS", 20.0, float)
+    """hypercorn pings every viewer this often; one silent for two intervals is dropped."""
     emulator_rate: float = _setting("PATS_EMULATOR_RATE", 5.0, float)
     emulator_seed: int | None = _setting("PATS_EMULATOR_SEED", None, _optional_int)
 
@@ -240,6 +242,8 @@ def validate(settings: Settings) -> None:
         if limit < 1:
             raise SettingsError(f"{name} must be at least 1, got {limit}")
     _positive("PATS_SHUTDOWN_GRACE_SECONDS", settings.shutdown_grace_seconds)
+    if settings.ws_ping_seconds < 0:
+        raise SettingsError("PATS_WS_PING_SECONDS must be 0 (no pings) or more")
     _positive("PATS_SLOW_CLIENT_SECONDS", settings.slow_client_seconds)
     if settings.emulator_rate < 0:
         raise SettingsError("PATS_EMULATOR_RATE must be 0 or more")
