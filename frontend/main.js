@@ -92,6 +92,9 @@ function receive(message, { inBandReply }) {
         notices.show('upstream', `The server lost its tweet source: ${message.reason}`, { tone: 'error', ttl: 20_000 });
       }
       break;
+    case 'pending':
+      indicator.pending(message);
+      break;
     case 'error':
       serverError(message, inBandReply);
       break;

@@ -281,9 +281,9 @@ class Hub:
             self.broker.demand(kind, active=active)
             return
         now = trio.current_time()
-        if not active or self._fair_texts() == self._pushed_texts:
-            # Nothing to restart: no viewer left to serve (the union goes with the stop), or
-            # the upstream already follows what everyone wants.
+        if not active or not self._shares.paced or self._fair_texts() == self._pushed_texts:
+            # Nothing to restart: no viewer left to serve (the union goes with the stop), a
+            # source that changes its filter in place, or the union is unchanged.
             self._pacer.clear()
             self._push(now, charge=False)
             return

@@ -46,10 +46,14 @@ class ShareLimits:
     address_interval: float = WINDOW_SECONDS / Settings.max_restarts_per_address_5min
     group: float = Settings.filter_debounce_seconds
     """Pushes this close to one another become one restart (the upstream's debounce)."""
+    paced: bool = True
+    """False for a source that changes its filter without reconnecting (Jetstream matches
+    keywords here): every change goes upstream at once."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ShareLimits:
         return cls(
+            paced=settings.source != "bluesky",
             per_viewer=settings.max_phrases_per_viewer,
             per_address=settings.max_phrases_per_address,
             min_interval=settings.min_reconnect_seconds,

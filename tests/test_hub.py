@@ -322,3 +322,18 @@ async def test_the_viewer_and_address_caps_refuse_by_name() -> None:
             assert "at most 3 phrases" in str(refused.value.message)
             async with hub.subscribe(parse_track("c,d"), "x"):
                 pass
+
+
+async def test_a_source_that_changes_its_filter_in_place_gets_every_change_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Jetstream matches keywords here and never reconnects: nothing to pace."""
+    with trio.fail_after(100):
+        broker = DemandLog()
+        hub = Hub(broker, shares=ShareLimits(paced=False))
+        async with hub.subscribe(parse_track("start"), "10.0.0.1") as sub:
+            for n in range(20):
+                hub.retrack(sub, parse_track(f"change{n}"))
+                assert broker.last("filter") == (True, f"change{n}")
+                assert pendings(drain(sub)) == []
+                await trio.sleep(2.0)
