@@ -101,6 +101,8 @@ class Hub:
         self._pushed: tuple[Phrase, ...] = ()
         """The filter union last handed to the broker (what the upstream follows, or soon will)."""
         self._pushed_texts: frozenset[str] = frozenset()
+        self._told: set[Subscription] = set()
+        """Viewers told that some of their phrases are pending, until told they are not."""
         self.started = False
         """Whether `run` was ever called: the hub is built with the app, but runs only while the
         app serves."""
@@ -256,11 +258,12 @@ class Hub:
             self._deliver(sub, event)
         self._update_demand(sub.kind, sub.address)
         if sub.kind == "filter":
-            self._tell_pending(sub, self._fair_texts())
+            self._tell_pending(sub)
 
     def _detach(self, sub: Subscription, *, update: bool = True) -> None:
         self._viewers[sub.kind].discard(sub)
         sub.told_pending = None
+        self._told.discard(sub)
         if sub in self._index:
             held = self._held[sub.address]
             held.subtract(p.text for p in sub.track)
@@ -315,7 +318,11 @@ class Hub:
         self.broker.demand(
             "filter", active=bool(self._viewers["filter"]), track=format_track(self._pushed)
         )
-        for sub in self._viewers["filter"]:
+        # Only viewers told before can need telling again, unless holders gave up phrases over
+        # their share (only when the union is over the limit): then every filter viewer is looked
+        # at, since a newcomer may have taken room from any of them.
+        displaced = len(fair) < len(self._index)
+        for sub in tuple(self._viewers["filter"] if displaced else self._told):
             self._tell_pending(sub, fair)
 
     async def _pace_upstream(self) -> None:
@@ -330,16 +337,22 @@ class Hub:
             with trio.move_on_at(math.inf if due is None else due):
                 await self._paced.wait()
 
-    def _tell_pending(self, sub: Subscription, fair: frozenset[str]) -> None:
+    def _tell_pending(self, sub: Subscription, fair: frozenset[str] | None = None) -> None:
         """Tell a filter viewer which of its phrases the upstream does not follow yet (and, once
-        it does, that nothing is pending), so it is not shown "connected" in vain."""
+        it does, that nothing is pending), so it is not shown "connected" in vain. `retry_in`
+        is when the next push goes, whoever it is charged to: every push carries them all."""
         followed = self._pushed_texts | self.broker.phrases_elsewhere()
         missing = [phrase.text for phrase in sub.track if phrase.text not in followed]
         if not missing and sub.told_pending is None:
             return
+        if fair is None:
+            fair = self._fair_texts()
         queued = [text for text in missing if text in fair]
-        now = trio.current_time()
-        retry_in = max(0.0, self._pacer.eta(sub.address, now) - now) if queued else None
+        retry_in = None
+        if queued:
+            now = trio.current_time()
+            due = self._pacer.due(now)
+            retry_in = max(0.0, (self._pacer.eta(sub.address, now) if due is None else due) - now)
         frame = frames.pending(
             queued=queued,
             over_share=[text for text in missing if text not in fair],
@@ -347,7 +360,12 @@ class Hub:
         )
         if frame != sub.told_pending:
             self._deliver(sub, frame)
-        sub.told_pending = frame if missing else None
+        if missing:
+            sub.told_pending = frame
+            self._told.add(sub)
+        else:
+            sub.told_pending = None
+            self._told.discard(sub)
 
     def remember(self, kind: StreamKind, event: Event) -> None:
         """Keep history up to date; alone, for an event from before this worker started."""
