@@ -14,6 +14,8 @@
    looks for an answer, so a peer that went away without a FIN (a sleeping laptop, a dead NAT
    entry) stayed counted for good. A WebSocket that has sent nothing at all, pong or message,
    for `SILENT_PINGS` ping intervals is closed (no close frame: nobody is there to read it).
+   And the ping task ends when its stream does, not up to an interval later: hypercorn's
+   slept on, holding the connection's task group (and every object of it) until it woke.
 
 Each repair is checked against hypercorn's own classes by the tests; a hypercorn of another
 version is left alone, with a warning, rather than patched blind.
@@ -88,6 +90,9 @@ def _handle_stamped(
         if isinstance(event, (Body, Data)):
             self._pats_heard = self.context.time()  # type: ignore[attr-defined]
         await original(self, event)
+        closed: trio.Event | None = getattr(self, "_pats_closed", None)
+        if self.closed and closed is not None:
+            closed.set()
 
     return handle
 
@@ -125,6 +130,9 @@ async def _send_pings(self: WSStream) -> None:
     assert interval is not None
     if getattr(self, "_pats_heard", None) is None:
         self._pats_heard = self.context.time()  # type: ignore[attr-defined]
+    # hypercorn slept the whole interval before looking at `closed` again, and the connection's
+    # task group (the TCP server, this stream) waited on it that long after every close.
+    closed = self._pats_closed = trio.Event()  # type: ignore[attr-defined]
     while not self.closed:
         silent = self.context.time() - self._pats_heard  # type: ignore[attr-defined]
         if silent > SILENT_PINGS * interval:
@@ -132,4 +140,5 @@ async def _send_pings(self: WSStream) -> None:
             await self.send(StreamClosed(stream_id=self.stream_id))
             return
         await self._send_wsproto_event(Ping())
-        await self.context.sleep(interval)
+        with trio.move_on_after(interval):
+            await closed.wait()

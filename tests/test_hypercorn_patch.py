@@ -176,3 +176,18 @@ def test_the_repairs_are_for_the_installed_hypercorn() -> None:
     repair_hypercorn()
     assert importlib.metadata.version("hypercorn") == PINNED_VERSION
     assert getattr(TCPServer.protocol_send, "_pats_repaired", False)
+
+
+async def test_the_ping_task_ends_with_its_stream_not_an_interval_later(
+    autojump_clock: Any,
+) -> None:
+    """hypercorn's slept on after a close, holding the connection's task group for up to the
+    whole interval: every closed viewer's objects outlived it by 20 s."""
+    with trio.fail_after(TIMEOUT):
+        stream, _, _ = accepted_stream(pings_every(20))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream._send_pings)
+            await trio.sleep(1)
+            closed_at = trio.current_time()
+            await stream.handle(StreamClosed(stream_id=1))
+        assert trio.current_time() - closed_at < 1
