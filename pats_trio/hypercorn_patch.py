@@ -125,7 +125,12 @@ async def _handle_events(self: WSStream) -> None:
 
 
 async def _send_pings(self: WSStream) -> None:
-    """Ping every interval; close a WebSocket whose peer has been silent for `SILENT_PINGS`."""
+    """Ping every interval; close a WebSocket whose peer has been silent for `SILENT_PINGS`.
+
+    The first ping goes one interval after the handshake, not at once as hypercorn's did: a
+    ping that crosses a client's own close crashes trio-websocket 0.12's reader (it answers
+    with a pong wsproto refuses in LOCAL_CLOSING; python-trio/trio-websocket#184), and a
+    short-lived client (a probe, a page reload) would meet one every time."""
     interval = self.config.websocket_ping_interval
     assert interval is not None
     if getattr(self, "_pats_heard", None) is None:
@@ -133,12 +138,14 @@ async def _send_pings(self: WSStream) -> None:
     # hypercorn slept the whole interval before looking at `closed` again, and the connection's
     # task group (the TCP server, this stream) waited on it that long after every close.
     closed = self._pats_closed = trio.Event()  # type: ignore[attr-defined]
-    while not self.closed:
+    while True:
+        with trio.move_on_after(interval):
+            await closed.wait()
+        if self.closed:
+            return
         silent = self.context.time() - self._pats_heard  # type: ignore[attr-defined]
         if silent > SILENT_PINGS * interval:
             LOGGER.info("closing a WebSocket whose peer was silent for %.0fs", silent)
             await self.send(StreamClosed(stream_id=self.stream_id))
             return
         await self._send_wsproto_event(Ping())
-        with trio.move_on_after(interval):
-            await closed.wait()

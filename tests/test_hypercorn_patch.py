@@ -191,3 +191,17 @@ async def test_the_ping_task_ends_with_its_stream_not_an_interval_later(
             closed_at = trio.current_time()
             await stream.handle(StreamClosed(stream_id=1))
         assert trio.current_time() - closed_at < 1
+
+
+async def test_the_first_ping_waits_one_interval(autojump_clock: Any) -> None:
+    """A ping crossing a client's close crashes trio-websocket 0.12's reader
+    (python-trio/trio-websocket#184); hypercorn pinged every new socket at once."""
+    with trio.fail_after(TIMEOUT * 10):
+        stream, sent, _ = accepted_stream(pings_every(20))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream._send_pings)
+            await trio.sleep(19)
+            assert sent.events == []
+            await trio.sleep(2)
+            assert len(sent.events) == 1
+            await stream.handle(StreamClosed(stream_id=1))
