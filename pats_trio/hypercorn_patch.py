@@ -1,4 +1,4 @@
-"""Repairs to hypercorn (0.18.0, pinned), made when the app is built.
+"""Repairs to hypercorn, made when the app is built (2 and 3 pinned to 0.18.0).
 
 1. **A busy socket is a closed one.** hypercorn closes a connection with `send_eof()` outside
    the lock its writers take, and `send_eof` holds Trio's one-sender guard across a checkpoint.
@@ -17,8 +17,9 @@
    And the ping task ends when its stream does, not up to an interval later: hypercorn's
    slept on, holding the connection's task group (and every object of it) until it woke.
 
-Each repair is checked against hypercorn's own classes by the tests; a hypercorn of another
-version is left alone, with a warning, rather than patched blind.
+Each repair is checked against hypercorn's own classes by the tests. Repairs 2 and 3 replace
+private `WSStream` methods: a hypercorn of another version keeps its own, with a warning, rather
+than being patched blind.
 """
 
 from __future__ import annotations
@@ -53,16 +54,16 @@ def repair_hypercorn() -> None:
     """Idempotent: every app build calls it."""
     if getattr(TCPServer.protocol_send, _REPAIRED, False):
         return
+    _repair_busy_socket()  # wraps a public method, as it was in 0.17 and is in 0.18
     version = importlib.metadata.version("hypercorn")
     if version != PINNED_VERSION:
         LOGGER.warning(
-            "hypercorn %s is not %s: its repairs (busy sockets, protocol-error closes, silent "
-            "peers) are not applied",
+            "hypercorn %s is not %s: protocol errors get no close frame and silent WebSocket "
+            "peers are not dropped (those repairs replace private methods of that version)",
             version,
             PINNED_VERSION,
         )
         return
-    _repair_busy_socket()
     WSStream.handle = _handle_stamped(WSStream.handle)  # type: ignore[method-assign,assignment]
     WSStream._handle_events = _handle_events  # type: ignore[method-assign]
     WSStream._send_pings = _send_pings  # type: ignore[method-assign]
