@@ -138,7 +138,8 @@ class Settings:
     """Hard caps, the whole union by default: the fair share (`shares.py`) is what keeps room
     for newcomers; these bound what one viewer or address may ask at all."""
     max_restarts_per_address_5min: int = _setting("PATS_MAX_RESTARTS_PER_ADDRESS_5MIN", 5, int)
-    """Filter restarts one address's changes may cause in five minutes (after a burst of 3)."""
+    """Filter restarts one address's viewers may cause in five minutes, after a burst (see
+    `shares.UpstreamPacer`); one viewer gets half of them."""
     ws_ping_seconds: float = _setting("PATS_WS_PING_SECONDS", 20.0, float)
     """hypercorn pings every viewer this often; one silent for two intervals is dropped."""
     emulator_rate: float = _setting("PATS_EMULATOR_RATE", 5.0, float)

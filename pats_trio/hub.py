@@ -175,7 +175,7 @@ class Hub:
         sub.kind, sub.track = _kind_for(track), track
         self._attach(sub)
         if old_kind != sub.kind:
-            self._update_demand(old_kind, sub.address)
+            self._update_demand(old_kind, sub)
 
     def close_all(self) -> None:
         """Shutting down: every viewer's channel ends, and nobody new is let in."""
@@ -256,7 +256,7 @@ class Hub:
             self._deliver(sub, status.frame)
         for event in self._history.recent_for(sub.track):
             self._deliver(sub, event)
-        self._update_demand(sub.kind, sub.address)
+        self._update_demand(sub.kind, sub)
         if sub.kind == "filter":
             self._tell_pending(sub)
 
@@ -273,12 +273,12 @@ class Hub:
                 del self._held[sub.address]
         self._index.discard(sub)
         if update:
-            self._update_demand(sub.kind, sub.address)
+            self._update_demand(sub.kind, sub)
 
-    def _update_demand(self, kind: StreamKind, address: str) -> None:
+    def _update_demand(self, kind: StreamKind, sub: Subscription) -> None:
         """Sample demand, and the filter's coming and going, go straight to the broker; a change
-        of the filter union waits for the pacer (`shares.UpstreamPacer`), on `address`'s
-        account."""
+        of the filter union waits for the pacer (`shares.UpstreamPacer`), on the account of
+        `sub` and its address."""
         active = bool(self._viewers[kind])
         if kind == "sample":
             self.broker.demand(kind, active=active)
@@ -290,7 +290,7 @@ class Hub:
             self._pacer.clear()
             self._push(now, charge=False)
             return
-        self._pacer.request(address, now)
+        self._pacer.request(sub.address, sub.id, now)
         self._paced.set()
         due = self._pacer.due(now)
         if due is not None and due <= now:
@@ -352,7 +352,9 @@ class Hub:
         if queued:
             now = trio.current_time()
             due = self._pacer.due(now)
-            retry_in = max(0.0, (self._pacer.eta(sub.address, now) if due is None else due) - now)
+            retry_in = max(
+                0.0, (self._pacer.eta(sub.address, sub.id, now) if due is None else due) - now
+            )
         frame = frames.pending(
             queued=queued,
             over_share=[text for text in missing if text not in fair],

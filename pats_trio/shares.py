@@ -13,8 +13,9 @@ phrases beyond its share are kept for routing but left out upstream, and its vie
 **Filter restarts.** Twitter's v1.1 filter stream restarts on every change of the union, within
 a budget for the whole account (`PATS_MAX_CONNECTS_PER_5MIN`). `UpstreamPacer` decides when the
 hub hands a changed union upstream: each address has a small bucket of restarts (`ADDRESS_BURST`,
-refilled at `PATS_MAX_RESTARTS_PER_ADDRESS_5MIN`), repeat changers share half the account's
-budget and the other half is kept for first changes, so a newcomer never waits on the budget;
+refilled at `PATS_MAX_RESTARTS_PER_ADDRESS_5MIN`) and each viewer a smaller one inside it, refilled
+half as fast; repeat changers share half the account's budget and the other half is kept for
+first changes, so a newcomer never waits on the budget;
 when several addresses wait, the one charged least recently goes first. Every restart carries
 the whole union as it is then, so a change that waits rides along with the next one, whoever
 pays for it: churn is coalesced, never lost, and never costs more than its share.
@@ -23,13 +24,21 @@ pays for it: churn is coalesced, never lost, and never costs more than its share
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from pats_trio.config import Settings
 
-ADDRESS_BURST = 3
-"""Restarts one address may cause back to back (a page opened, then a filter corrected twice)."""
+K = TypeVar("K", bound=Hashable)
+
+ADDRESS_BURST = 6
+"""Restarts the viewers of one address may cause back to back."""
+VIEWER_BURST = 3
+"""Restarts one viewer may cause back to back (a page opened, then a filter corrected twice)."""
+VIEWER_SLOWER = 2
+"""A viewer's bucket refills this many times slower than its address's, so that one viewer
+churning leaves the rest of its address's restarts to the others there (a NAT, an office)."""
 WINDOW_SECONDS = 300.0
 """The window of `PATS_MAX_CONNECTS_PER_5MIN` (upstream/backoff.py's, which the hub may not
 import)."""
@@ -107,28 +116,29 @@ class _Bucket:
 class UpstreamPacer:
     """When the union may next go upstream, and on whose account.
 
-    `request(address, now)` says a change by `address` waits; `due(now)` is when the next push
-    may happen (None when nothing waits); `push(now)` charges the address that goes first and
-    clears every waiting change, since the push carries them all; `eta(address, now)` is when a
-    change by `address` goes at the latest, for telling its viewers.
+    `request(address, viewer, now)` says a change by that viewer waits; `due(now)` is when the
+    next push may happen (None when nothing waits); `push(now)` charges the change that goes
+    first and clears every waiting one, since the push carries them all; `eta(address, viewer,
+    now)` is when a change of theirs goes at the latest.
 
     The rules, so that the account's connection budget (`max_per_window` in five minutes, each
     `min_interval` apart) is never spent by a few and a newcomer never waits on it:
 
-    * each address has `burst` restarts, refilled one per `address_interval`;
+    * each address has `ADDRESS_BURST` restarts, refilled one per `address_interval`, and each
+      viewer `VIEWER_BURST`, refilled `VIEWER_SLOWER` times slower: a change needs both;
     * pushes are `min_interval` apart, except that within `group` seconds of a push further
       ones join it (the upstream's own debounce makes them one restart);
     * addresses that already caused a restart in the window share half the budget between
       them; the other half is kept for an address's first change in the window (a newcomer);
-    * when several addresses wait, the one charged least recently goes first.
+    * when several wait, the address charged least recently goes first.
 
     >>> pacer = UpstreamPacer(min_interval=5.0, max_per_window=20, address_interval=60.0, group=1.0)
-    >>> pacer.request("hog", 0.0); pacer.due(0.0)
+    >>> pacer.request("hog", 1, 0.0); pacer.due(0.0)
     0.0
     >>> pacer.push(0.0)
-    'hog'
-    >>> pacer.request("hog", 20.0); pacer.request("newcomer", 20.0); pacer.push(20.0)
-    'newcomer'
+    ('hog', 1)
+    >>> pacer.request("hog", 1, 20.0); pacer.request("newcomer", 2, 20.0); pacer.push(20.0)
+    ('newcomer', 2)
     """
 
     def __init__(
@@ -138,23 +148,21 @@ class UpstreamPacer:
         max_per_window: int,
         address_interval: float,
         group: float,
-        burst: int = ADDRESS_BURST,
         window: float = WINDOW_SECONDS,
     ) -> None:
         self.min_interval = min_interval
         self.max_per_window = max_per_window
-        self.address_interval = address_interval
         self.group = group
-        self.burst = burst
         self.window = window
-        self._buckets: dict[str, _Bucket] = {}
+        self._addresses: _Buckets[str] = _Buckets(ADDRESS_BURST, address_interval)
+        self._viewers: _Buckets[int] = _Buckets(VIEWER_BURST, address_interval * VIEWER_SLOWER)
         self._charged_at: dict[str, float] = {}
-        self._waiting: dict[str, float] = {}
+        self._waiting: dict[tuple[str, int], float] = {}
         self._pushes: deque[float] = deque()
         self._group_until = float("-inf")
 
-    def request(self, address: str, now: float) -> None:
-        self._waiting.setdefault(address, now)
+    def request(self, address: str, viewer: int, now: float) -> None:
+        self._waiting.setdefault((address, viewer), now)
 
     def clear(self) -> None:
         """Nothing needs pushing after all (the change was undone): nobody is charged."""
@@ -163,54 +171,75 @@ class UpstreamPacer:
     def due(self, now: float) -> float | None:
         if not self._waiting:
             return None
-        return min(self._ready_at(address, now) for address in self._waiting)
+        return min(self._ready_at(address, viewer, now) for address, viewer in self._waiting)
 
-    def eta(self, address: str, now: float) -> float:
-        return self._ready_at(address, now)
+    def eta(self, address: str, viewer: int, now: float) -> float:
+        return self._ready_at(address, viewer, now)
 
-    def push(self, now: float) -> str | None:
-        """The push happens now: the address charged for it (None if none was due)."""
-        ready = [a for a in self._waiting if self._ready_at(a, now) <= now]
+    def push(self, now: float) -> tuple[str, int] | None:
+        """The push happens now: whose change it is charged to (None if none was due)."""
+        ready = [key for key in self._waiting if self._ready_at(*key, now) <= now]
         if not ready:
             return None
-        address = min(ready, key=lambda a: (self._charged_at.get(a, float("-inf")), a))
-        self._buckets[address] = _Bucket(self._tokens(address, now) - 1, now)
+        address, viewer = min(
+            ready, key=lambda key: (self._charged_at.get(key[0], float("-inf")), key)
+        )
+        self._addresses.take(address, now)
+        self._viewers.take(viewer, now)
         self._charged_at[address] = now
         if now >= self._group_until:
             self._pushes.append(now)
             self._group_until = now + self.group
         self._waiting.clear()
         self._forget(now)
-        return address
+        return address, viewer
 
-    def _ready_at(self, address: str, now: float) -> float:
-        at = max(now, self._refilled_at(address, now))
+    def _ready_at(self, address: str, viewer: int, now: float) -> float:
+        at = max(now, self._addresses.refilled_at(address, now))
+        at = max(at, self._viewers.refilled_at(viewer, now))
         if at < self._group_until:
             return at
         if self._pushes:
             at = max(at, self._pushes[-1] + self.min_interval)
         first_in_window = self._charged_at.get(address, float("-inf")) <= at - self.window
-        cap = self.max_per_window if first_in_window else self.max_per_window // 2
+        cap = max(1, self.max_per_window if first_in_window else self.max_per_window // 2)
         recent = [t for t in self._pushes if t > at - self.window]
-        if len(recent) >= max(cap, 1):
-            at = max(at, recent[len(recent) - max(cap, 1)] + self.window)
+        if len(recent) >= cap:
+            at = max(at, recent[len(recent) - cap] + self.window)
         return at
 
-    def _tokens(self, address: str, now: float) -> float:
-        bucket = self._buckets.get(address)
-        if bucket is None:
-            return float(self.burst)
-        return min(float(self.burst), bucket.tokens + (now - bucket.at) / self.address_interval)
-
-    def _refilled_at(self, address: str, now: float) -> float:
-        tokens = self._tokens(address, now)
-        return now if tokens >= 1 else now + (1 - tokens) * self.address_interval
-
     def _forget(self, now: float) -> None:
-        """Bounded memory: pushes out of the window, and addresses nothing remembers."""
+        """Bounded memory: pushes out of the window, and buckets as good as new."""
         while self._pushes and self._pushes[0] <= now - self.window:
             self._pushes.popleft()
         for address in [a for a, at in self._charged_at.items() if at <= now - self.window]:
-            if self._tokens(address, now) >= self.burst:
-                del self._charged_at[address]
-                self._buckets.pop(address, None)
+            del self._charged_at[address]
+        self._addresses.forget_full(now)
+        self._viewers.forget_full(now)
+
+
+class _Buckets(Generic[K]):
+    """A token bucket per key: `burst` tokens, one back every `interval`."""
+
+    def __init__(self, burst: int, interval: float) -> None:
+        self.burst = burst
+        self.interval = interval
+        self._buckets: dict[K, _Bucket] = {}
+
+    def tokens(self, key: K, now: float) -> float:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return float(self.burst)
+        return min(float(self.burst), bucket.tokens + (now - bucket.at) / self.interval)
+
+    def refilled_at(self, key: K, now: float) -> float:
+        """When `key` has a whole token (now, if it has one)."""
+        tokens = self.tokens(key, now)
+        return now if tokens >= 1 else now + (1 - tokens) * self.interval
+
+    def take(self, key: K, now: float) -> None:
+        self._buckets[key] = _Bucket(self.tokens(key, now) - 1, now)
+
+    def forget_full(self, now: float) -> None:
+        for key in [k for k in self._buckets if self.tokens(k, now) >= self.burst]:
+            del self._buckets[key]

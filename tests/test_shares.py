@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pats_trio.shares import ADDRESS_BURST, UpstreamPacer, fair_union
+from pats_trio.shares import ADDRESS_BURST, VIEWER_BURST, UpstreamPacer, fair_union
 
 
 def test_everything_fits_under_the_capacity() -> None:
@@ -47,54 +47,80 @@ def pacer() -> UpstreamPacer:
     return UpstreamPacer(min_interval=5.0, max_per_window=20, address_interval=60.0, group=1.0)
 
 
-def test_an_address_churning_gets_its_burst_then_one_restart_a_minute() -> None:
+def test_a_viewer_churning_gets_its_burst_then_one_restart_every_two_minutes() -> None:
     churn = pacer()
     pushes: list[float] = []
     now = 0.0
     while now < 300:
-        churn.request("hog", now)
+        churn.request("hog", 1, now)
         due = churn.due(now)
         assert due is not None
         if due <= now:
-            churn.push(now)
+            assert churn.push(now) == ("hog", 1)
             pushes.append(now)
         now += 2.0
-    # The burst, then one for each token back (60 s each) in the rest of the five minutes.
-    assert ADDRESS_BURST + 3 <= len(pushes) <= ADDRESS_BURST + 5, pushes
+    # Its burst, 5 s apart, then one for each token back (120 s each) in the five minutes.
+    assert pushes[:VIEWER_BURST] == [0.0, 6.0, 12.0]
+    assert VIEWER_BURST + 2 <= len(pushes) <= VIEWER_BURST + 3, pushes
 
 
 def test_a_newcomer_goes_first_and_at_once_while_a_hog_waits() -> None:
     paced = pacer()
     for t in (0.0, 6.0, 12.0):
-        paced.request("hog", t)
-        assert paced.push(t) == "hog"
-    paced.request("hog", 20.0)
-    assert paced.due(20.0) == pytest.approx(60.0), "its bucket is empty until a token is back"
-    paced.request("newcomer", 20.0)
+        paced.request("hog", 1, t)
+        assert paced.push(t) == ("hog", 1)
+    paced.request("hog", 1, 20.0)
+    assert paced.due(20.0) == pytest.approx(120.0), "its bucket is empty until a token is back"
+    paced.request("newcomer", 2, 20.0)
     assert paced.due(20.0) == 20.0
-    assert paced.push(20.0) == "newcomer"
+    assert paced.push(20.0) == ("newcomer", 2)
     assert paced.due(20.0) is None, "the hog's change rode along"
+
+
+def test_a_viewer_churning_leaves_restarts_for_the_others_at_its_address() -> None:
+    """Behind one NAT: a churning viewer's own bucket runs dry before its address's does."""
+    paced = pacer()
+    now = 0.0
+    for _ in range(20):
+        paced.request("office", 1, now)
+        if (due := paced.due(now)) is not None and due <= now:
+            paced.push(now)
+        now += 6.0
+    paced.request("office", 2, now)
+    assert paced.due(now) == now
+    assert paced.push(now) == ("office", 2)
+
+
+def test_the_viewers_of_one_address_share_its_bucket() -> None:
+    paced = pacer()
+    for viewer in range(ADDRESS_BURST):
+        paced.request("office", viewer, viewer * 6.0)
+        assert paced.push(viewer * 6.0) == ("office", viewer)
+    now = ADDRESS_BURST * 6.0
+    paced.request("office", 99, now)
+    # Each took one of the address's six; its tokens come back one a minute, from the first.
+    assert paced.due(now) == pytest.approx(60.0)
 
 
 def test_repeat_changers_share_half_the_budget_and_newcomers_the_rest() -> None:
     paced = pacer()
     now = 0.0
     for n in range(10):
-        paced.request(f"a{n}", now)
-        assert paced.push(now) == f"a{n}"
+        paced.request(f"a{n}", n, now)
+        assert paced.push(now) == (f"a{n}", n)
         now += 5.0
-    paced.request("a0", now)
+    paced.request("a0", 0, now)
     assert paced.due(now) == 300.0, "ten restarts in the window: repeat changers wait"
-    paced.request("fresh", now)
-    assert paced.push(now) == "fresh", "a first change still goes at once"
+    paced.request("fresh", 100, now)
+    assert paced.push(now) == ("fresh", 100), "a first change still goes at once"
 
 
 def test_changes_within_the_group_join_one_restart() -> None:
     paced = pacer()
-    paced.request("a", 0.0)
+    paced.request("a", 1, 0.0)
     paced.push(0.0)
-    paced.request("b", 0.5)
+    paced.request("b", 2, 0.5)
     assert paced.due(0.5) == 0.5
     paced.push(0.5)
-    paced.request("c", 1.5)
+    paced.request("c", 3, 1.5)
     assert paced.due(1.5) == 5.0
