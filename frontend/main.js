@@ -10,7 +10,8 @@ import { Notices } from './notices.js';
 import { filterForInput, filterFromUrl, filterString, urlForFilter } from './query.js';
 import { Indicator, RateMeter } from './status.js';
 
-const FILTER_ERROR_CODES = new Set(['empty_phrase', 'phrase_too_long', 'too_many_phrases']);
+const FILTER_ERROR_CODES = new Set(['empty_phrase', 'phrase_too_long', 'too_many_phrases', 'viewer_phrase_limit',
+  'address_phrase_limit']);
 const FALLBACK_MESSAGES = {
   empty_phrase: 'One of the phrases in the filter is empty.',
   phrase_too_long: 'One of the phrases in the filter is too long.',
