@@ -21,6 +21,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection
 from wsproto.events import Request as WSRequest
 
 import pats_trio
@@ -357,3 +358,78 @@ async def test_a_viewer_that_never_reads_loses_its_slot_and_holds_no_shutdown(
         assert trio.current_time() - stopped < grace + 3
         assert process.returncode == 0
         stuck.close()
+
+
+async def raw_viewer(port: int) -> tuple[trio.SocketStream, WSConnection]:
+    """A viewer on a plain socket, past the handshake, that sends exactly what it is told to
+    (wsproto answers nothing by itself: no pongs)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    client = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(client.send(WSRequest(host=f"127.0.0.1:{port}", target="/ws")))
+    while True:
+        data = await stream.receive_some(65536)
+        assert data, "closed during the handshake"
+        client.receive_data(data)
+        if any(isinstance(event, AcceptConnection) for event in client.events()):
+            return stream, client
+
+
+async def close_code_read(stream: trio.SocketStream, client: WSConnection) -> int | None:
+    """Read until the server closes the TCP connection: the code of its close frame, if any."""
+    code: int | None = None
+    while data := await stream.receive_some(65536):
+        client.receive_data(data)
+        for event in client.events():
+            if isinstance(event, CloseConnection):
+                code = event.code
+    return code
+
+
+@pytest.mark.parametrize("command", [pats_trio_command, hypercorn_command])
+async def test_protocol_errors_are_answered_with_their_close_codes(
+    command: Callable[[int], list[str]], tmp_path: Path
+) -> None:
+    """hypercorn used to drop the TCP connection without a close frame."""
+    port = free_port()
+    masked = b"\x01\x02\x03\x04"
+    cases = {
+        b"\x81\x05hello": 1002,  # unmasked
+        b"\x81\x84"
+        + masked
+        + bytes(b ^ masked[i] for i, b in enumerate(b"\xff\xfe\xfd\xfc")): 1007,
+        b"\x83\x80" + masked: 1002,  # a reserved opcode
+    }
+    async with serving(command(port), port, tmp_path, clean_env(PATS_EMULATOR_RATE="0")):
+        with trio.fail_after(STARTUP_TIMEOUT):
+            for frame, expected in cases.items():
+                stream, client = await raw_viewer(port)
+                await stream.send_all(frame)
+                assert await close_code_read(stream, client) == expected
+
+
+@pytest.mark.parametrize("command", [pats_trio_command, hypercorn_command])
+async def test_a_peer_that_stops_answering_pings_is_dropped_and_its_slot_freed(
+    command: Callable[[int], list[str]], tmp_path: Path
+) -> None:
+    """Without server pings a peer gone without a FIN stayed counted (and held its address's
+    slot) for as long as the server ran."""
+    port = free_port()
+    env = clean_env(PATS_EMULATOR_RATE="0", PATS_WS_PING_SECONDS="0.5", PATS_MAX_CLIENTS_PER_IP="1")
+    url = f"ws://127.0.0.1:{port}/ws"
+    async with serving(command(port), port, tmp_path, env):
+        with trio.fail_after(STARTUP_TIMEOUT):
+            # A viewer whose client answers pings (trio-websocket does) stays past many.
+            async with open_websocket_url(url) as kept:
+                assert orjson.loads(await kept.get_message())["type"] == "hello"
+                await trio.sleep(2.5)
+                assert not kept.closed
+            while True:  # the server sees that one leave
+                async with open_websocket_url(url) as probe:
+                    if orjson.loads(await probe.get_message())["type"] == "hello":
+                        break
+            stream, client = await raw_viewer(port)
+        with trio.fail_after(5):
+            assert await close_code_read(stream, client) is None
+        with trio.fail_after(5):
+            async with open_websocket_url(url) as after:
+                assert orjson.loads(await after.get_message())["type"] == "hello"
