@@ -21,11 +21,13 @@
    a frame's first bytes and then trickling or stopping. A message unfinished after
    `MESSAGE_SECONDS_SETTING` seconds (`PATS_WS_MESSAGE_SECONDS`) is closed with 1008 and its
    bytes dropped. A peer idle between messages is the ping's business, not this one's.
-5. **The server's own close lets go.** After a close frame of its own (its 1009, a protocol
-   error's, the app's 1008 or 4001), hypercorn waited for the peer's answer for as long as the
-   socket lived, and went on buffering the rest of a refused message meanwhile (the soak saw
-   four 15.9 MB frames held that way). What arrives after it is now dropped, and the connection
-   is closed `CLOSE_SECONDS` after it whatever the peer does, as websockets' `close_timeout`.
+5. **The server's own close lets go.** After its own 1009, hypercorn waited for the peer's
+   answer for as long as the socket lived, and went on buffering the rest of the refused message
+   meanwhile (the soak saw four 15.9 MB frames held that way). What arrives after any close of
+   the server's (a 1009, a protocol error's, a timed-out message's, the app's) is now dropped,
+   and the connection ends `CLOSE_SECONDS` after it whatever the peer does, as with websockets'
+   `close_timeout` (the app's closes already ended it when the app returned, unless the close
+   frame's write was waiting on a full socket).
 
 Each repair is checked against hypercorn's own classes by the tests. Repairs 2 to 5 replace
 private `WSStream` methods: a hypercorn of another version keeps its own, with a warning, rather
