@@ -151,6 +151,8 @@ class Settings:
     `shares.UpstreamPacer`); one viewer gets half of them."""
     ws_ping_seconds: float = _setting("PATS_WS_PING_SECONDS", 20.0, float)
     """hypercorn pings every viewer this often; one silent for two intervals is dropped."""
+    ws_message_seconds: float = _setting("PATS_WS_MESSAGE_SECONDS", 10.0, float)
+    """A WebSocket message must arrive whole this long after its first byte, or close 1008."""
     emulator_rate: float = _setting("PATS_EMULATOR_RATE", 5.0, float)
     emulator_seed: int | None = _setting("PATS_EMULATOR_SEED", None, _optional_int)
 
@@ -272,6 +274,7 @@ def validate(settings: Settings) -> None:
     if settings.ws_ping_seconds < 0:
         raise SettingsError("PATS_WS_PING_SECONDS must be 0 (no pings) or more")
     _positive("PATS_SLOW_CLIENT_SECONDS", settings.slow_client_seconds)
+    _positive("PATS_WS_MESSAGE_SECONDS", settings.ws_message_seconds)
     if settings.emulator_rate < 0:
         raise SettingsError("PATS_EMULATOR_RATE must be 0 or more")
     if not settings.twitter_stream_url.startswith(("http://", "https://")):

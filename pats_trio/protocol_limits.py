@@ -1,5 +1,6 @@
-"""What hypercorn must enforce itself, before the app sees it: a WebSocket message's size, and
-pings, so that a peer that went silent is dropped (`hypercorn_patch` closes it).
+"""What hypercorn must enforce itself, before the app sees it: a WebSocket message's size, the
+time a message may take (`hypercorn_patch` closes one unfinished then with 1008), and pings, so
+that a peer that went silent is dropped (`hypercorn_patch` closes it).
 
 hypercorn buffers a whole message (16 MiB by default) before handing it to the app, so the
 app's own limit (`PATS_MAX_MESSAGE_BYTES`, 4 KiB) was checked after up to 16 MiB per socket had
@@ -14,6 +15,7 @@ from __future__ import annotations
 from hypercorn.config import Config
 
 from pats_trio.config import Settings
+from pats_trio.hypercorn_patch import MESSAGE_SECONDS_SETTING
 
 HEADROOM = 4
 """The app counts a message's UTF-8 bytes; this leaves room for its own friendlier refusal."""
@@ -32,6 +34,7 @@ def limit_config(config: Config, settings: Settings) -> None:
     """For `pats-trio serve`, which builds hypercorn's config itself."""
     config.websocket_max_message_size = websocket_message_limit(settings)
     config.websocket_ping_interval = ping_interval(settings)
+    setattr(config, MESSAGE_SECONDS_SETTING, settings.ws_message_seconds)
 
 
 def limit_hypercorn_defaults(settings: Settings) -> None:
@@ -40,3 +43,4 @@ def limit_hypercorn_defaults(settings: Settings) -> None:
     file or flag set it, so the app's first call (lifespan start-up) can still lower it."""
     Config.websocket_max_message_size = websocket_message_limit(settings)
     Config.websocket_ping_interval = ping_interval(settings)
+    setattr(Config, MESSAGE_SECONDS_SETTING, settings.ws_message_seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,7 +18,13 @@ from hypercorn.trio.worker_context import WorkerContext
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Ping
 
-from pats_trio.hypercorn_patch import PINNED_VERSION, SILENT_PINGS, repair_hypercorn
+from pats_trio.hypercorn_patch import (
+    CLOSE_SECONDS,
+    MESSAGE_SECONDS_SETTING,
+    PINNED_VERSION,
+    SILENT_PINGS,
+    repair_hypercorn,
+)
 
 TIMEOUT = 5
 
@@ -68,6 +75,22 @@ class Sent:
         return [event for event in client.events() if isinstance(event, CloseConnection)]
 
 
+class Spawned:
+    """The connection's task group, as far as a `WSStream` uses it: the tasks it asks for are
+    kept, for the test to run (or not)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Callable[..., Awaitable[None]], tuple[Any, ...]]] = []
+
+    def spawn(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self.calls.append((func, args))
+
+    async def run_all(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for func, args in self.calls:
+                nursery.start_soon(func, *args)
+
+
 def accepted_stream(config: Config | None = None) -> tuple[WSStream, Sent, list[Any]]:
     """hypercorn's own `WSStream`, past an accepted handshake, without a socket."""
     repair_hypercorn()
@@ -80,7 +103,7 @@ def accepted_stream(config: Config | None = None) -> tuple[WSStream, Sent, list[
         None,  # type: ignore[arg-type]
         config or Config(),
         WorkerContext(None),
-        None,  # type: ignore[arg-type]
+        Spawned(),  # type: ignore[arg-type]
         False,
         ("127.0.0.1", 1),
         ("127.0.0.1", 2),
@@ -205,3 +228,100 @@ async def test_the_first_ping_waits_one_interval(autojump_clock: Any) -> None:
             await trio.sleep(2)
             assert len(sent.events) == 1
             await stream.handle(StreamClosed(stream_id=1))
+
+
+def spawned(stream: WSStream) -> Spawned:
+    return stream.task_group  # type: ignore[return-value]
+
+
+def frame_start(opcode: int, length: int, *, fin: bool = True) -> bytes:
+    """A client frame's header announcing `length` bytes (up to 64 KiB), masked with key zero
+    so that its payload goes as it is."""
+    first = (0x80 if fin else 0) | opcode
+    if length < 126:
+        return bytes((first, 0x80 | length)) + bytes(4)
+    return bytes((first, 0x80 | 126)) + length.to_bytes(2, "big") + bytes(4)
+
+
+def limited(max_bytes: int, message_seconds: float = 10) -> Config:
+    config = Config()
+    config.websocket_max_message_size = max_bytes
+    setattr(config, MESSAGE_SECONDS_SETTING, message_seconds)
+    return config
+
+
+async def test_a_refused_message_is_dropped_and_what_follows_it_is_not_kept() -> None:
+    """hypercorn kept the refused message's buffer and went on filling it with the rest of the
+    message until the peer answered its 1009: four 15.9 MB frames held 46 MiB in the soak."""
+    with trio.fail_after(TIMEOUT):
+        stream, sent, delivered = accepted_stream(limited(1000))
+        await stream.handle(Data(stream_id=1, data=frame_start(0x2, 60_000) + bytes(2000)))
+        assert [close.code for close in sent.close_frames()] == [1009]
+        for _ in range(20):
+            await stream.handle(Data(stream_id=1, data=bytes(2000)))
+        assert stream.buffer.length == 0
+        assert stream.buffer.value is None
+        assert [close.code for close in sent.close_frames()] == [1009]
+        assert delivered == []
+
+
+async def test_a_message_unfinished_in_time_is_closed_with_1008_and_dropped(
+    autojump_clock: Any,
+) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        stream, sent, delivered = accepted_stream(limited(10_000, message_seconds=3))
+        began = trio.current_time()
+        await stream.handle(Data(stream_id=1, data=frame_start(0x2, 5000) + bytes(100)))
+        assert stream.buffer.length == 100
+        await spawned(stream).run_all()
+        assert 3 <= trio.current_time() - began < 4
+        assert [close.code for close in sent.close_frames()] == [1008]
+        assert stream.buffer.value is None
+        assert delivered == []
+
+
+async def test_a_message_finished_in_time_is_delivered_and_its_timer_ends(
+    autojump_clock: Any,
+) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        stream, sent, delivered = accepted_stream(limited(10_000, message_seconds=3))
+        await stream.handle(Data(stream_id=1, data=frame_start(0x1, 5, fin=False) + b"hello"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(spawned(stream).run_all)
+            await trio.sleep(2)
+            await stream.handle(Data(stream_id=1, data=frame_start(0x0, 6) + b" world"))
+            began = trio.current_time()
+        assert trio.current_time() - began < 1
+        assert [message["text"] for message in delivered] == ["hello world"]
+        assert sent.close_frames() == []
+
+
+async def test_the_servers_own_close_lets_go_of_a_peer_that_never_answers(
+    autojump_clock: Any,
+) -> None:
+    """hypercorn waited for the answer to its close for as long as the socket lived."""
+    with trio.fail_after(TIMEOUT * 10):
+        stream, sent, _ = accepted_stream(limited(1000))
+        await stream.handle(Data(stream_id=1, data=frame_start(0x2, 60_000) + bytes(2000)))
+        began = trio.current_time()
+        await spawned(stream).run_all()
+        assert trio.current_time() - began == pytest.approx(CLOSE_SECONDS)
+        assert isinstance(sent.events[-1], StreamClosed)
+
+
+async def test_a_peer_that_answers_the_close_ends_the_wait_at_once(autojump_clock: Any) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        stream, sent, _ = accepted_stream(limited(1000))
+        # All of a message too long, so that the peer's answer is next.
+        await stream.handle(Data(stream_id=1, data=frame_start(0x2, 3000) + bytes(3000)))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(spawned(stream).run_all)
+            await trio.sleep(1)
+            await stream.handle(Data(stream_id=1, data=client_frame(0x8, b"\x03\xf1")))
+            assert stream.closed is False  # hypercorn's protocol would send StreamClosed back
+            await stream.handle(StreamClosed(stream_id=1))
+            answered = trio.current_time()
+        assert trio.current_time() - answered < 1
+        assert [event for event in sent.events if isinstance(event, StreamClosed)] == [
+            StreamClosed(stream_id=1)
+        ]
