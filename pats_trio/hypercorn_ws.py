@@ -1,0 +1,263 @@
+"""Prepared frames under hypercorn: its WebSocket stream negotiates compression without context
+takeover and writes `prepared_frames` wire bytes as they are.
+
+hypercorn (0.18) accepts permessage-deflate with context takeover from every browser and
+compresses every message once per viewer in wsproto, keeping a compressor per viewer for the
+connection's life (hypercorn issue #307): 4.3x the memory of an idle viewer, twice the CPU of a
+delivery. Two small changes to `hypercorn.protocol.ws_stream`, made by `install()`:
+
+* **Negotiation.** Every accepted offer gets `server_no_context_takeover` (so a message
+  compressed once, on its own, is valid on every connection, and wsproto keeps no compressor
+  between messages) and `client_no_context_takeover` (so it keeps no decompressor between a
+  viewer's rare messages either), and a valueless `client_max_window_bits` offer, what browsers
+  send, is answered with `INBOUND_WINDOW_BITS`. A `server_max_window_bits` offer is honoured.
+* **Sending.** The stream announces the ASGI extension `prepared_frames.EXTENSION` in each
+  WebSocket scope and takes `prepared_frames.SEND_PREPARED` messages: the frames' wire bytes for
+  this connection's negotiated window, in one write, with no per-viewer encoding or compression.
+
+Both wrap hypercorn's own methods, so everything else (handshake checks, pings, closes, the
+ordinary `websocket.send`) stays hypercorn's. Any other ASGI server, or hypercorn without this,
+sends no such extension and the viewer uses plain `websocket.send` (`viewer.py`).
+
+Error handling: `install()` raises `IncompatibleHypercornError`, leaving hypercorn untouched, for a
+hypercorn release outside `SUPPORTED_HYPERCORN` or one whose stream no longer has the shape
+this relies on; it then negotiates a handshake to prove the change took. Nothing falls back
+quietly: the tests run the same checks against the installed hypercorn.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hypercorn.protocol import ws_stream
+from hypercorn.protocol.events import Data, Request
+from hypercorn.utils import UnexpectedMessageError
+from wsproto.connection import ConnectionState
+from wsproto.extensions import PerMessageDeflate
+
+from pats_trio.prepared_frames import (
+    EXTENSION,
+    MAX_WINDOW_BITS,
+    MIN_WINDOW_BITS,
+    SEND_PREPARED,
+    PreparedFrame,
+)
+
+SUPPORTED_HYPERCORN = ("0.18.",)
+"""The releases whose `WSStream` this was written against and tested with."""
+INBOUND_WINDOW_BITS = 9
+"""The LZ77 window a browser may compress its (few, small) messages with."""
+
+_DEFLATE_NAME = "PerMessageDeflate"
+"""The name `Handshake.accept` looks its extension class up by, in hypercorn's module."""
+_WINDOW_ATTRIBUTE = "_pats_window_bits"
+_MARK = "_pats_prepared_frames"
+_originals: dict[str, Any] = {}
+
+
+class IncompatibleHypercornError(RuntimeError):
+    """The installed hypercorn is not one this integration was tested with."""
+
+
+class SharedDeflate(PerMessageDeflate):
+    """permessage-deflate as every viewer gets it: no context kept on either side."""
+
+    def __init__(self) -> None:
+        super().__init__(client_no_context_takeover=True, server_no_context_takeover=True)
+
+    def accept(self, offer: str) -> bool | str | None:
+        """The answer to one offer; None declines it (a window outside 9-15, or a second offer
+        in the same header after the first was accepted)."""
+        if self.enabled():
+            return None
+        params: dict[str, str] = {}
+        for part in offer.split(";")[1:]:
+            name, _, value = part.partition("=")
+            params[name.strip()] = value.strip().strip('"')
+        answer = ["server_no_context_takeover", "client_no_context_takeover"]
+        try:
+            if "client_max_window_bits" in params:
+                offered = params["client_max_window_bits"]
+                bits = min(int(offered), INBOUND_WINDOW_BITS) if offered else INBOUND_WINDOW_BITS
+                answer.append(f"client_max_window_bits={_window(bits)}")
+            if "server_max_window_bits" in params:
+                answer.append(
+                    f"server_max_window_bits={_window(int(params['server_max_window_bits']))}"
+                )
+        except ValueError:
+            return None
+        accepted = "; ".join(answer)
+        self.finalize(f"{self.name}; {accepted}")
+        return accepted
+
+
+def _window(bits: int) -> int:
+    if not MIN_WINDOW_BITS <= bits <= MAX_WINDOW_BITS:
+        raise ValueError(f"window bits {bits}")
+    return bits
+
+
+def negotiated_window_bits(response_headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The server's window for prepared compressed frames, from the handshake response: None
+    where permessage-deflate was not accepted or context takeover was not ruled out."""
+    for name, value in response_headers:
+        if name.lower() != b"sec-websocket-extensions":
+            continue
+        for extension in value.decode("latin-1").split(","):
+            parts = [part.strip() for part in extension.split(";")]
+            if parts[0] != PerMessageDeflate.name or "server_no_context_takeover" not in parts:
+                continue
+            bits = MAX_WINDOW_BITS
+            for part in parts[1:]:
+                key, _, number = part.partition("=")
+                if key.strip() == "server_max_window_bits":
+                    bits = int(number.strip().strip('"'))
+            return bits if MIN_WINDOW_BITS <= bits <= MAX_WINDOW_BITS else None
+    return None
+
+
+def installed() -> bool:
+    return getattr(ws_stream.WSStream.app_send, _MARK, False) is True
+
+
+def install() -> None:
+    """Idempotent: every app build calls it. Raises `IncompatibleHypercornError`; see the module."""
+    if installed():
+        return
+    _check_hypercorn()
+    stream, handshake = ws_stream.WSStream, ws_stream.Handshake
+    _originals.update(
+        handle=stream.handle,
+        app_send=stream.app_send,
+        accept=handshake.accept,
+        deflate=deflate_extension(),
+    )
+    original_handle: Callable[[Any, Any], Awaitable[None]] = stream.handle
+    original_app_send: Callable[[Any, Any], Awaitable[None]] = stream.app_send
+    original_accept: Callable[..., Any] = handshake.accept
+
+    async def handle(self: Any, event: Any) -> None:
+        if isinstance(event, Request) and not self.closed:
+            self.app = _Announcing(self.app)
+        await original_handle(self, event)
+
+    async def app_send(self: Any, message: Any) -> None:
+        if message is not None and message["type"] == SEND_PREPARED:
+            await _send_prepared(self, message)
+        else:
+            await original_app_send(self, message)
+
+    def accept(self: Any, *args: Any, **kwargs: Any) -> Any:
+        status_code, headers, connection = original_accept(self, *args, **kwargs)
+        setattr(self, _WINDOW_ATTRIBUTE, negotiated_window_bits(headers))
+        return status_code, headers, connection
+
+    setattr(app_send, _MARK, True)
+    setattr(ws_stream, _DEFLATE_NAME, SharedDeflate)
+    stream.handle = handle  # type: ignore[method-assign]
+    stream.app_send = app_send  # type: ignore[method-assign]
+    handshake.accept = accept  # type: ignore[method-assign]
+    try:
+        _prove_negotiation()
+    except IncompatibleHypercornError:
+        uninstall()
+        raise
+
+
+def uninstall() -> None:
+    """Puts hypercorn back as it was: for the tests of the plain ASGI path."""
+    if not installed():
+        return
+    ws_stream.WSStream.handle = _originals["handle"]  # type: ignore[method-assign]
+    ws_stream.WSStream.app_send = _originals["app_send"]  # type: ignore[method-assign]
+    ws_stream.Handshake.accept = _originals["accept"]  # type: ignore[method-assign]
+    setattr(ws_stream, _DEFLATE_NAME, _originals["deflate"])
+    _originals.clear()
+
+
+def deflate_extension() -> Any:
+    """The class hypercorn's handshake builds its permessage-deflate extension from."""
+    return getattr(ws_stream, _DEFLATE_NAME, None)
+
+
+def hypercorn_version() -> str:
+    return importlib.metadata.version("hypercorn")
+
+
+def _check_hypercorn() -> None:
+    version = hypercorn_version()
+    if not version.startswith(SUPPORTED_HYPERCORN):
+        raise IncompatibleHypercornError(
+            f"hypercorn {version} is not one pats-trio's WebSocket integration was tested with "
+            f"({', '.join(v + 'x' for v in SUPPORTED_HYPERCORN)}): install a supported hypercorn"
+        )
+    missing = [
+        name
+        for owner, name in (
+            (ws_stream, _DEFLATE_NAME),
+            (ws_stream, "ASGIWebsocketState"),
+            (ws_stream.WSStream, "handle"),
+            (ws_stream.WSStream, "app_send"),
+            (ws_stream.Handshake, "accept"),
+        )
+        if not hasattr(owner, name)
+    ]
+    if missing or deflate_extension() is not PerMessageDeflate:
+        raise IncompatibleHypercornError(
+            f"hypercorn {version}'s WebSocket stream changed shape "
+            f"(missing: {', '.join(missing) or 'none'}; its deflate extension: "
+            f"{deflate_extension()!r})"
+        )
+
+
+def _prove_negotiation() -> None:
+    """A browser's offer, negotiated by the patched hypercorn, must come back without context
+    takeover, else prepared compressed frames would corrupt wsproto's own."""
+    offer = [
+        (b"connection", b"Upgrade"),
+        (b"upgrade", b"websocket"),
+        (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+        (b"sec-websocket-version", b"13"),
+        (b"sec-websocket-extensions", b"permessage-deflate; client_max_window_bits"),
+    ]
+    handshake = ws_stream.Handshake(offer, "1.1")
+    _, headers, _ = handshake.accept(None, [])
+    if getattr(handshake, _WINDOW_ATTRIBUTE, None) != MAX_WINDOW_BITS:
+        raise IncompatibleHypercornError(
+            f"hypercorn {hypercorn_version()} did not negotiate server_no_context_takeover "
+            f"through pats-trio's extension: {dict(headers).get(b'sec-websocket-extensions')!r}"
+        )
+
+
+class _Announcing:
+    """hypercorn's app wrapper, announcing `EXTENSION` in the scope it hands the app."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Any, *args: Any) -> None:
+        scope["extensions"][EXTENSION] = {}
+        await self._app(scope, *args)
+
+
+async def _send_prepared(stream: Any, message: Any) -> None:
+    """One write of the frames' wire bytes for this connection, as hypercorn would write a
+    frame of its own: nothing once the stream or the WebSocket is closing."""
+    if stream.closed:
+        return
+    if stream.state is not ws_stream.ASGIWebsocketState.CONNECTED:
+        raise UnexpectedMessageError(stream.state, message["type"])
+    if stream.connection.state is not ConnectionState.OPEN:
+        return
+    binary: bool = message["binary"]
+    window_bits: int | None = getattr(stream.handshake, _WINDOW_ATTRIBUTE, None)
+    frames: list[PreparedFrame] = message["frames"]
+    if len(frames) == 1:
+        data = frames[0].wire(binary=binary, window_bits=window_bits)
+    else:
+        data = b"".join(frame.wire(binary=binary, window_bits=window_bits) for frame in frames)
+    await stream.send(Data(stream_id=stream.stream_id, data=data))
