@@ -28,11 +28,15 @@ quietly: the tests run the same checks against the installed hypercorn.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import trio
 from hypercorn.protocol import ws_stream
 from hypercorn.protocol.events import Data, Request
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.utils import UnexpectedMessageError
 from wsproto.connection import ConnectionState
 from wsproto.extensions import PerMessageDeflate
@@ -53,6 +57,7 @@ INBOUND_WINDOW_BITS = 9
 _DEFLATE_NAME = "PerMessageDeflate"
 """The name `Handshake.accept` looks its extension class up by, in hypercorn's module."""
 _WINDOW_ATTRIBUTE = "_pats_window_bits"
+_DIRECT_ATTRIBUTE = "_pats_direct"
 _MARK = "_pats_prepared_frames"
 _originals: dict[str, Any] = {}
 
@@ -245,8 +250,15 @@ class _Announcing:
 
 
 async def _send_prepared(stream: Any, message: Any) -> None:
-    """One write of the frames' wire bytes for this connection, as hypercorn would write a
-    frame of its own: nothing once the stream or the WebSocket is closing."""
+    """The frames' wire bytes for this connection, in one write: nothing once the stream or the
+    WebSocket is closing.
+
+    Where the connection is plain HTTP/1.1 under hypercorn's Trio worker and no other write is
+    under way (its send lock is free), the bytes go straight to the socket with one
+    non-blocking `write`, the floor's way, instead of through the protocol, the lock, a shielded
+    scope and Trio's socket wrapper: that path cost about as much per delivery as everything
+    else together. Whatever the socket does not take goes on through hypercorn, shielded, since
+    part of a frame is already written."""
     if stream.closed:
         return
     if stream.state is not ws_stream.ASGIWebsocketState.CONNECTED:
@@ -260,4 +272,37 @@ async def _send_prepared(stream: Any, message: Any) -> None:
         data = frames[0].wire(binary=binary, window_bits=window_bits)
     else:
         data = b"".join(frame.wire(binary=binary, window_bits=window_bits) for frame in frames)
-    await stream.send(Data(stream_id=stream.stream_id, data=data))
+    server = _direct_server(stream)
+    if server is None or server.send_lock.locked():
+        await stream.send(Data(stream_id=stream.stream_id, data=data))
+        return
+    try:
+        written = os.write(server.stream.socket.fileno(), data)
+    except OSError:  # full (BlockingIOError), or closed: hypercorn's path finds out which
+        written = 0
+    if written == len(data):
+        return
+    if written == 0:
+        await stream.send(Data(stream_id=stream.stream_id, data=data))
+        return
+    with trio.CancelScope(shield=True):
+        await stream.send(Data(stream_id=stream.stream_id, data=data[written:]))
+
+
+def _direct_server(stream: Any) -> Any:
+    """The connection's `TCPServer`, where its socket may be written directly: HTTP/1.1
+    without TLS under the Trio worker. None otherwise (HTTP/2 frames, TLS records, the asyncio
+    worker): those writes go through hypercorn. Found once per stream."""
+    found = stream.__dict__.get(_DIRECT_ATTRIBUTE, False)
+    if found is False:
+        protocol = getattr(stream.send, "__self__", None)
+        server = getattr(getattr(protocol, "send", None), "__self__", None)
+        direct = (
+            isinstance(protocol, H11Protocol)
+            and isinstance(server, TCPServer)
+            and isinstance(getattr(server, "send_lock", None), trio.Lock)
+            and isinstance(getattr(server, "stream", None), trio.SocketStream)
+        )
+        found = server if direct else None
+        setattr(stream, _DIRECT_ATTRIBUTE, found)
+    return found

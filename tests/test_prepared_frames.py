@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 import trio
+from hypercorn.events import RawData
 from hypercorn.protocol import ws_stream
+from hypercorn.trio.tcp_server import TCPServer
 from trio_websocket import open_websocket_url
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -131,6 +133,22 @@ def compressions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.fixture
+def hypercorn_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write that goes through hypercorn's `TCPServer.protocol_send`, on connections
+    opened from here on; prepared frames written straight to the socket are not among them."""
+    writes: list[bytes] = []
+    original = TCPServer.protocol_send
+
+    async def counting(self: TCPServer, event: Any) -> None:
+        if isinstance(event, RawData):
+            writes.append(event.data)
+        await original(self, event)
+
+    monkeypatch.setattr(TCPServer, "protocol_send", counting)
+    return writes
+
+
+@pytest.fixture
 def without_integration() -> Iterator[None]:
     """hypercorn as it ships, for connections opened in the test; the app's next build puts the
     integration back, and so does this fixture's end (so it comes before `monkeypatch`)."""
@@ -150,7 +168,7 @@ async def inject_when_connected(served: Served, statuses: list[dict[str, Any]]) 
 
 
 async def test_viewers_with_and_without_compression_read_the_same_tweets_from_bytes_built_once(
-    served: Served, compressions: list[int]
+    served: Served, compressions: list[int], hypercorn_writes: list[bytes]
 ) -> None:
     with trio.fail_after(TIMEOUT):
         assert hypercorn_ws.installed()
@@ -169,13 +187,17 @@ async def test_viewers_with_and_without_compression_read_the_same_tweets_from_by
         async with open_websocket_url(served.ws_url) as ws:
             library = Viewer(ws)
             assert (await library.next_frame())["type"] == "hello"
-            before = len(compressions)
+            before, written = len(compressions), len(hypercorn_writes)
             sent = tweets_for_test(6)
             await inject_when_connected(served, sent)
             expected = [t["id_str"] for t in sent]
             got = {v: await v.tweets(len(sent)) for v in (*deflated, plain)}
             got_library = await library.tweets(len(sent))
+            through_hypercorn = hypercorn_writes[written:]
         assert [t["id_str"] for t in got_library] == expected
+        # Sockets that keep up are written directly; nothing of the tweets went through hypercorn.
+        frames = [w for w in through_hypercorn if w[0] & 0x0F in (0x1, 0x2) and w[0] & 0x80]
+        assert frames == [], "the emulator's writes (HTTP) are hypercorn's, the viewers' aren't"
         for tweets in got.values():
             assert tweets == got_library, "every viewer decodes the same JSON"
         # Once per tweet per negotiated window (15 for a and b, 10 for small), never per viewer.
