@@ -14,6 +14,8 @@ delivery. Two small changes to `hypercorn.protocol.ws_stream`, made by `install(
 * **Sending.** The stream announces the ASGI extension `prepared_frames.EXTENSION` in each
   WebSocket scope and takes `prepared_frames.SEND_PREPARED` messages: the frames' wire bytes for
   this connection's negotiated window, in one write, with no per-viewer encoding or compression.
+  On plain HTTP/1.1 under the Trio worker, when no other write is under way, that write is one
+  non-blocking `write` to the socket, as the benchmark's floor does (see `_send_prepared`).
 
 Both wrap hypercorn's own methods, so everything else (handshake checks, pings, closes, the
 ordinary `websocket.send`) stays hypercorn's. Any other ASGI server, or hypercorn without this,
