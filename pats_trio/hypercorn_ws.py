@@ -29,6 +29,7 @@ quietly: the tests run the same checks against the installed hypercorn.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 from collections.abc import Awaitable, Callable
@@ -61,7 +62,8 @@ _DEFLATE_NAME = "PerMessageDeflate"
 _WINDOW_ATTRIBUTE = "_pats_window_bits"
 _DIRECT_ATTRIBUTE = "_pats_direct"
 _MARK = "_pats_prepared_frames"
-_originals: dict[str, Any] = {}
+_active = [False]
+"""Whether connections opened now get the negotiation and the announcement (see `install`)."""
 
 
 class IncompatibleHypercornError(RuntimeError):
@@ -126,46 +128,27 @@ def negotiated_window_bits(response_headers: list[tuple[bytes, bytes]]) -> int |
 
 
 def installed() -> bool:
-    return getattr(ws_stream.WSStream.app_send, _MARK, False) is True
+    return _active[0]
 
 
 def install() -> None:
-    """Idempotent: every app build calls it. Raises `IncompatibleHypercornError`; see the module."""
-    if installed():
+    """Idempotent: every app build calls it. Raises `IncompatibleHypercornError`; see the module.
+
+    The wrappers stay once made and are made at most once per hypercorn method, even under
+    another module's wrapper (found through `__wrapped__`); `uninstall` only turns them off, so
+    it never takes away what was wrapped around or under them since."""
+    if _active[0]:
         return
     _check_hypercorn()
     stream, handshake = ws_stream.WSStream, ws_stream.Handshake
-    _originals.update(
-        handle=stream.handle,
-        app_send=stream.app_send,
-        accept=handshake.accept,
-        deflate=deflate_extension(),
-    )
-    original_handle: Callable[[Any, Any], Awaitable[None]] = stream.handle
-    original_app_send: Callable[[Any, Any], Awaitable[None]] = stream.app_send
-    original_accept: Callable[..., Any] = handshake.accept
-
-    async def handle(self: Any, event: Any) -> None:
-        if isinstance(event, Request) and not self.closed:
-            self.app = _Announcing(self.app)
-        await original_handle(self, event)
-
-    async def app_send(self: Any, message: Any) -> None:
-        if message is not None and message["type"] == SEND_PREPARED:
-            await _send_prepared(self, message)
-        else:
-            await original_app_send(self, message)
-
-    def accept(self: Any, *args: Any, **kwargs: Any) -> Any:
-        status_code, headers, connection = original_accept(self, *args, **kwargs)
-        setattr(self, _WINDOW_ATTRIBUTE, negotiated_window_bits(headers))
-        return status_code, headers, connection
-
-    setattr(app_send, _MARK, True)
+    if not _ours_in(stream.handle):
+        stream.handle = _wrap_handle(stream.handle)  # type: ignore[method-assign]
+    if not _ours_in(stream.app_send):
+        stream.app_send = _wrap_app_send(stream.app_send)  # type: ignore[method-assign]
+    if not _ours_in(handshake.accept):
+        handshake.accept = _wrap_accept(handshake.accept)  # type: ignore[method-assign]
     setattr(ws_stream, _DEFLATE_NAME, SharedDeflate)
-    stream.handle = handle  # type: ignore[method-assign]
-    stream.app_send = app_send  # type: ignore[method-assign]
-    handshake.accept = accept  # type: ignore[method-assign]
+    _active[0] = True
     try:
         _prove_negotiation()
     except IncompatibleHypercornError:
@@ -174,14 +157,52 @@ def install() -> None:
 
 
 def uninstall() -> None:
-    """Puts hypercorn back as it was: for the tests of the plain ASGI path."""
-    if not installed():
-        return
-    ws_stream.WSStream.handle = _originals["handle"]  # type: ignore[method-assign]
-    ws_stream.WSStream.app_send = _originals["app_send"]  # type: ignore[method-assign]
-    ws_stream.Handshake.accept = _originals["accept"]  # type: ignore[method-assign]
-    setattr(ws_stream, _DEFLATE_NAME, _originals["deflate"])
-    _originals.clear()
+    """hypercorn's own negotiation and no prepared frames on connections opened from now on:
+    for the tests of the plain ASGI path."""
+    _active[0] = False
+    setattr(ws_stream, _DEFLATE_NAME, PerMessageDeflate)
+
+
+def _ours_in(method: Any) -> bool:
+    while method is not None:
+        if getattr(method, _MARK, False) is True:
+            return True
+        method = getattr(method, "__wrapped__", None)
+    return False
+
+
+def _wrap_handle(original: Callable[[Any, Any], Awaitable[None]]) -> Any:
+    @functools.wraps(original)
+    async def handle(self: Any, event: Any) -> None:
+        if _active[0] and isinstance(event, Request) and not self.closed:
+            self.app = _Announcing(self.app)
+        await original(self, event)
+
+    setattr(handle, _MARK, True)
+    return handle
+
+
+def _wrap_app_send(original: Callable[[Any, Any], Awaitable[None]]) -> Any:
+    @functools.wraps(original)
+    async def app_send(self: Any, message: Any) -> None:
+        if message is not None and message["type"] == SEND_PREPARED:
+            await _send_prepared(self, message)
+        else:
+            await original(self, message)
+
+    setattr(app_send, _MARK, True)
+    return app_send
+
+
+def _wrap_accept(original: Callable[..., Any]) -> Any:
+    @functools.wraps(original)
+    def accept(self: Any, *args: Any, **kwargs: Any) -> Any:
+        status_code, headers, connection = original(self, *args, **kwargs)
+        setattr(self, _WINDOW_ATTRIBUTE, negotiated_window_bits(headers))
+        return status_code, headers, connection
+
+    setattr(accept, _MARK, True)
+    return accept
 
 
 def deflate_extension() -> Any:

@@ -4,6 +4,7 @@ permessage-deflate (wsproto itself, since trio-websocket cannot offer it) and vi
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import zlib
@@ -279,8 +280,31 @@ def test_a_hypercorn_whose_negotiation_ignores_the_integration_is_refused(
     with pytest.raises(IncompatibleHypercornError, match="server_no_context_takeover"):
         hypercorn_ws.install()
     assert not hypercorn_ws.installed()
-    assert ws_stream.Handshake.accept is hard_wired
     assert hypercorn_ws.deflate_extension() is PerMessageDeflate
+
+
+def test_installing_again_wraps_no_method_twice_even_under_another_wrapper(
+    without_integration: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every app build installs; another module (a hypercorn repair) may wrap the same method."""
+    hypercorn_ws.install()
+    ours = ws_stream.WSStream.app_send
+
+    @functools.wraps(ours)
+    async def theirs(self: Any, message: Any) -> None:
+        await ours(self, message)
+
+    monkeypatch.setattr(ws_stream.WSStream, "app_send", theirs)
+    for _ in range(3):
+        hypercorn_ws.uninstall()
+        hypercorn_ws.install()
+    assert ws_stream.WSStream.app_send is theirs
+    layers, method = [], ws_stream.WSStream.app_send
+    while method is not None:
+        layers.append(method)
+        method = getattr(method, "__wrapped__", None)
+    assert layers[:2] == [theirs, ours]
+    assert len(layers) == 3, "theirs, ours, hypercorn's"
 
 
 @pytest.mark.parametrize(
