@@ -299,7 +299,8 @@ def test_installing_again_wraps_no_method_twice_even_under_another_wrapper(
         hypercorn_ws.uninstall()
         hypercorn_ws.install()
     assert ws_stream.WSStream.app_send is theirs
-    layers, method = [], ws_stream.WSStream.app_send
+    layers: list[Any] = []
+    method: Any = ws_stream.WSStream.app_send
     while method is not None:
         layers.append(method)
         method = getattr(method, "__wrapped__", None)
