@@ -44,12 +44,13 @@ class PreparedFrame:
     which is the cost this module removes, and RFC 7692 lets any message go uncompressed.
     """
 
-    __slots__ = ("_wire", "payload", "shared")
+    __slots__ = ("_bodies", "_wire", "payload", "shared")
 
     def __init__(self, payload: bytes, *, shared: bool = True) -> None:
         self.payload = payload
         self.shared = shared
         self._wire: dict[int, bytes] | None = None
+        self._bodies: dict[int, tuple[bool, bytes]] | None = None
 
     @classmethod
     def for_one_viewer(cls, text: str) -> PreparedFrame:
@@ -63,15 +64,28 @@ class PreparedFrame:
         key = (window_bits or 0) | (0x100 if binary else 0)
         wire = self._wire.get(key) if self._wire is not None else None
         if wire is None:
-            wire = _frame(self.payload, binary, window_bits)
+            compressed, body = self._body(window_bits)
+            first = _FIN | (_OPCODE_BINARY if binary else _OPCODE_TEXT) | (_RSV1 * compressed)
+            wire = _header(first, len(body)) + body
             if self._wire is None:
                 self._wire = {}
             self._wire[key] = wire
         return wire
 
-    def forms(self) -> int:
-        """How many wire forms were built: one per (opcode, parameters) that was asked for."""
-        return len(self._wire) if self._wire is not None else 0
+    def _body(self, window_bits: int | None) -> tuple[bool, bytes]:
+        """The payload as it goes on the wire for a window, and whether it is compressed: once
+        per window, whatever the opcode (text and binary frames carry the same body)."""
+        if window_bits is None:
+            return False, self.payload
+        body = self._bodies.get(window_bits) if self._bodies is not None else None
+        if body is None:
+            compressed = deflate(self.payload, window_bits)
+            smaller = len(compressed) < len(self.payload)
+            body = (True, compressed) if smaller else (False, self.payload)
+            if self._bodies is None:
+                self._bodies = {}
+            self._bodies[window_bits] = body
+        return body
 
 
 def deflate(payload: bytes, window_bits: int) -> bytes:
@@ -81,16 +95,6 @@ def deflate(payload: bytes, window_bits: int) -> bytes:
     compressor = zlib.compressobj(COMPRESSION_LEVEL, zlib.DEFLATED, -window_bits)
     data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
     return data[: -len(_SYNC_FLUSH_TAIL)] if data.endswith(_SYNC_FLUSH_TAIL) else data
-
-
-def _frame(payload: bytes, binary: bool, window_bits: int | None) -> bytes:
-    first = _FIN | (_OPCODE_BINARY if binary else _OPCODE_TEXT)
-    if window_bits is not None:
-        compressed = deflate(payload, window_bits)
-        if len(compressed) < len(payload):
-            payload = compressed
-            first |= _RSV1
-    return _header(first, len(payload)) + payload
 
 
 def _header(first: int, length: int) -> bytes:

@@ -178,8 +178,9 @@ async def test_viewers_with_and_without_compression_read_the_same_tweets_from_by
         small = await WsprotoViewer.open(
             served.ws_url, offer=PerMessageDeflate(server_max_window_bits=10), binary=True
         )
+        binary = await WsprotoViewer.open(served.ws_url, offer=PerMessageDeflate(), binary=True)
         plain = await WsprotoViewer.open(served.ws_url, offer=None)
-        deflated = (a, b, small)
+        deflated = (a, b, small, binary)
         for viewer in deflated:
             assert [type(e) for e in viewer.extensions] == [PerMessageDeflate]
             assert viewer.extensions[0].server_no_context_takeover
@@ -201,7 +202,8 @@ async def test_viewers_with_and_without_compression_read_the_same_tweets_from_by
         assert frames == [], "the emulator's writes (HTTP) are hypercorn's, the viewers' aren't"
         for tweets in got.values():
             assert tweets == got_library, "every viewer decodes the same JSON"
-        # Once per tweet per negotiated window (15 for a and b, 10 for small), never per viewer.
+        # Once per tweet per negotiated window (15 for a, b and binary, 10 for small), never per
+        # viewer, nor per opcode: text and binary frames carry the same compressed body.
         assert sorted(compressions[before:]) == [10] * len(sent) + [15] * len(sent)
         assert a.raw == b.raw, "the same wire bytes on both sockets"
         assert len(a.raw) < 0.7 * len(plain.raw)
@@ -355,6 +357,9 @@ def test_a_prepared_frame_is_a_whole_frame_that_inflates_to_its_payload() -> Non
     packed = frame.wire(binary=True, window_bits=15)
     assert packed[0] == 0x80 | 0x40 | 0x2, "FIN, RSV1 (compressed), binary"
     assert frame.wire(binary=True, window_bits=15) is packed, "built once"
+    as_text = frame.wire(binary=False, window_bits=15)
+    assert as_text[0] == 0x80 | 0x40 | 0x1
+    assert as_text[1:] == packed[1:], "the same compressed body under another opcode"
     body = packed[2:] if packed[1] < 126 else packed[4:]
     assert zlib.decompressobj(-15).decompress(body + b"\x00\x00\xff\xff") == payload
     assert body == deflate(payload, 15)
