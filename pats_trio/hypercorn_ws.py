@@ -17,14 +17,16 @@ delivery. Two small changes to `hypercorn.protocol.ws_stream`, made by `install(
   On plain HTTP/1.1 under the Trio worker, when no other write is under way, that write is one
   non-blocking `write` to the socket, as the benchmark's floor does (see `_send_prepared`).
 
-Both wrap hypercorn's own methods, so everything else (handshake checks, pings, closes, the
-ordinary `websocket.send`) stays hypercorn's. Any other ASGI server, or hypercorn without this,
-sends no such extension and the viewer uses plain `websocket.send` (`viewer.py`).
+Both are wrappers around hypercorn's own methods (`WSStream.handle` and `app_send`,
+`Handshake.accept`) and the extension class its handshake names, so everything else (handshake
+checks, pings, closes, the ordinary `websocket.send`) stays hypercorn's. Any other ASGI
+server, or hypercorn without this, sends no such extension and the viewer uses plain
+`websocket.send` (`viewer.py`).
 
-Error handling: `install()` raises `IncompatibleHypercornError`, leaving hypercorn untouched, for a
-hypercorn release outside `SUPPORTED_HYPERCORN` or one whose stream no longer has the shape
-this relies on; it then negotiates a handshake to prove the change took. Nothing falls back
-quietly: the tests run the same checks against the installed hypercorn.
+Error handling: `install()` raises `IncompatibleHypercornError`, leaving hypercorn behaving as it
+ships, for a hypercorn release outside `SUPPORTED_HYPERCORN` or one whose stream no longer has
+the shape this relies on; it then negotiates a handshake to prove the change took. Nothing
+falls back quietly: the tests run the same checks against the installed hypercorn.
 """
 
 from __future__ import annotations
