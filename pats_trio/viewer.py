@@ -227,7 +227,8 @@ async def _send_frames(sub: Subscription, socket: _Socket) -> None:
 
 
 async def _send_batch(sub: Subscription, socket: _Socket, batch: list[Outgoing]) -> None:
-    """Everything waiting, as few frames as possible (the list is freed between batches).
+    """Everything waiting, in as few writes as possible (the list is freed between batches):
+    one `tweets` frame per run of tweets, or, with prepared frames, every frame in one write.
 
     The whole queue goes at once: a cap below the queue's size let a viewer that fell behind
     under load stay behind, since it sent at most the cap per turn while more arrived."""
