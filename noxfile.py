@@ -59,12 +59,13 @@ def browser(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmarks (benchmarks/README.md); never part of `nox`. `-- --quick` is short.
 
-    All run by default: the matching microbenchmark, the end-to-end fan-out benchmark, and the
+    All run by default: the matching microbenchmark, the end-to-end fan-out benchmark (its `seed`
+    scenario runs the seed's Starlette + uvicorn stack, from the `bench` extra), and the
     memory cost of WebSocket compression. `-- matching ARGS`, `-- fanout ARGS` or
     `-- deflate ARGS` runs only that one, with its own options. The soak under faults runs only
     when asked for: `-- soak [--quick]`.
     """
-    session.install(".")
+    session.install(".[bench]")
     args = list(session.posargs)
     only = args.pop(0) if args and args[0] in ("matching", "fanout", "deflate", "soak") else None
     if only in (None, "matching"):

@@ -52,7 +52,7 @@ from fanout_clients import (  # noqa: E402
 
 RESULTS = HERE / "results"
 HOST = "127.0.0.1"
-SCENARIOS = ("sample", "capacity", "filter", "idle", "deflate", "slow", "gc", "redis")
+SCENARIOS = ("sample", "capacity", "filter", "idle", "deflate", "seed", "slow", "gc", "redis")
 # Not run by default: cProfile slows the server down.
 EXTRA_SCENARIOS = ("profile",)
 PROFILE_TOP = 25
@@ -74,6 +74,8 @@ GC_VARIANTS: tuple[tuple[str, bool, str | None], ...] = (
     ("pats-trio+gc-freeze", True, None),
 )
 QUIESCE_TIMEOUT = 60.0
+SERVER_CPUS: str | None = None
+"""`--pin-server`: the CPU list (taskset's form) every server under test runs on."""
 # Environment for pats-trio: every viewer comes from loopback, and the benchmark wants the
 # upstream to reconnect at once when the filter union changes.
 PATS_ENV = {
@@ -197,6 +199,8 @@ def start(
     name: str, argv: list[str], port: int, workdir: Path, env: dict[str, str] | None = None
 ) -> Proc:
     log = workdir / f"{name}.log"
+    if SERVER_CPUS and name != "emulator":
+        argv = ["taskset", "-c", SERVER_CPUS, *argv]
     full_env = {**os.environ, **(env or {})}
     # Never read a developer's .env or credentials: the server runs in the scratch directory.
     for key in list(full_env):
@@ -351,14 +355,14 @@ def start_pats_workers(
 class ClientPool:
     """Client processes, each holding an equal share of the viewers."""
 
-    def __init__(self, processes: int, impl: str) -> None:
+    def __init__(self, processes: int, impl: str, cpus: frozenset[int] | None = None) -> None:
         context = multiprocessing.get_context("fork")
         self.pipes: list[Connection] = []
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self._groups = 0
         for _ in range(processes):
             mine, theirs = context.Pipe()
-            proc = context.Process(target=client_main, args=(theirs, impl), daemon=True)
+            proc = context.Process(target=client_main, args=(theirs, impl, cpus), daemon=True)
             proc.start()
             self.pipes.append(mine)
             self.procs.append(proc)
@@ -391,10 +395,11 @@ class ClientPool:
         latency: Counter[int] = Counter()
         for answer in answers:
             latency.update({int(k): v for k, v in answer["latency"].items()})
-        total = {
-            key: sum(answer[key] for answer in answers)
-            for key in ("tweets", "frames", "skipped", "connected", "closed_by_server", "errors")
-        }
+        keys = (
+            *("tweets", "frames", "skipped", "connected", "closed_by_server", "errors"),
+            *("wire_bytes", "payload_bytes"),
+        )
+        total = {key: sum(answer[key] for answer in answers) for key in keys}
         return {**total, "latency": latency}
 
     def cpu(self) -> float:
@@ -584,7 +589,11 @@ def measure(
                 rss_kib=rss,
                 host_busy=host_busy,
                 gc=gc_delta(gc0, gc1),
-                extra={"closed_by_server": window["closed_by_server"]},
+                extra={
+                    "closed_by_server": window["closed_by_server"],
+                    "wire_bytes": window["wire_bytes"],
+                    "payload_bytes": window["payload_bytes"],
+                },
             )
         )
     return steps
@@ -1013,6 +1022,165 @@ def scenario_deflate(run: Run) -> None:
     ]
 
 
+SEED_CONTESTANTS = ("pats-trio", "seed", "floor")
+CONTESTANT_SCRIPTS = {"seed": "seed_server.py", "floor": "floor_server.py"}
+
+
+def parse_cpus(text: str) -> frozenset[int]:
+    """taskset's list form: "1", "0,2", "2-3"."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return frozenset(cpus)
+
+
+def start_contestant(name: str, emulator: Emulator, workdir: Path) -> Server:
+    """pats-trio as `pats-trio serve` runs it, the seed's stack, or the floor."""
+    if name == "pats-trio":
+        return start_pats(emulator, workdir)
+    port = free_port()
+    argv = [sys.executable, str(HERE / CONTESTANT_SCRIPTS[name]), "--port", str(port)]
+    argv += ["--upstream", emulator.stream_url]
+    return Server(name, start(name, argv, port, workdir))
+
+
+def wire_per_tweet(step: Step) -> float | None:
+    wire = step.extra.get("wire_bytes")
+    return wire / step.delivered if wire and step.delivered else None
+
+
+def wire_share(step: Step) -> float | None:
+    """Bytes on the wire over the same frames' payloads as read (inflated): 1.0 uncompressed."""
+    wire, payload = step.extra.get("wire_bytes"), step.extra.get("payload_bytes")
+    return wire / payload if wire and payload else None
+
+
+def scenario_seed(run: Run) -> None:
+    """pats-trio against the seed's stack (`seed_server.py`) and the floor (`floor_server.py`),
+    each alone in turn, never two at once: browser-like viewers (offering permessage-deflate)
+    and viewers that don't, at the usual load and in overload (`--seed-rates`)."""
+    clients = run.args.clients
+    rates: list[float] = run.args.seed_rates
+    rounds: dict[tuple[str, str], list[Step]] = {}
+    rss: dict[tuple[str, str], float] = {}
+    for deflate in (True, False):
+        kind = "deflate" if deflate else "plain"
+        for name in SEED_CONTESTANTS:
+            print(f"-- {name}, alone: {clients:,} sample viewers, {kind}")
+            server = start_contestant(name, run.emulator, run.workdir)
+            try:
+                arm, before, after = connect_viewers(
+                    run.pool, server, ["/ws"] * clients, deflate=deflate
+                )
+                rss[kind, name] = (after - before) / max(arm.clients, 1)
+                rounds[kind, name] = [run.step([arm], rate)[0] for rate in rates]
+                run.pool.close(arm.group)
+            finally:
+                run.emulator.set_rate(0)
+                server.stop()
+    for kind in ("deflate", "plain"):
+        print(f"{kind} viewers, each server alone (wire = bytes on the wire / payload bytes)")
+        rows = []
+        for index, rate in enumerate(rates):
+            for name in SEED_CONTESTANTS:
+                step = rounds[kind, name][index]
+                rows.append(
+                    [
+                        name,
+                        fmt(rate, ",.0f"),
+                        fmt(step.tweets_per_s),
+                        fmt(step.delivered_share * 100, ".1f", "%"),
+                        fmt(step.p50_ms),
+                        fmt(step.p99_ms),
+                        fmt(step.cpu_per_1000, ".4f"),
+                        fmt(step.server_cpu / step.seconds * 100, ".0f", "%"),
+                        fmt(step.client_cpu / step.seconds * 100, ".0f", "%"),
+                        fmt(None if step.host_busy is None else step.host_busy * 100, ".0f", "%"),
+                        fmt(wire_per_tweet(step), ",.0f"),
+                        fmt(wire_share(step), ".2f"),
+                        fmt(rss[kind, name], ".1f"),
+                    ]
+                )
+        print_table(
+            (
+                "server",
+                "rate/s",
+                "delivered/s",
+                "delivered",
+                "p50 ms",
+                "p99 ms",
+                "cpu s/1k",
+                "srv cpu",
+                "cli cpu",
+                "host busy",
+                "wire B/tweet",
+                "wire",
+                "KiB/viewer",
+            ),
+            rows,
+        )
+    usual, overload = 0, len(rates) - 1
+
+    def cpu(kind: str, name: str) -> float | None:
+        return rounds[kind, name][usual].cpu_per_1000
+
+    def over(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    deflate_cpu = over(cpu("deflate", "pats-trio"), cpu("deflate", "seed"))
+    run.target(
+        f"deflate viewers at {rates[usual]:.0f}/s: cpu per delivery <= 0.6x the seed's",
+        None if deflate_cpu is None else deflate_cpu <= 0.6,
+        f"{fmt(deflate_cpu, '.2f')}x",
+    )
+    share = wire_share(rounds["deflate", "pats-trio"][usual])
+    run.target(
+        "deflate viewers: bytes on the wire <= 0.6x uncompressed",
+        None if share is None else share <= 0.6,
+        f"{fmt(share, '.2f')}x ({fmt(wire_per_tweet(rounds['deflate', 'pats-trio'][usual]))} B"
+        " per tweet)",
+    )
+    idle = rss["deflate", "pats-trio"]
+    run.target(
+        "deflate viewers: RSS per viewer after connect <= 40 KiB",
+        idle <= 40,
+        f"{idle:.1f} KiB (plain {rss['plain', 'pats-trio']:.1f}, seed deflate "
+        f"{rss['deflate', 'seed']:.1f})",
+    )
+    plain_cpu = over(cpu("plain", "pats-trio"), cpu("plain", "seed"))
+    run.target(
+        f"plain viewers at {rates[usual]:.0f}/s: cpu per delivery <= 1.0x the seed's",
+        None if plain_cpu is None else plain_cpu <= 1.0,
+        f"{fmt(plain_cpu, '.2f')}x",
+    )
+    for kind in ("deflate", "plain"):
+        ours, seeds = rounds[kind, "pats-trio"][overload], rounds[kind, "seed"][overload]
+        gain = over(ours.tweets_per_s, seeds.tweets_per_s)
+        run.target(
+            f"{kind} viewers at {rates[overload]:.0f}/s: >= 3x the seed's tweets/s delivered",
+            None if gain is None else gain >= 3,
+            f"{fmt(gain, '.2f')}x ({ours.tweets_per_s:,.0f} vs {seeds.tweets_per_s:,.0f}); "
+            f"p99 {fmt(ours.p99_ms)} vs {fmt(seeds.p99_ms)} ms; clients busy "
+            f"{ours.client_cpu / ours.seconds * 100:.0f} %",
+        )
+        floor = over(cpu(kind, "pats-trio"), cpu(kind, "floor"))
+        run.target(
+            f"{kind} viewers at {rates[usual]:.0f}/s: cpu per delivery <= 5x the floor's",
+            None if floor is None else floor <= 5,
+            f"{fmt(floor, '.2f')}x",
+        )
+    run.results["seed"] = [
+        {
+            "viewers": kind,
+            "server": name,
+            "rss_kib_per_viewer_after_connect": round(rss[kind, name], 1),
+            "steps": [step.as_json() for step in steps],
+        }
+        for (kind, name), steps in rounds.items()
+    ]
+
+
 def scenario_slow(run: Run) -> None:
     """200 readers; the same with one viewer that never reads; the readers alone again."""
     clients = run.args.slow_readers
@@ -1288,6 +1456,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-url", default="auto", help='"auto" (own redis-server), a URL, or "off"'
     )
+    parser.add_argument(
+        "--pin-server", metavar="CPUS", help="run every server under `taskset -c CPUS`"
+    )
+    parser.add_argument(
+        "--pin-clients", metavar="CPUS", help="pin the client processes to CPUS (e.g. 1 or 2,3)"
+    )
+    parser.add_argument(
+        "--seed-rates",
+        type=float,
+        nargs="+",
+        default=[5.0, 50.0],
+        help="the seed scenario's rates: the usual load, then overload (5 50)",
+    )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-json", action="store_true")
@@ -1309,6 +1490,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    global SERVER_CPUS
+    SERVER_CPUS = args.pin_server
     limit = raise_fd_limit()
     stamp = datetime.now(UTC)
     print(
@@ -1321,7 +1504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pats-bench-") as scratch:
         workdir = Path(scratch)
         emulator = Emulator(workdir, args.seed)
-        pool = ClientPool(args.client_procs, args.client_impl)
+        client_cpus = parse_cpus(args.pin_clients) if args.pin_clients else None
+        pool = ClientPool(args.client_procs, args.client_impl, client_cpus)
         run = Run(args, workdir, emulator, pool)
         table: dict[str, Callable[[], None]] = {
             "filter": lambda: scenario_filter(run),
@@ -1330,6 +1514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "gc": lambda: scenario_gc(run),
             "redis": lambda: scenario_redis(run),
             "deflate": lambda: scenario_deflate(run),
+            "seed": lambda: scenario_seed(run),
             "profile": lambda: scenario_profile(run),
         }
         try:

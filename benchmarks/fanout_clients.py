@@ -82,12 +82,18 @@ class Stats:
     latency: dict[int, Counter[int]] = field(default_factory=dict)
     frames: Counter[int] = field(default_factory=Counter)
     skipped: Counter[int] = field(default_factory=Counter)
+    wire_bytes: Counter[int] = field(default_factory=Counter)
+    """Bytes of data frames as they came on the wire (header included, compressed or not)."""
+    payload_bytes: Counter[int] = field(default_factory=Counter)
+    """The same frames' payloads as read, inflated where they came compressed."""
     closed_by_server: int = 0
     errors: int = 0
 
-    def record_frame(self, payload: bytes, now_ms: int) -> None:
+    def record_frame(self, payload: bytes, now_ms: int, wire: int | None = None) -> None:
         second = now_ms // 1000
         self.frames[second] += 1
+        self.wire_bytes[second] += len(payload) if wire is None else wire
+        self.payload_bytes[second] += len(payload)
         if payload.startswith(TWEET_PREFIX):
             # The outer status's timestamp_ms comes before any nested retweet or quote.
             at = payload.find(TIMESTAMP_KEY)
@@ -120,6 +126,8 @@ class Stats:
             "tweets": sum(self.tweets[s] for s in range(first, end)),
             "frames": sum(self.frames[s] for s in range(first, end)),
             "skipped": sum(self.skipped[s] for s in range(first, end)),
+            "wire_bytes": sum(self.wire_bytes[s] for s in range(first, end)),
+            "payload_bytes": sum(self.payload_bytes[s] for s in range(first, end)),
             "latency": dict(latency),
         }
 
@@ -215,6 +223,7 @@ async def read_raw(
     buffer = bytearray(leftover)
     partial = bytearray()
     compressed = False  # RSV1 on a message's first frame
+    wire = 0  # the message's bytes on the wire, over all its frames
     while True:
         pos = 0
         now_ms = int(time.time() * 1000)
@@ -246,6 +255,8 @@ async def read_raw(
             if opcode in (OP_TEXT, OP_BINARY, OP_CONT):
                 if opcode != OP_CONT:
                     compressed = bool(first & 0x40)
+                    wire = 0
+                wire += header + length
                 if not first & 0x80:
                     partial += payload
                     continue
@@ -254,7 +265,7 @@ async def read_raw(
                     partial.clear()
                 if compressed and inflater is not None:
                     payload = inflater.inflate(payload)
-                stats.record_frame(payload, now_ms)
+                stats.record_frame(payload, now_ms, wire)
             elif opcode == OP_PING:
                 await stream.send_all(client_frame(0xA, payload[:125]))
             elif opcode == OP_CLOSE:
@@ -429,8 +440,10 @@ async def client_main_async(pipe: Connection, impl: str) -> None:
                 return
 
 
-def client_main(pipe: Connection, impl: str) -> None:
-    """The target of each client `multiprocessing.Process`."""
+def client_main(pipe: Connection, impl: str, cpus: frozenset[int] | None = None) -> None:
+    """The target of each client `multiprocessing.Process`; `cpus` pins it (`--pin-clients`)."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt, EOFError):
         trio.run(client_main_async, pipe, impl)

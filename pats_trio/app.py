@@ -40,6 +40,7 @@ from pats_trio.events import STREAM_KINDS, StreamKind
 from pats_trio.gctune import tune_gc
 from pats_trio.hub import Hub
 from pats_trio.hypercorn_patch import repair_hypercorn
+from pats_trio.hypercorn_ws import install as prepare_hypercorn_frames
 from pats_trio.logs import configure_logging
 from pats_trio.looplag import LoopLag
 from pats_trio.observability import register_observability
@@ -268,6 +269,7 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     repair_hypercorn()
+    prepare_hypercorn_frames()
     limits = Limits(
         max_clients=cap_viewers(settings.max_clients),
         max_clients_per_ip=settings.max_clients_per_ip,

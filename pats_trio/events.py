@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pats_trio import frames
 from pats_trio.matching import tweet_terms
+from pats_trio.prepared_frames import PreparedFrame
 from pats_trio.tweets import TweetShapeError, trim
 
 LOGGER = logging.getLogger(__name__)
@@ -31,11 +32,15 @@ class TweetEvent:
     payload: memoryview = field(init=False, repr=False, compare=False)
     """The tweet object alone, a view into `frame_utf8`: batches are joined as bytes, which
     costs a fraction of joining the frames as text (see `frames.tweets`)."""
+    prepared: PreparedFrame = field(init=False, repr=False, compare=False)
+    """The frame's wire bytes, built once per form and shared by every viewer that gets the
+    same form (`prepared_frames.py`)."""
 
     def __post_init__(self) -> None:
         utf8 = self.frame.encode()
         object.__setattr__(self, "frame_utf8", utf8)
         object.__setattr__(self, "payload", frames.tweet_payload(utf8))
+        object.__setattr__(self, "prepared", PreparedFrame(utf8))
 
 
 @dataclass(frozen=True, slots=True)

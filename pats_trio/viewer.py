@@ -27,6 +27,7 @@ from pats_trio.events import TweetEvent
 from pats_trio.hub import Hub, Outgoing, Subscription
 from pats_trio.matching import TrackError, parse_track
 from pats_trio.outsider_log import OutsiderLog
+from pats_trio.prepared_frames import EXTENSION, SEND_PREPARED, PreparedFrame
 from pats_trio.worker import Worker
 
 LOGGER = logging.getLogger(__name__)
@@ -58,6 +59,13 @@ class _Socket:
             frame = frame.encode()
         await self._send({"type": "websocket.send", "text": None, "bytes": frame})
 
+    async def send_one(self, item: Outgoing) -> None:
+        await self.send(_one(item, self.binary))
+
+    async def send_batch(self, batch: list[Outgoing]) -> None:
+        for frame in _coalesce(batch, self.binary):
+            await self.send(frame)
+
     async def close(self, code: int, reason: str) -> None:
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
@@ -66,6 +74,34 @@ class _Socket:
         with trio.move_on_after(CLOSE_TIMEOUT):
             await self.send(frames.error(error_code, message))
             await self._send({"type": "websocket.close", "code": code, "reason": error_code})
+
+
+class _PreparedSocket(_Socket):
+    """A socket on a server that takes prepared frames (`prepared_frames.EXTENSION`, which
+    `hypercorn_ws.py` adds to hypercorn): each tweet's wire bytes are built once for all viewers,
+    and a backlog goes out as that many tweet frames in a single write, not re-encoded as one
+    `tweets` frame per viewer."""
+
+    __slots__ = ()
+
+    async def send(self, frame: frames.Frame | bytes) -> None:
+        text = frame if isinstance(frame, str) else frame.decode()
+        await self._send_prepared([PreparedFrame.for_one_viewer(text)])
+
+    async def send_one(self, item: Outgoing) -> None:
+        await self._send_prepared([_prepared(item)])
+
+    async def send_batch(self, batch: list[Outgoing]) -> None:
+        await self._send_prepared([_prepared(item) for item in batch])
+
+    async def _send_prepared(self, prepared: list[PreparedFrame]) -> None:
+        await self._send({"type": SEND_PREPARED, "frames": prepared, "binary": self.binary})
+
+
+def _prepared(item: Outgoing) -> PreparedFrame:
+    if isinstance(item, TweetEvent):
+        return item.prepared
+    return PreparedFrame.for_one_viewer(item)
 
 
 async def serve_viewer(worker: Worker, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,7 +122,8 @@ async def serve_viewer(worker: Worker, scope: Scope, receive: Receive, send: Sen
         await send({"type": "websocket.accept", "subprotocol": frames.BINARY_SUBPROTOCOL})
     else:
         await send({"type": "websocket.accept"})
-    socket = _Socket(send, binary=binary)
+    prepared = EXTENSION in scope.get("extensions", ())
+    socket = (_PreparedSocket if prepared else _Socket)(send, binary=binary)
     if isinstance(raw_filter, TrackError):
         await socket.refuse(frames.CLOSE_POLICY_VIOLATION, raw_filter.code, raw_filter.message)
         return
@@ -182,7 +219,7 @@ async def _send_frames(sub: Subscription, socket: _Socket) -> None:
             second = messages.receive_nowait()
         except (trio.WouldBlock, trio.EndOfChannel):
             # Light load, the usual case: one item, sent without building a batch.
-            await socket.send(_one(first, socket.binary))
+            await socket.send_one(first)
         else:
             await _send_batch(sub, socket, [first, second])
         if sub.skipped:
@@ -190,7 +227,8 @@ async def _send_frames(sub: Subscription, socket: _Socket) -> None:
 
 
 async def _send_batch(sub: Subscription, socket: _Socket, batch: list[Outgoing]) -> None:
-    """Everything waiting, as few frames as possible (the list is freed between batches).
+    """Everything waiting, in as few writes as possible (the list is freed between batches):
+    one `tweets` frame per run of tweets, or, with prepared frames, every frame in one write.
 
     The whole queue goes at once: a cap below the queue's size let a viewer that fell behind
     under load stay behind, since it sent at most the cap per turn while more arrived."""
@@ -199,8 +237,7 @@ async def _send_batch(sub: Subscription, socket: _Socket, batch: list[Outgoing])
             batch.append(sub.messages.receive_nowait())
         except (trio.WouldBlock, trio.EndOfChannel):
             break
-    for frame in _coalesce(batch, socket.binary):
-        await socket.send(frame)
+    await socket.send_batch(batch)
 
 
 def _coalesce(batch: list[Outgoing], binary: bool) -> list[frames.Frame | bytes]:

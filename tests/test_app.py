@@ -247,10 +247,10 @@ async def test_a_viewer_that_asks_for_binary_frames_gets_the_same_json_as_binary
     assert got_binary == got_text
     assert [t["id_str"] for t in got_binary] == [t["id_str"] for t in burst]
     assert got_binary[0]["text"] == "tweet 0 café ☕ 漢字 🎉"
-    # Every message on the binary socket was binary, batches included.
+    # Every message on the binary socket was binary, batches included (a backlog goes out as
+    # prepared tweet frames in one write under hypercorn, as one `tweets` frame elsewhere).
     assert binary.message_types == {bytes}
     assert text.message_types == {str}
-    assert any(frame["type"] == "tweets" for frame in binary.frames)
 
 
 @asynccontextmanager
@@ -301,7 +301,7 @@ async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., 
             # Now the slow viewer reads what it has; it must be told what it missed. Markers
             # keep coming until one gets through, since the first may meet a full buffer.
             received: list[str] = []
-            skipped = largest_batch = 0
+            skipped = 0
             markers: list[str] = []
             async with trio.open_nursery() as nursery:
 
@@ -313,7 +313,7 @@ async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., 
                         await trio.sleep(0.05)
 
                 async def read_until(wanted: list[str]) -> None:
-                    nonlocal skipped, largest_batch
+                    nonlocal skipped
                     while not set(wanted) & set(received):
                         frame = await slow.next_frame()
                         if frame["type"] == "skipped":
@@ -322,7 +322,6 @@ async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., 
                             received.append(frame["tweet"]["id_str"])
                         elif frame["type"] == "tweets":
                             received.extend(t["id_str"] for t in frame["tweets"])
-                            largest_batch = max(largest_batch, len(frame["tweets"]))
 
                 nursery.start_soon(send_markers)
                 await read_until(markers)
@@ -333,8 +332,7 @@ async def test_slow_viewer_loses_only_its_own_tweets(make_served: Callable[..., 
             markers.append(closing["id_str"])
             await read_until([closing["id_str"]])
     assert skipped > 0
-    # Once its socket drained, the queue it had built up came in one frame, not a few at a time.
-    assert largest_batch >= queue_size * 0.9
+    # That the queue it built up drains in one write is test_viewer_sender's, for both paths.
     assert len(received) + skipped == count + len(markers)
     order = {id_: n for n, id_ in enumerate([*sent, *markers])}
     positions = [order[id_] for id_ in received]

@@ -11,7 +11,8 @@ import trio
 from pats_trio import frames
 from pats_trio.events import TweetEvent
 from pats_trio.hub import Outgoing, Subscription
-from pats_trio.viewer import _send_frames, _Socket
+from pats_trio.prepared_frames import SEND_PREPARED
+from pats_trio.viewer import _PreparedSocket, _send_frames, _Socket
 
 TIMEOUT = 10
 
@@ -76,3 +77,28 @@ async def test_an_evicted_viewer_is_sent_nothing_more() -> None:
         sub.evicted = True
         await _send_frames(sub, _Socket(wire, binary=False))
         assert wire.sent == []
+
+
+async def test_a_backlog_on_a_prepared_socket_goes_out_as_one_write_of_shared_frames() -> None:
+    """Under hypercorn_ws: the whole queue, 200 deep, in one message, each tweet as the frame
+    every viewer shares, in order, with the notices between them."""
+    with trio.fail_after(TIMEOUT):
+        send, receive = trio.open_memory_channel[Outgoing](256)
+        sub = Subscription("sample", (), receive, send)
+        wire = Wire()
+        backlog: list[Outgoing] = [tweet(n) for n in range(100)]
+        backlog += [frames.delete("3"), *(tweet(n) for n in range(100, 199))]
+        for item in backlog:
+            send.send_nowait(item)
+        send.close()
+        await _send_frames(sub, _PreparedSocket(wire, binary=True))
+        [message] = wire.sent
+        assert message["type"] == SEND_PREPARED
+        assert message["binary"] is True
+        assert len(message["frames"]) == len(backlog)
+        for item, frame in zip(backlog, message["frames"], strict=True):
+            if isinstance(item, TweetEvent):
+                assert frame is item.prepared
+            else:
+                assert frame.payload == item.encode()
+                assert not frame.shared

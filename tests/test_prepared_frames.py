@@ -1,0 +1,367 @@
+"""Prepared frames over real sockets: the app under hypercorn with `hypercorn_ws` installed (as
+`create_app` does), and without it, as under any other ASGI server; viewers that offer
+permessage-deflate (wsproto itself, since trio-websocket cannot offer it) and viewers that don't."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import itertools
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+import trio
+from hypercorn.events import RawData
+from hypercorn.protocol import ws_stream
+from hypercorn.trio.tcp_server import TCPServer
+from trio_websocket import open_websocket_url
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.extensions import PerMessageDeflate
+
+from pats_trio import hypercorn_ws
+from pats_trio.frames import BINARY_SUBPROTOCOL
+from pats_trio.hypercorn_ws import IncompatibleHypercornError, SharedDeflate
+from pats_trio.prepared_frames import PreparedFrame, deflate
+from tests.support import Served, Viewer, status
+
+TIMEOUT = 15
+_ids = itertools.count(70_000)
+
+
+@dataclass(eq=False)
+class WsprotoViewer:
+    """A viewer on wsproto directly, which can offer permessage-deflate; keeps the raw bytes."""
+
+    stream: trio.SocketStream
+    connection: WSConnection
+    extensions: list[Any]
+    raw: bytearray = field(default_factory=bytearray)
+    _parts: list[Any] = field(default_factory=list)
+    _ready: list[str | bytes] = field(default_factory=list)
+
+    @classmethod
+    async def open(
+        cls, ws_url: str, *, offer: PerMessageDeflate | None, binary: bool = False
+    ) -> WsprotoViewer:
+        url = urlsplit(ws_url)
+        assert url.hostname is not None
+        assert url.port is not None
+        stream = await trio.open_tcp_stream(url.hostname, url.port)
+        connection = WSConnection(ConnectionType.CLIENT)
+        request = Request(
+            host=f"{url.hostname}:{url.port}",
+            target=url.path,
+            extensions=[offer] if offer is not None else [],
+            subprotocols=[BINARY_SUBPROTOCOL] if binary else [],
+        )
+        await stream.send_all(connection.send(request))
+        while True:
+            connection.receive_data(await stream.receive_some(65536))
+            for event in connection.events():
+                if isinstance(event, AcceptConnection):
+                    return cls(stream, connection, list(event.extensions))
+                assert not isinstance(event, RejectConnection), event
+
+    async def message(self) -> str | bytes:
+        while not self._ready:
+            data = await self.stream.receive_some(65536)
+            assert data, "the server closed the connection"
+            self.raw += data
+            self.connection.receive_data(data)
+            for event in self.connection.events():
+                if isinstance(event, TextMessage | BytesMessage):
+                    self._parts.append(event.data)
+                    if event.message_finished:
+                        first = self._parts[0]
+                        joined = (
+                            "".join(self._parts)
+                            if isinstance(first, str)
+                            else b"".join(part for part in self._parts if isinstance(part, bytes))
+                        )
+                        self._ready.append(joined)
+                        self._parts.clear()
+                elif isinstance(event, Ping):
+                    await self.stream.send_all(self.connection.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    raise AssertionError(f"closed by the server: {event.code}")
+        return self._ready.pop(0)
+
+    async def frame(self) -> dict[str, Any]:
+        frame: dict[str, Any] = orjson.loads(await self.message())
+        return frame
+
+    async def tweets(self, count: int) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        while len(got) < count:
+            frame = await self.frame()
+            if frame["type"] == "tweet":
+                got.append(frame["tweet"])
+            elif frame["type"] == "tweets":
+                got.extend(frame["tweets"])
+        return got
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+@pytest.fixture
+def compressions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every zlib compressor made in this process from here on, by window bits: the server's,
+    whoever makes it (the viewers here never send a message, so never compress)."""
+    made: list[int] = []
+    original = zlib.compressobj
+
+    def counting(level: int = -1, method: int = zlib.DEFLATED, wbits: int = 15, *a: Any) -> Any:
+        made.append(abs(wbits))
+        return original(level, method, wbits, *a)
+
+    monkeypatch.setattr(zlib, "compressobj", counting)
+    return made
+
+
+@pytest.fixture
+def hypercorn_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write that goes through hypercorn's `TCPServer.protocol_send`, on connections
+    opened from here on; prepared frames written straight to the socket are not among them."""
+    writes: list[bytes] = []
+    original = TCPServer.protocol_send
+
+    async def counting(self: TCPServer, event: Any) -> None:
+        if isinstance(event, RawData):
+            writes.append(event.data)
+        await original(self, event)
+
+    monkeypatch.setattr(TCPServer, "protocol_send", counting)
+    return writes
+
+
+@pytest.fixture
+def without_integration() -> Iterator[None]:
+    """hypercorn as it ships, for connections opened in the test; the app's next build puts the
+    integration back, and so does this fixture's end (so it comes before `monkeypatch`)."""
+    yield
+    hypercorn_ws.install()
+
+
+def tweets_for_test(count: int) -> list[dict[str, Any]]:
+    text = "prepared once, sent to every viewer; the same words compress well " * 3
+    return [status(f"{n} {text}", next(_ids)) for n in range(count)]
+
+
+async def inject_when_connected(served: Served, statuses: list[dict[str, Any]]) -> None:
+    await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+    for one in statuses:
+        served.emulator.inject(one)
+
+
+async def test_viewers_with_and_without_compression_read_the_same_tweets_from_bytes_built_once(
+    served: Served, compressions: list[int], hypercorn_writes: list[bytes]
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        assert hypercorn_ws.installed()
+        a = await WsprotoViewer.open(served.ws_url, offer=PerMessageDeflate())
+        b = await WsprotoViewer.open(served.ws_url, offer=PerMessageDeflate())
+        small = await WsprotoViewer.open(
+            served.ws_url, offer=PerMessageDeflate(server_max_window_bits=10), binary=True
+        )
+        binary = await WsprotoViewer.open(served.ws_url, offer=PerMessageDeflate(), binary=True)
+        plain = await WsprotoViewer.open(served.ws_url, offer=None)
+        deflated = (a, b, small, binary)
+        for viewer in deflated:
+            assert [type(e) for e in viewer.extensions] == [PerMessageDeflate]
+            assert viewer.extensions[0].server_no_context_takeover
+        for viewer in (*deflated, plain):
+            assert (await viewer.frame())["type"] == "hello"
+        async with open_websocket_url(served.ws_url) as ws:
+            library = Viewer(ws)
+            assert (await library.next_frame())["type"] == "hello"
+            before, written = len(compressions), len(hypercorn_writes)
+            sent = tweets_for_test(6)
+            await inject_when_connected(served, sent)
+            expected = [t["id_str"] for t in sent]
+            got = {v: await v.tweets(len(sent)) for v in (*deflated, plain)}
+            got_library = await library.tweets(len(sent))
+            through_hypercorn = hypercorn_writes[written:]
+        assert [t["id_str"] for t in got_library] == expected
+        # Sockets that keep up are written directly; nothing of the tweets went through hypercorn.
+        frames = [w for w in through_hypercorn if w[0] & 0x0F in (0x1, 0x2) and w[0] & 0x80]
+        assert frames == [], "the emulator's writes (HTTP) are hypercorn's, the viewers' aren't"
+        for tweets in got.values():
+            assert tweets == got_library, "every viewer decodes the same JSON"
+        # Once per tweet per negotiated window (15 for a, b and binary, 10 for small), never per
+        # viewer, nor per opcode: text and binary frames carry the same compressed body.
+        assert sorted(compressions[before:]) == [10] * len(sent) + [15] * len(sent)
+        assert a.raw == b.raw, "the same wire bytes on both sockets"
+        assert len(a.raw) < 0.7 * len(plain.raw)
+        for viewer in (*deflated, plain):
+            await viewer.aclose()
+
+
+async def test_a_deflate_viewer_keeps_no_compression_state_on_the_server(served: Served) -> None:
+    with trio.fail_after(TIMEOUT):
+        viewers = [await WsprotoViewer.open(served.ws_url, offer=PerMessageDeflate())]
+        viewers.append(await WsprotoViewer.open(served.ws_url, offer=PerMessageDeflate()))
+        for viewer in viewers:
+            assert (await viewer.frame())["type"] == "hello"
+        await inject_when_connected(served, tweets_for_test(3))
+        for viewer in viewers:
+            assert len(await viewer.tweets(3)) == 3
+        negotiated = [o for o in gc.get_objects() if isinstance(o, SharedDeflate)]
+        assert len(negotiated) >= 2, "the server's extensions, one per deflate viewer"
+        for extension in negotiated:
+            assert extension._compressor is None
+            assert extension._decompressor is None
+            assert extension.client_max_window_bits == hypercorn_ws.INBOUND_WINDOW_BITS
+        for viewer in viewers:
+            await viewer.aclose()
+
+
+async def test_the_plain_asgi_path_serves_viewers_on_a_server_without_the_integration(
+    make_served: Callable[..., Any], without_integration: None
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        served: Served = await make_served()
+        hypercorn_ws.uninstall()
+        deflated = await WsprotoViewer.open(served.ws_url, offer=PerMessageDeflate())
+        async with open_websocket_url(served.ws_url) as ws:
+            viewer = Viewer(ws)
+            assert (await viewer.next_frame())["type"] == "hello"
+            assert (await deflated.frame())["type"] == "hello"
+            sent = tweets_for_test(4)
+            await inject_when_connected(served, sent)
+            got = await viewer.tweets(len(sent))
+            got_deflated = await deflated.tweets(len(sent))
+        assert [t["id_str"] for t in got] == [t["id_str"] for t in sent]
+        assert got_deflated == got
+        # hypercorn's own negotiation, with context takeover, on this path.
+        assert not deflated.extensions[0].server_no_context_takeover
+        await deflated.aclose()
+
+
+def test_an_untested_hypercorn_release_is_refused_loudly(
+    without_integration: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hypercorn_ws.uninstall()
+    monkeypatch.setattr(hypercorn_ws, "hypercorn_version", lambda: "0.19.0")
+    with pytest.raises(IncompatibleHypercornError, match=r"hypercorn 0\.19\.0"):
+        hypercorn_ws.install()
+    assert not hypercorn_ws.installed()
+    assert hypercorn_ws.deflate_extension() is PerMessageDeflate
+
+
+def test_a_hypercorn_whose_negotiation_ignores_the_integration_is_refused(
+    without_integration: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hypercorn_ws.uninstall()
+    original = ws_stream.Handshake.accept
+
+    def hard_wired(self: Any, *args: Any) -> Any:
+        """A release that builds wsproto's extension itself, not through the module name."""
+        ours = hypercorn_ws.deflate_extension()
+        setattr(ws_stream, "PerMessageDeflate", PerMessageDeflate)  # noqa: B010
+        try:
+            return original(self, *args)
+        finally:
+            setattr(ws_stream, "PerMessageDeflate", ours)  # noqa: B010
+
+    monkeypatch.setattr(ws_stream.Handshake, "accept", hard_wired)
+    with pytest.raises(IncompatibleHypercornError, match="server_no_context_takeover"):
+        hypercorn_ws.install()
+    assert not hypercorn_ws.installed()
+    assert hypercorn_ws.deflate_extension() is PerMessageDeflate
+
+
+def test_installing_again_wraps_no_method_twice_even_under_another_wrapper(
+    without_integration: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every app build installs; another module (a hypercorn repair) may wrap the same method."""
+    hypercorn_ws.install()
+    ours = ws_stream.WSStream.app_send
+
+    @functools.wraps(ours)
+    async def theirs(self: Any, message: Any) -> None:
+        await ours(self, message)
+
+    monkeypatch.setattr(ws_stream.WSStream, "app_send", theirs)
+    for _ in range(3):
+        hypercorn_ws.uninstall()
+        hypercorn_ws.install()
+    assert ws_stream.WSStream.app_send is theirs
+    layers: list[Any] = []
+    method: Any = ws_stream.WSStream.app_send
+    while method is not None:
+        layers.append(method)
+        method = getattr(method, "__wrapped__", None)
+    assert layers[:2] == [theirs, ours]
+    assert len(layers) == 3, "theirs, ours, hypercorn's"
+
+
+@pytest.mark.parametrize(
+    ("offer", "answer", "window"),
+    [
+        (
+            "permessage-deflate; client_max_window_bits",
+            "server_no_context_takeover; client_no_context_takeover; client_max_window_bits=9",
+            15,
+        ),
+        ("permessage-deflate", "server_no_context_takeover; client_no_context_takeover", 15),
+        (
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=12",
+            "server_no_context_takeover; client_no_context_takeover; client_max_window_bits=9; "
+            "server_max_window_bits=10",
+            10,
+        ),
+        ("permessage-deflate; server_max_window_bits=8", None, None),
+    ],
+)
+def test_negotiation_rules_out_context_takeover(
+    offer: str, answer: str | None, window: int | None
+) -> None:
+    hypercorn_ws.install()
+    handshake = ws_stream.Handshake(
+        [
+            (b"connection", b"Upgrade"),
+            (b"upgrade", b"websocket"),
+            (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+            (b"sec-websocket-version", b"13"),
+            (b"sec-websocket-extensions", offer.encode()),
+        ],
+        "1.1",
+    )
+    _, headers, _ = handshake.accept(None, [])
+    accepted = dict(headers).get(b"sec-websocket-extensions")
+    assert accepted == (None if answer is None else f"permessage-deflate; {answer}".encode())
+    assert hypercorn_ws.negotiated_window_bits(headers) == window
+
+
+def test_a_prepared_frame_is_a_whole_frame_that_inflates_to_its_payload() -> None:
+    payload = orjson.dumps({"type": "tweet", "tweet": {"text": "ünïcode ✓ " * 40}})
+    frame = PreparedFrame(payload)
+    plain = frame.wire(binary=False, window_bits=None)
+    assert plain[:4] == bytes((0x81, 126)) + len(payload).to_bytes(2, "big")
+    assert plain[4:] == payload
+    packed = frame.wire(binary=True, window_bits=15)
+    assert packed[0] == 0x80 | 0x40 | 0x2, "FIN, RSV1 (compressed), binary"
+    assert frame.wire(binary=True, window_bits=15) is packed, "built once"
+    as_text = frame.wire(binary=False, window_bits=15)
+    assert as_text[0] == 0x80 | 0x40 | 0x1
+    assert as_text[1:] == packed[1:], "the same compressed body under another opcode"
+    body = packed[2:] if packed[1] < 126 else packed[4:]
+    assert zlib.decompressobj(-15).decompress(body + b"\x00\x00\xff\xff") == payload
+    assert body == deflate(payload, 15)
+    one_viewer = PreparedFrame.for_one_viewer('{"type":"skipped","count":3}')
+    assert one_viewer.wire(binary=False, window_bits=15)[0] == 0x81, "never compressed"
