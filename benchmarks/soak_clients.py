@@ -162,7 +162,7 @@ class _RawStats(Stats):
         super().__init__()
         self.received = received
 
-    def record_frame(self, payload: bytes, now_ms: int) -> None:
+    def record_frame(self, payload: bytes, now_ms: int, wire: int | None = None) -> None:
         self.received.frame(payload)
 
 
