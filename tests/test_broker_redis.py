@@ -17,12 +17,14 @@ import httpx
 import pytest
 import trio
 import trio.lowlevel
+from glide import GlideClient
 from hypercorn.config import Config
 from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from pats_trio.app import PatsApp, create_app
-from pats_trio.broker.redis import PRIME_WAIT, RedisBroker
+from pats_trio.broker.codec import encode
+from pats_trio.broker.redis import PRIME_WAIT, RedisBroker, client_config
 from pats_trio.config import Settings
 from pats_trio.emulator import ConnectionRecord, Emulator, serve_emulator
 from pats_trio.emulator.corpus import TweetFactory
@@ -712,3 +714,29 @@ async def test_a_paused_redis_leaves_no_ghost_lease(deployment: Deployment) -> N
     assert back, "no upstream connection within 2.5 s of Redis resuming"
     gap = back[0].opened_at - resumed_at
     assert gap < 1.2, f"the upstream came back {gap:.2f}s after Redis resumed"
+
+
+async def test_a_tweet_from_history_does_not_come_again_on_the_filter_stream(
+    deployment: Deployment,
+) -> None:
+    """A worker that has just started primes its history from the stream's tail. A tweet that
+    is there from the sample stream, and still on its way on the filter stream (each stream has
+    its own connection), went to a new filter viewer twice: once as history, once live."""
+    tick = tweet_event(status("canary one", 901))
+    marker = tweet_event(status("canary two", 902))
+    assert tick is not None
+    assert marker is not None
+    client = await GlideClient.create(client_config(parse_redis_url(deployment.redis.url), "t"))
+    try:
+        with trio.fail_after(TIMEOUT):
+            await client.xadd("test:events", encode("sample", tick))
+            worker = await deployment.add_worker("primed", history_size=10)
+            async with open_websocket_url(worker.ws_url + "?filter=canary") as ws:
+                viewer = Viewer(ws)
+                assert [t["id_str"] for t in await viewer.tweets(1)] == ["901"]
+                await client.xadd("test:events", encode("filter", tick))
+                await client.xadd("test:events", encode("filter", marker))
+                later = [t["id_str"] for t in await viewer.tweets(1)]
+    finally:
+        await client.close()
+    assert later == ["902"], "the tweet shown as history came again live"
