@@ -12,6 +12,14 @@ term of this worker's as its own: the next attempt adopts whatever an earlier on
 `RELEASE` deletes whatever names this worker. No lease therefore sits with a worker that does
 not act on it for longer than one poll.
 
+Redis restarts. A Redis that comes back empty has lost both keys. The owner's `RENEW` then takes
+the lease again with its own term (and names itself holder again), as long as its term holds
+connections and no other term is named; meanwhile `ACQUIRE` takes no lease that Redis lost, for
+anyone, until Redis has been up for the lease's expiry (the grace). An owner runs on only until
+0.6 lease after its last renewal, and that renewal was made on the old Redis, before the new one
+started: whoever takes the lease after the grace finds every older term ended (the argument in
+full: docs/architecture.md, "Fencing").
+
 Liveness. A process that has exited holds no socket (the kernel closed them), but a stopped one
 (SIGSTOP, a debugger, a VM paused) holds them all. On the same host, in the same pid namespace,
 `/proc` tells which: `gone` answers True, False, or None when it cannot tell (another host). For
@@ -120,21 +128,35 @@ def gone(term: Term, proc: Path = Path("/proc")) -> bool | None:
 
 
 ACQUIRE = Script(  # type: ignore[no-untyped-call]
-    # KEYS: owner, holder. ARGV: the new term, this worker's prefix, the TTL in ms.
-    # Taken: {1, the holder or '', Redis's uptime in seconds}. Held: {0, the owner, its PTTL}.
+    # KEYS: owner, holder. ARGV: the new term, this worker's prefix, the TTL in ms, the grace in
+    # ms. Taken: {1, the holder or '', Redis's uptime in seconds}. Held: {0, the owner, its PTTL};
+    # {0, '', ms of grace left} while a Redis that started empty keeps the lease for a term that
+    # may still be running (its owner re-takes it with `RENEW`).
     "local current = redis.call('get', KEYS[1]) "
     "if current and string.sub(current, 1, #ARGV[2]) ~= ARGV[2] then "
     "  return {0, current, redis.call('pttl', KEYS[1])} end "
-    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3]) "
     "local info = redis.call('info', 'server') "
     "local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or 0 "
-    "return {1, redis.call('get', KEYS[2]) or '', uptime}"
+    "local holder = redis.call('get', KEYS[2]) "
+    "if not current and not holder and uptime * 1000 < tonumber(ARGV[4]) then "
+    "  return {0, '', tonumber(ARGV[4]) - uptime * 1000} end "
+    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3]) "
+    "return {1, holder or '', uptime}"
 )
 RENEW = Script(  # type: ignore[no-untyped-call]
-    # KEYS: owner. ARGV: the term, the TTL in ms.
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-    "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+    # KEYS: owner, holder. ARGV: the term, the TTL in ms, '1' if the term holds connections (it
+    # may re-take a lease Redis lost), the holder key's TTL in seconds.
+    # RENEWED (1), RETAKEN (2): the key was missing and nobody else is named; else 0.
+    "local current = redis.call('get', KEYS[1]) "
+    "if current == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
+    "if current or ARGV[3] ~= '1' then return 0 end "
+    "local holder = redis.call('get', KEYS[2]) "
+    "if holder and holder ~= ARGV[1] then return 0 end "
+    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[4]) "
+    "return 2"
 )
+RENEWED, RETAKEN = 1, 2
 HOLD = Script(  # type: ignore[no-untyped-call]
     # KEYS: owner, holder. ARGV: the term, the holder key's TTL in seconds. 1 if written.
     "if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "

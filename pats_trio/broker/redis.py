@@ -13,18 +13,21 @@ Every worker runs the same four tasks:
 * the **contender** tries to take the lease `<prefix>:owner` (see `lease.py`: one token per
   attempt, so that an attempt whose reply was lost is adopted, not left as a ghost). The worker
   that holds it runs the upstream, publishes every event (trimmed and encoded once) with
-  `XADD MAXLEN ~`, and follows the union of every worker's demand. It renews the lease often; the
-  moment a renewal fails, or `LEASE_STOP` of the lease has passed since the last renewal (before
-  the key can expire), its upstream is cancelled. With each batch it also stores where the source
-  could be resumed (`<prefix>:resume`, with a TTL), so a successor on a source that replays
-  (Bluesky's Jetstream) starts there, not at the live edge. A worker that is not the owner
-  watches it: an owner whose process has exited (same host) is evicted at once, and while an
-  owner stops renewing, this worker's viewers are told the feed is degraded.
+  `XADD MAXLEN ~`, and follows the union of every worker's demand. It renews the lease often; a
+  renewal that fails is tried again, and once `LEASE_STOP` of the lease has passed since the
+  last renewal that succeeded (before the key can expire), or the lease names another worker,
+  its upstream is cancelled. A renewal that finds the lease gone (Redis came back empty) takes
+  it again: the owner keeps its connections through a Redis restart. With each batch it also
+  stores where the source could be resumed (`<prefix>:resume`, with a TTL), so a successor on
+  a source that replays (Bluesky's Jetstream) starts there, not at the live edge. A worker that
+  is not the owner watches it: an owner whose process has exited (same host) is evicted at
+  once, and while an owner stops renewing, this worker's viewers are told the feed is degraded.
 
 Fencing: never two connections of one stream at once. A new owner waits until the previous
 term's connections are provably closed (`_fence`): its holder key deleted, its process exited, or
-(another host) one lease more; after a Redis restart, which lost the holder key, until any earlier
-term has run out. Reconnect pacing is the deployment's (`pacing.py`), whoever owns the upstream.
+(another host) one lease more. After a Redis restart, which lost the holder key, nobody but the
+owner that carries on takes the lease until any earlier term has run out. Reconnect pacing and
+the backoff ladders are the deployment's (`pacing.py`), whoever owns the upstream.
 
 Redis down or restarted: viewers keep their sockets and get a `degraded` status; every task retries
 with backoff, and the reader resumes once Redis answers again.
@@ -35,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -411,7 +414,12 @@ class RedisBroker:
                     reply = await client.invoke_script(
                         lease.ACQUIRE,
                         keys=[self.owner_key, self.holder_key],
-                        args=[term.encode(), lease.mine(self.worker_id), str(expiry_ms)],
+                        args=[
+                            term.encode(),
+                            lease.mine(self.worker_id),
+                            str(expiry_ms),
+                            str(expiry_ms),
+                        ],
                     )
                 except GlideError:
                     # It may still run when Redis answers again: the next attempt adopts it.
@@ -479,13 +487,25 @@ class RedisBroker:
         LOGGER.info("worker %s owns the upstream now", self.worker_id)
         send, receive = trio.open_memory_channel[Publication](PUBLISH_QUEUE)
         upstream: Upstream | None = None
+        told: dict[StreamKind, StatusEvent] = {}
+        holding = trio.Event()
 
         def publish(kind: StreamKind, event: Event) -> None:
             # The resume point as the event leaves the source: stored once the event is out.
+            if isinstance(event, StatusEvent):
+                told[kind] = event
             try:
                 send.send_nowait((kind, event, upstream.resume_point() if upstream else None))
             except trio.WouldBlock:
                 self.publish_failures += 1
+
+        pacing = DeploymentPacing(client, self._prefix, fence=self._lease_seconds * LEASE_EXPIRY)
+
+        def retaken() -> None:
+            # Redis came back empty: what viewers and successors read from it, written again.
+            for event_kind, event in told.items():
+                publish(event_kind, event)
+            pacing.lost()
 
         self.owner = True
         try:
@@ -495,7 +515,7 @@ class RedisBroker:
                 trio.CancelScope(deadline=asked_at + stop_after) as office,
             ):
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._renew_lease, client, office, term)
+                    nursery.start_soon(self._renew_lease, client, office, term, holding, retaken)
                     nursery.start_soon(self._publish_events, client, receive)
                     await self._fence(client, publish, taken)
                     upstream = self._make_upstream(publish)
@@ -503,10 +523,9 @@ class RedisBroker:
                     await self._resume(client, upstream)
                     if not await self._hold(client, term):
                         office.cancel()
+                    holding.set()
                     nursery.start_soon(self._follow_union, client, upstream)
-                    pacing = DeploymentPacing(
-                        client, self._prefix, fence=self._lease_seconds * LEASE_EXPIRY
-                    )
+                    nursery.start_soon(pacing.run)
                     token = SHARED_PACING.set(pacing)
                     try:
                         await nursery.start(upstream.run)
@@ -611,33 +630,76 @@ class RedisBroker:
             LOGGER.info("resuming the upstream from %s", stored.decode())
             upstream.resume_from(int(stored))
 
-    async def _renew_lease(self, client: GlideClient, office: trio.CancelScope, term: Term) -> None:
-        expiry_ms = int(self._lease_seconds * LEASE_EXPIRY * 1000)
+    async def _renew_lease(
+        self,
+        client: GlideClient,
+        office: trio.CancelScope,
+        term: Term,
+        holding: trio.Event,
+        retaken: Callable[[], None],
+    ) -> None:
+        """Renew the lease until it names another term; `office`'s deadline does the rest.
+
+        A renewal that fails (Redis down, restarting, paused) is tried again: the upstream runs
+        on until `LEASE_STOP` after the last renewal that succeeded, which is before anyone
+        else may connect. Once this term holds connections, a renewal that finds the lease
+        gone (Redis came back empty) takes it again, unless the holder key names another term:
+        nobody else can have connected meanwhile (see docs/architecture.md, "Fencing")."""
+        expiry_ms = str(int(self._lease_seconds * LEASE_EXPIRY * 1000))
+        holder_ttl = str(lease.HOLDER_TTL_SECONDS)
+        failing = False
+        await trio.sleep(self._lease_seconds * LEASE_RENEW)
         while True:
-            await trio.sleep(self._lease_seconds * LEASE_RENEW)
             asked_at = trio.current_time()
             try:
                 renewed = await client.invoke_script(
-                    lease.RENEW, keys=[self.owner_key], args=[term.encode(), str(expiry_ms)]
+                    lease.RENEW,
+                    keys=[self.owner_key, self.holder_key],
+                    args=[term.encode(), expiry_ms, "1" if holding.is_set() else "0", holder_ttl],
                 )
             except GlideError as exc:
-                LOGGER.warning("could not renew the upstream lease (%s): stepping down", exc)
-                office.cancel()
-                return
-            if renewed != 1:
+                if not failing:
+                    failing = True
+                    left = office.deadline - trio.current_time()
+                    LOGGER.warning(
+                        "could not renew the upstream lease (%s): trying again for %.1fs",
+                        exc,
+                        left,
+                    )
+                await trio.sleep(self._lease_seconds * LEASE_POLL)
+                continue
+            if renewed not in (lease.RENEWED, lease.RETAKEN):
                 LOGGER.warning("the upstream lease went to another worker: stepping down")
                 office.cancel()
                 return
             office.deadline = asked_at + self._lease_seconds * LEASE_STOP
+            if failing:
+                failing = False
+                LOGGER.info("the upstream lease is renewed again")
+            if renewed == lease.RETAKEN:
+                LOGGER.warning("redis had lost the upstream lease: this term took it again")
+                retaken()
+            await trio.sleep(self._lease_seconds * LEASE_RENEW)
 
     async def _follow_union(self, client: GlideClient, upstream: Upstream) -> None:
-        """Every worker's demand, merged: the owner serves the whole deployment."""
+        """Every worker's demand, merged: the owner serves the whole deployment.
+
+        A worker's demand that disappears counts until its key would have expired: a Redis
+        that restarted has lost every key, and its worker writes it again within a heartbeat;
+        meanwhile the owner must not take its viewers for gone."""
+        seen: dict[bytes, tuple[float, dict[str, Any]]] = {}
         while True:
             try:
-                demands = await self._read_demands(client)
+                found = await self._read_demands(client)
             except GlideError as exc:
                 LOGGER.debug("could not read demand: %s", exc)
             else:
+                now = trio.current_time()
+                seen.update((key, (now, demand)) for key, demand in found.items())
+                for key, (at, _) in list(seen.items()):
+                    if key not in found and now - at > self._heartbeat * 3:
+                        del seen[key]
+                demands = [demand for _, demand in seen.values()]
                 sample = any(d.get("sample", [False])[0] for d in demands)
                 phrases = _union(d.get("filter", [False, ""]) for d in demands)
                 upstream.demand("sample", active=sample)
@@ -659,7 +721,7 @@ class RedisBroker:
                     LOGGER.debug("could not read other workers' demand: %s", exc)
                 else:
                     self._elsewhere = frozenset(
-                        _union((d.get("filter", [False, ""]) for d in demands), cap=None)
+                        _union((d.get("filter", [False, ""]) for d in demands.values()), cap=None)
                     )
                 self._counted.set()
                 await trio.sleep(UNION_POLL)
@@ -668,7 +730,8 @@ class RedisBroker:
 
     async def _read_demands(
         self, client: GlideClient, *, skip: bytes | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> dict[bytes, dict[str, Any]]:
+        """Each worker's demand by its key."""
         keys: list[bytes] = []
         cursor: bytes | str = "0"
         while True:
@@ -678,9 +741,9 @@ class RedisBroker:
             if cursor in (b"0", "0"):
                 break
         if not keys:
-            return []
-        demands: list[dict[str, Any]] = []
-        for raw in await client.mget(list(keys)):
+            return {}
+        demands: dict[bytes, dict[str, Any]] = {}
+        for key, raw in zip(keys, await client.mget(list(keys)), strict=True):
             if raw is None:
                 continue
             try:
@@ -688,7 +751,7 @@ class RedisBroker:
             except orjson.JSONDecodeError:
                 continue
             if isinstance(value, dict):
-                demands.append(value)
+                demands[key] = value
         return demands
 
     async def _publish_events(
