@@ -856,3 +856,43 @@ async def test_a_tweet_from_history_does_not_come_again_on_the_filter_stream(
     finally:
         await client.close()
     assert later == ["902"], "the tweet shown as history came again live"
+
+
+async def test_after_a_redis_pause_viewers_are_not_shown_a_stale_connected(
+    deployment: Deployment,
+) -> None:
+    """An owner that cannot renew stops its upstream at 0.6 lease, but its last status stays
+    "connected" in Redis: a worker whose reader came back from the pause restored it, and its
+    viewers saw "connected" while no connection was open. The owner's release says that
+    nobody serves (queued in the paused Redis, it runs before the readers come back)."""
+    workers = [await deployment.add_worker(f"stale{i}") for i in range(2)]
+    owner = await deployment.wait_for_owner()
+    other = next(w for w in workers if w is not owner)
+    emulator = deployment.emulator
+    shown: list[tuple[float, str]] = []
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(other.ws_url) as ws, trio.open_nursery() as nursery:
+            viewer = Viewer(ws)
+
+            async def record() -> None:
+                while True:
+                    frame = await viewer.next_frame()
+                    if frame["type"] == "status":
+                        shown.append((trio.current_time(), frame["state"]))
+
+            nursery.start_soon(record)
+            await emulator.wait_until(lambda e: bool(e.open_connections("sample")))
+            await wait_for(lambda: bool(shown) and shown[-1][1] == "connected")
+            deployment.redis.pause()
+            await trio.sleep(LEASE_SECONDS * 1.5)
+            deployment.redis.resume()
+            resumed_at = trio.current_time()
+            await emulator.wait_until(
+                lambda e: any(c.opened_at > resumed_at for c in e.open_connections("sample"))
+            )
+            reopened = max(c.opened_at for c in connections(emulator, "sample"))
+            await trio.sleep(0.5)
+            nursery.cancel_scope.cancel()
+    # Once the pause is over, no "connected" before the new connection opened.
+    told = [(at, state) for at, state in shown if resumed_at < at < reopened]
+    assert "connected" not in [state for _, state in told], f"{told}, reopened {reopened}"

@@ -163,10 +163,25 @@ HOLD = Script(  # type: ignore[no-untyped-call]
     "redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[2]) return 1"
 )
 RELEASE = Script(  # type: ignore[no-untyped-call]
-    # KEYS: owner, holder. ARGV: this worker's prefix. Deletes whichever names this worker.
-    "for _, key in ipairs(KEYS) do "
-    "  local value = redis.call('get', key) "
-    "  if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then redis.call('del', key) end "
+    # KEYS: owner, holder, the event stream, each stream kind's status key. ARGV: this worker's
+    # prefix, the stream's MAXLEN, then for each status key a status entry's fields as JSON
+    # pairs. Deletes whichever of owner and holder names this worker; if the holder did (this
+    # worker's term held connections), deletes the stored statuses and publishes these: its
+    # viewers must not go on seeing its last "connected".
+    "local holder = redis.call('get', KEYS[2]) "
+    "local held = holder and string.sub(holder, 1, #ARGV[1]) == ARGV[1] "
+    "for i = 1, 2 do "
+    "  local value = redis.call('get', KEYS[i]) "
+    "  if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then redis.call('del', KEYS[i]) end "
+    "end "
+    "if held then "
+    "  for i = 4, #KEYS do "
+    "    redis.call('del', KEYS[i]) "
+    "    local flat = {} "
+    "    for _, pair in ipairs(cjson.decode(ARGV[i - 1])) do "
+    "      table.insert(flat, pair[1]) table.insert(flat, pair[2]) end "
+    "    redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(flat)) "
+    "  end "
     "end return 1"
 )
 EVICT = Script(  # type: ignore[no-untyped-call]

@@ -120,6 +120,7 @@ this host) to close its connections, in seconds, or leases if more; then it conn
 HOLDER_POLL = 0.1
 UNION_POLL = 0.25
 TAKING_OVER = "A worker takes over the upstream"
+NO_OWNER = "Waiting for the upstream owner"
 OWNER_SILENT = "The worker that runs the upstream stopped answering; another takes over soon"
 
 
@@ -328,20 +329,35 @@ class RedisBroker:
         return next(iter(newest)).decode()
 
     async def _restore_status(self, client: GlideClient, sink: Sink) -> None:
-        """After a start or an outage, viewers hear the upstream's state as the owner set it."""
-        stored = await client.mget([self._status_key(kind) for kind in STREAM_KINDS])
+        """After a start or an outage, viewers hear the upstream's state as the owner set it.
+
+        Only as the owner that holds the lease now set it: a term that has ended may have left
+        "connected" behind (its release queued in a paused Redis can run after this read)."""
+        *stored, owner = await client.mget(
+            [*(self._status_key(kind) for kind in STREAM_KINDS), self.owner_key]
+        )
         for kind, raw in zip(STREAM_KINDS, stored, strict=True):
             event: StatusEvent | None = None
-            if raw is not None:
+            if raw is not None and owner is not None:
                 try:
-                    pairs = [(name.encode(), value.encode()) for name, value in orjson.loads(raw)]
+                    value = orjson.loads(raw)
+                    if value["term"] != owner.decode(errors="replace"):
+                        raise ValueError("set by an earlier term")
+                    pairs = [(name.encode(), text.encode()) for name, text in value["fields"]]
                     _, decoded = decode(pairs)
-                except (EntryError, orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+                except (
+                    EntryError,
+                    orjson.JSONDecodeError,
+                    TypeError,
+                    ValueError,
+                    AttributeError,
+                    KeyError,
+                ):
                     decoded = None
                 if isinstance(decoded, StatusEvent):
                     event = decoded
             if event is None:
-                event = status_event(kind, "connecting", reason="Waiting for the upstream owner")
+                event = status_event(kind, "connecting", reason=NO_OWNER)
             sink.route(kind, event)
 
     def _degrade(self, sink: Sink, exc: GlideError, retry_in: float) -> None:
@@ -466,12 +482,22 @@ class RedisBroker:
         return False
 
     async def _release(self, client: GlideClient) -> None:
-        """Delete the lease and holder keys where they name this worker (its term is over)."""
+        """Delete the lease and holder keys where they name this worker (its term is over), and
+        if its term held connections, say that nobody serves now."""
+        waiting = [
+            orjson.dumps(encode(kind, status_event(kind, "connecting", reason=NO_OWNER))).decode()
+            for kind in STREAM_KINDS
+        ]
         with trio.CancelScope(shield=True), trio.move_on_after(1.0), _quietly():
             await client.invoke_script(
                 lease.RELEASE,
-                keys=[self.owner_key, self.holder_key],
-                args=[lease.mine(self.worker_id)],
+                keys=[
+                    self.owner_key,
+                    self.holder_key,
+                    self.events_key,
+                    *(self._status_key(kind) for kind in STREAM_KINDS),
+                ],
+                args=[lease.mine(self.worker_id), str(self._maxlen), *waiting],
             )
             self._unreleased = False
 
@@ -516,7 +542,7 @@ class RedisBroker:
             ):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._renew_lease, client, office, term, holding, retaken)
-                    nursery.start_soon(self._publish_events, client, receive)
+                    nursery.start_soon(self._publish_events, client, receive, term.encode())
                     await self._fence(client, publish, taken)
                     upstream = self._make_upstream(publish)
                     self.upstream = upstream
@@ -755,7 +781,7 @@ class RedisBroker:
         return demands
 
     async def _publish_events(
-        self, client: GlideClient, receive: trio.MemoryReceiveChannel[Publication]
+        self, client: GlideClient, receive: trio.MemoryReceiveChannel[Publication], term: str
     ) -> None:
         """Everything waiting goes out in one pipelined round trip. A reply reaches this task
         only when Trio's scheduler comes round to it, which under a busy fan-out takes tens of
@@ -780,7 +806,7 @@ class RedisBroker:
                     statuses.append((kind, fields))
             # After the XADDs, whose replies come first.
             for kind, fields in statuses:
-                batch.set(self._status_key(kind), orjson.dumps(fields))
+                batch.set(self._status_key(kind), orjson.dumps({"term": term, "fields": fields}))
             resume_point = pending[-1][2]
             if resume_point is not None:
                 batch.set(self.resume_key, str(resume_point), expiry=resume_ttl)
