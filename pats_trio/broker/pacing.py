@@ -9,7 +9,7 @@ is (a successor's first failure climbs on from there, not from the bottom). Ever
 lifecycles ask it before each attempt (`SharedPacing`).
 
 A Redis that restarted has lost the record. A term that carries on through the restart (it
-took its lease again, see `lease.RENEW`) writes back the record as it last knew it (`restore`).
+took its lease again, see `lease.RENEW`) writes back the record as it last knew it (`lost`).
 Otherwise the previous term ended at most `fence` seconds (the lease's expiry) after the old
 Redis died, so the record is taken to hold an attempt at the new Redis's start plus `fence`:
 the first connection comes no sooner than the minimum interval after that.
@@ -126,7 +126,7 @@ class DeploymentPacing:
         self._prefix = prefix
         self._fence = fence
         self._known: dict[str, bytes] = {}
-        """Each stream's record as this term last read or wrote it, for `restore`."""
+        """Each stream's record as this term last read or wrote it, for `lost`."""
         self._ladders: dict[str, Mapping[str, int]] = {}
         self._reset: set[str] = set()
         self._restore: set[str] = set()

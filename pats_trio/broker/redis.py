@@ -547,9 +547,10 @@ class RedisBroker:
                     upstream = self._make_upstream(publish)
                     self.upstream = upstream
                     await self._resume(client, upstream)
-                    if not await self._hold(client, term):
+                    if await self._hold(client, term):
+                        holding.set()
+                    else:
                         office.cancel()
-                    holding.set()
                     nursery.start_soon(self._follow_union, client, upstream)
                     nursery.start_soon(pacing.run)
                     token = SHARED_PACING.set(pacing)
