@@ -14,7 +14,7 @@ not act on it for longer than one poll.
 
 Redis restarts. A Redis that comes back empty has lost both keys. The owner's `RENEW` then takes
 the lease again with its own term (and names itself holder again), as long as its term holds
-connections and no other term is named; meanwhile `ACQUIRE` takes no lease that Redis lost, for
+connections and both keys are missing; meanwhile `ACQUIRE` takes no lease that Redis lost, for
 anyone, until Redis has been up for the lease's expiry (the grace). An owner runs on only until
 0.6 lease after its last renewal, and that renewal was made on the old Redis, before the new one
 started: whoever takes the lease after the grace finds every older term ended (the argument in
@@ -146,12 +146,12 @@ ACQUIRE = Script(  # type: ignore[no-untyped-call]
 RENEW = Script(  # type: ignore[no-untyped-call]
     # KEYS: owner, holder. ARGV: the term, the TTL in ms, '1' if the term holds connections (it
     # may re-take a lease Redis lost), the holder key's TTL in seconds.
-    # RENEWED (1), RETAKEN (2): the key was missing and nobody else is named; else 0.
+    # RENEWED (1), RETAKEN (2): both keys were missing (Redis came back empty); else 0. A lease
+    # that expired while the holder key stayed (Redis paused) is not taken again: the renewal
+    # may be running late, after its term stopped.
     "local current = redis.call('get', KEYS[1]) "
     "if current == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
-    "if current or ARGV[3] ~= '1' then return 0 end "
-    "local holder = redis.call('get', KEYS[2]) "
-    "if holder and holder ~= ARGV[1] then return 0 end "
+    "if current or ARGV[3] ~= '1' or redis.call('exists', KEYS[2]) == 1 then return 0 end "
     "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
     "redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[4]) "
     "return 2"

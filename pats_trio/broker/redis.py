@@ -669,9 +669,9 @@ class RedisBroker:
 
         A renewal that fails (Redis down, restarting, paused) is tried again: the upstream runs
         on until `LEASE_STOP` after the last renewal that succeeded, which is before anyone
-        else may connect. Once this term holds connections, a renewal that finds the lease
-        gone (Redis came back empty) takes it again, unless the holder key names another term:
-        nobody else can have connected meanwhile (see docs/architecture.md, "Fencing")."""
+        else may connect. Once this term holds connections, a renewal that finds the lease and
+        the holder key gone (Redis came back empty) takes the lease again: nobody else can have
+        connected meanwhile (see docs/architecture.md, "Fencing through a Redis restart")."""
         expiry_ms = str(int(self._lease_seconds * LEASE_EXPIRY * 1000))
         holder_ttl = str(lease.HOLDER_TTL_SECONDS)
         failing = False
