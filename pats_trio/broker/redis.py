@@ -464,6 +464,10 @@ class RedisBroker:
                 )
                 return True
             return False
+        if not held.term:
+            # A Redis that started empty, in its grace: no owner to be silent (a reader back
+            # from the outage has told viewers it waits for one).
+            return False
         silent = held.ttl < self._lease_seconds * (LEASE_EXPIRY - LEASE_SILENT)
         if silent and not self._told_silent:
             self._told_silent = True
