@@ -12,7 +12,8 @@ import { filterForInput, filterProblem, filterString } from './query.js';
 import { Indicator, RateMeter } from './status.js';
 import { tweetTimeMs } from './time.js';
 
-const FILTER_ERROR_CODES = new Set(['empty_phrase', 'phrase_too_long', 'too_many_phrases']);
+const FILTER_ERROR_CODES = new Set(['empty_phrase', 'phrase_too_long', 'too_many_phrases', 'viewer_phrase_limit',
+  'address_phrase_limit']);
 const FALLBACK_MESSAGES = {
   empty_phrase: 'One of the phrases in the filter is empty.',
   phrase_too_long: 'One of the phrases in the filter is too long.',
@@ -131,6 +132,9 @@ export class Column {
       }
       case 'status':
         this.indicator.upstream(message); // the reason, in plain words, goes to the reason line
+        break;
+      case 'pending':
+        this.indicator.pending(message);
         break;
       case 'error':
         this.serverError(message, inBandReply);

@@ -16,6 +16,7 @@ const WORDS = {
   twitter: { one: 'tweet', many: 'tweets', sample: 'a small random share of all public tweets' },
   emulator: { one: 'tweet', many: 'tweets', sample: 'made-up tweets from the built-in demo emulator' },
   bluesky: { one: 'post', many: 'posts', sample: 'every post on Bluesky' },
+  x: { one: 'post', many: 'posts', sample: 'no posts: X offers its sampled stream to Enterprise accounts only' },
 };
 const TITLE = document.title;
 const PHONE = window.matchMedia('(max-width: 600px)');

@@ -9,6 +9,7 @@ import { fullTime, relativeTime, tweetTimeMs } from './time.js';
 
 const TWITTER = 'https://twitter.com';
 const BLUESKY = 'https://bsky.app';
+const X = 'https://x.com';
 const AVATAR_COLOURS = 8;
 const MAX_PHOTOS = 4;
 
@@ -61,18 +62,23 @@ function str(value) {
 // A DID keeps its colons: bsky.app/profile/did:plc:... is the form Bluesky itself links to.
 const blueskyProfileUrl = (actor) => `${BLUESKY}/profile/${encodeURIComponent(actor).replaceAll('%3A', ':')}`;
 
-const TWITTER_LINKS = {
-  profileUrl: (screenName) => `${TWITTER}/${encodeURIComponent(screenName)}`,
-  statusUrl: (user, id) =>
-    `${TWITTER}/${encodeURIComponent(str(user.screen_name) || 'i')}/status/${encodeURIComponent(id)}`,
-  hashtagUrl: (tag) => `${TWITTER}/hashtag/${encodeURIComponent(tag)}`,
-  openTitle: 'Open on Twitter',
-  reposted: 'retweeted',
-};
+/** Twitter's link shapes, which X kept: `site` is the host, `name` what the links say. */
+function twitterLinks(site, name) {
+  return {
+    profileUrl: (screenName) => `${site}/${encodeURIComponent(screenName)}`,
+    statusUrl: (user, id) =>
+      `${site}/${encodeURIComponent(str(user.screen_name) || 'i')}/status/${encodeURIComponent(id)}`,
+    hashtagUrl: (tag) => `${site}/hashtag/${encodeURIComponent(tag)}`,
+    openTitle: `Open on ${name}`,
+    reposted: name === 'X' ? 'reposted' : 'retweeted',
+  };
+}
+const TWITTER_LINKS = twitterLinks(TWITTER, 'Twitter');
 
 /** Where a card's links go and what its badge says, by the tweet's `source`. */
 const NETWORKS = {
   twitter: { ...TWITTER_LINKS, label: 'Twitter', title: 'From Twitter' },
+  x: { ...twitterLinks(X, 'X'), label: 'X', title: 'From X' },
   // No badge on each card: the page says once that it is a demo.
   emulator: { ...TWITTER_LINKS, label: '', title: '' },
   bluesky: {
@@ -89,7 +95,7 @@ const NETWORKS = {
 // Tweets from a server that predates `source` link as they always did, without a badge.
 const UNKNOWN_NETWORK = { ...TWITTER_LINKS, label: '', title: '' };
 
-/** The links and label for a tweet's `source` ("twitter", "emulator", "bluesky"). */
+/** The links and label for a tweet's `source` ("twitter", "emulator", "bluesky", "x"). */
 export function networkOf(source) {
   return typeof source === 'string' && Object.hasOwn(NETWORKS, source) ? NETWORKS[source] : UNKNOWN_NETWORK;
 }

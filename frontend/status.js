@@ -5,7 +5,7 @@
 
 import { explainReason, retryIn } from './reasons.js';
 
-const SOURCE_NAMES = { twitter: 'Twitter', emulator: 'the emulator', bluesky: 'Bluesky' };
+const SOURCE_NAMES = { twitter: 'Twitter', emulator: 'the emulator', bluesky: 'Bluesky', x: 'X' };
 
 function secondsUntil(at, now) {
   return Math.max(0, Math.ceil((at - now) / 1000));
@@ -34,6 +34,7 @@ export class Indicator {
     this.phase = 'connecting';
     this.detail = {};
     this.upstreamStatus = null; // {state, retryAt, reason}
+    this.pendingKeywords = null; // {queued, overShare, retryAt}
     this.source = 'twitter';
     this.stream = null;
     this.lastState = null;
@@ -54,7 +55,24 @@ export class Indicator {
     this.source = Object.hasOwn(SOURCE_NAMES, String(message.source)) ? message.source : fallback;
     this.stream = message.stream;
     this.upstreamStatus = null;
+    this.pendingKeywords = null;
     this.render();
+  }
+
+  /**
+   * From a pending frame: keywords of ours the server has not yet asked its source for (`queued`,
+   * within `retry_in` seconds), or that wait for room in the keyword budget shared by every viewer
+   * (`over_share`). Both empty: everything is asked for.
+   */
+  pending(message, now = Date.now()) {
+    const list = (value) => (Array.isArray(value) ? value.map(String) : []);
+    const queued = list(message.queued);
+    const overShare = list(message.over_share);
+    const retryIn = message.retry_in === null ? NaN : Number(message.retry_in);
+    this.pendingKeywords = queued.length || overShare.length
+      ? { queued, overShare, retryAt: Number.isFinite(retryIn) ? now + retryIn * 1000 : null }
+      : null;
+    this.render(now);
   }
 
   /** From a status frame: the state of the server's upstream connection for our stream. */
@@ -71,7 +89,7 @@ export class Indicator {
 
   /** Called every second, for the countdowns. */
   tick(now = Date.now()) {
-    if (this.phase === 'waiting' || this.upstreamStatus?.retryAt) this.render(now);
+    if (this.phase === 'waiting' || this.upstreamStatus?.retryAt || this.pendingKeywords?.retryAt) this.render(now);
   }
 
   describe(now) {
@@ -114,8 +132,22 @@ export class Indicator {
       case 'idle':
         return { state: 'idle', text: 'Idle', title: upstream.reason || 'Waiting for the stream to start' };
       default:
-        return { state: 'live', text: 'Live', title: 'Connected: posts appear as they happen' };
+        return this.pendingKeywords ? this.describePending(now)
+          : { state: 'live', text: 'Live', title: 'Connected: posts appear as they happen' };
     }
+  }
+
+  describePending(now) {
+    const { queued, overShare, retryAt } = this.pendingKeywords;
+    const n = queued.length + overShare.length;
+    const words = n === 1 ? 'keyword' : 'keywords';
+    if (queued.length) {
+      const seconds = retryAt ? secondsUntil(retryAt, now) : 0;
+      return { state: 'backoff', text: `Live; ${n} ${words} starting${seconds ? ` in ${seconds}s` : ' soon'}`,
+        title: `Not followed yet: ${[...queued, ...overShare].join(', ')}. The server restarts its filter for everyone at a limited pace.` };
+    }
+    return { state: 'backoff', text: `Live; ${n} ${words} waiting for room`,
+      title: `Not followed now: ${overShare.join(', ')}. Every viewer shares one keyword budget, and others need your share of it.` };
   }
 
   render(now = Date.now()) {

@@ -44,6 +44,7 @@ from pats_trio.logs import configure_logging
 from pats_trio.looplag import LoopLag
 from pats_trio.observability import register_observability
 from pats_trio.protocol_limits import limit_hypercorn_defaults
+from pats_trio.shares import ShareLimits
 from pats_trio.upstream.bluesky import BlueskyUpstream
 from pats_trio.upstream.source import Publish, Upstream
 from pats_trio.upstream.twitter.client import make_http_client, open_stream
@@ -283,6 +284,7 @@ def create_app(settings: Settings | None = None, *, worker_id: str = WORKER_ID) 
         slow_client_seconds=settings.slow_client_seconds,
         history_size=settings.history_size,
         worker_id=worker_id,
+        shares=ShareLimits.from_settings(settings),
     )
     worker = Worker(
         id=worker_id,

@@ -142,6 +142,17 @@ class Settings:
     max_filter_length: int = _setting("PATS_MAX_FILTER_LENGTH", 4096, int)
     max_message_bytes: int = _setting("PATS_MAX_MESSAGE_BYTES", 4096, int)
     filter_changes_per_minute: int = _setting("PATS_FILTER_CHANGES_PER_MINUTE", 30, int)
+    max_phrases_per_viewer: int = _setting("PATS_MAX_PHRASES_PER_VIEWER", 400, int)
+    max_phrases_per_address: int = _setting("PATS_MAX_PHRASES_PER_ADDRESS", 400, int)
+    """Hard caps, the whole union by default: the fair share (`shares.py`) is what keeps room
+    for newcomers; these bound what one viewer or address may ask at all."""
+    max_restarts_per_address_5min: int = _setting("PATS_MAX_RESTARTS_PER_ADDRESS_5MIN", 5, int)
+    """Filter restarts one address's viewers may cause in five minutes, after a burst (see
+    `shares.UpstreamPacer`); one viewer gets half of them."""
+    ws_ping_seconds: float = _setting("PATS_WS_PING_SECONDS", 20.0, float)
+    """hypercorn pings every viewer this often; one silent for two intervals is dropped."""
+    ws_message_seconds: float = _setting("PATS_WS_MESSAGE_SECONDS", 10.0, float)
+    """A WebSocket message must arrive whole this long after its first byte, or close 1008."""
     emulator_rate: float = _setting("PATS_EMULATOR_RATE", 5.0, float)
     emulator_seed: int | None = _setting("PATS_EMULATOR_SEED", None, _optional_int)
 
@@ -253,11 +264,17 @@ def validate(settings: Settings) -> None:
         ("PATS_MAX_FILTER_LENGTH", settings.max_filter_length),
         ("PATS_MAX_MESSAGE_BYTES", settings.max_message_bytes),
         ("PATS_FILTER_CHANGES_PER_MINUTE", settings.filter_changes_per_minute),
+        ("PATS_MAX_PHRASES_PER_VIEWER", settings.max_phrases_per_viewer),
+        ("PATS_MAX_PHRASES_PER_ADDRESS", settings.max_phrases_per_address),
+        ("PATS_MAX_RESTARTS_PER_ADDRESS_5MIN", settings.max_restarts_per_address_5min),
     ):
         if limit < 1:
             raise SettingsError(f"{name} must be at least 1, got {limit}")
     _positive("PATS_SHUTDOWN_GRACE_SECONDS", settings.shutdown_grace_seconds)
+    if settings.ws_ping_seconds < 0:
+        raise SettingsError("PATS_WS_PING_SECONDS must be 0 (no pings) or more")
     _positive("PATS_SLOW_CLIENT_SECONDS", settings.slow_client_seconds)
+    _positive("PATS_WS_MESSAGE_SECONDS", settings.ws_message_seconds)
     if settings.emulator_rate < 0:
         raise SettingsError("PATS_EMULATOR_RATE must be 0 or more")
     if not settings.twitter_stream_url.startswith(("http://", "https://")):

@@ -86,5 +86,21 @@ def status(stream: str, state: str, **details: Any) -> Frame:
     return _encode({"type": "status", "stream": stream, "state": state, **details})
 
 
+def pending(*, queued: Sequence[str], over_share: Sequence[str], retry_in: float | None) -> Frame:
+    """Phrases of this viewer's filter that the upstream does not follow yet. `queued` ones are
+    asked for within `retry_in` seconds (the filter connection then restarts, a few seconds
+    more); `over_share` ones wait for room in the phrase budget, which others need now. Both
+    empty: all of them have been asked for."""
+    shown = None if retry_in is None else round(retry_in, 1)
+    return _encode(
+        {
+            "type": "pending",
+            "queued": list(queued),
+            "over_share": list(over_share),
+            "retry_in": shown,
+        }
+    )
+
+
 def error(code: str, message: str) -> Frame:
     return _encode({"type": "error", "code": code, "message": message})

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -23,6 +25,7 @@ from pats_trio.history import History
 from pats_trio.matching import MAX_PHRASES, Phrase, TrackError, TrackIndex, format_track
 from pats_trio.outsider_log import OutsiderLog
 from pats_trio.routed import Routed, RoutedTweets
+from pats_trio.shares import ShareLimits, fair_union
 
 LOGGER = logging.getLogger(__name__)
 
@@ -53,6 +56,10 @@ class Subscription:
     is one per viewer, and nothing waits on it)."""
     on_evicted: Callable[[], None] | None = None
     """Called at eviction, so the socket's owner can bound how long it still waits on it."""
+    address: str = ""
+    """Where the viewer connects from: phrase shares and upstream restarts are per address."""
+    told_pending: str | None = None
+    """The last `pending` frame it was sent, until all its phrases are asked for upstream."""
 
     def take_skipped(self) -> int:
         count, self.skipped = self.skipped, 0
@@ -72,6 +79,7 @@ class Hub:
         slow_client_seconds: float = Settings.slow_client_seconds,
         history_size: int = Settings.history_size,
         worker_id: str = "",
+        shares: ShareLimits | None = None,
     ) -> None:
         self.broker = broker
         self.worker_id = worker_id
@@ -89,6 +97,17 @@ class Hub:
         on the filter stream, which has a connection of its own, may come a moment later."""
         self._outsiders = OutsiderLog(LOGGER)
         """A peer that never reads gets itself evicted, once per socket it opens: limited."""
+        self._shares = shares or ShareLimits()
+        self._pacer = self._shares.pacer()
+        self._paced = trio.Event()
+        """Set when a change waits for the pacer, so its task looks again."""
+        self._held: dict[str, Counter[str]] = {}
+        """Each address's phrases, in the order it first asked, and by how many of its viewers."""
+        self._pushed: tuple[Phrase, ...] = ()
+        """The filter union last handed to the broker (what the upstream follows, or soon will)."""
+        self._pushed_texts: frozenset[str] = frozenset()
+        self._told: set[Subscription] = set()
+        """Viewers told that some of their phrases are pending, until told they are not."""
         self.started = False
         """Whether `run` was ever called: the hub is built with the app, but runs only while the
         app serves."""
@@ -105,6 +124,7 @@ class Hub:
         self.started = True
         async with trio.open_nursery() as nursery:
             await nursery.start(self.broker.run, self)
+            nursery.start_soon(self._pace_upstream)
             self.running = True
             task_status.started()
             try:
@@ -124,22 +144,23 @@ class Hub:
         status = self._status[kind]
         return status.state if status is not None else "idle"
 
-    def subscribe(self, track: tuple[Phrase, ...] = ()) -> _Subscribing:
+    def subscribe(self, track: tuple[Phrase, ...] = (), address: str = "") -> _Subscribing:
         """Watch the sample stream (no phrases) or the filter stream for `track`:
         ``async with hub.subscribe(track) as sub: async for frame in sub.messages: ...``
 
-        Raises TrackError on entry, before anything is registered, if the union would grow past
-        its limit, and AdmissionError while the server shuts down.
+        Raises TrackError on entry, before anything is registered, if the phrases are over a
+        viewer's or an address's cap or would not fit in the union even with every address at
+        its fair share, and AdmissionError while the server shuts down.
         """
-        return _Subscribing(self, track)
+        return _Subscribing(self, track, address)
 
-    def _open(self, track: tuple[Phrase, ...]) -> Subscription:
+    def _open(self, track: tuple[Phrase, ...], address: str) -> Subscription:
         if self.closing:
             raise AdmissionError("shutting_down", "The server is shutting down.")
         send, receive = trio.open_memory_channel[Outgoing](self._queue_size)
-        sub = Subscription(_kind_for(track), track, receive, send)
+        sub = Subscription(_kind_for(track), track, receive, send, address=address)
         try:
-            self._check_union(sub, track)
+            self._check_shares(sub, track)
         except TrackError:
             send.close()
             receive.close()
@@ -153,10 +174,13 @@ class Hub:
 
     def retrack(self, sub: Subscription, track: tuple[Phrase, ...]) -> None:
         """Switch a viewer to another track in place; raises TrackError and changes nothing."""
-        self._check_union(sub, track)
-        self._detach(sub)
+        self._check_shares(sub, track)
+        old_kind = sub.kind
+        self._detach(sub, update=False)  # the union between the two tracks is never demanded
         sub.kind, sub.track = _kind_for(track), track
         self._attach(sub)
+        if old_kind != sub.kind:
+            self._update_demand(old_kind, sub)
 
     def close_all(self) -> None:
         """Shutting down: every viewer's channel ends, and nobody new is let in."""
@@ -179,23 +203,58 @@ class Hub:
             worker=self.worker_id,
         )
 
-    def _check_union(self, sub: Subscription, track: tuple[Phrase, ...]) -> None:
-        """The limit is the upstream's, so other workers' phrases count too (with Redis)."""
+    def _check_shares(self, sub: Subscription, track: tuple[Phrase, ...]) -> None:
+        """The viewer's cap, the union, then its address's cap. The union's limit is the
+        upstream's, so other workers' phrases count too (with Redis). Past it, a newcomer still
+        gets in if every phrase of its own fits within a fair share (`shares.fair_union`):
+        those holding more than theirs give up the excess upstream."""
         if not track:
             return
-        local = {phrase.text for phrase in self._index.union_with(sub, track)}
-        size = len(local | self.broker.phrases_elsewhere())
-        if size > MAX_PHRASES:
+        texts = [phrase.text for phrase in track]
+        if len(texts) > self._shares.per_viewer:
             raise TrackError(
-                "too_many_phrases",
-                f"All viewers together may follow at most {MAX_PHRASES} phrases; "
-                f"adding yours would make {size}. Try fewer or more common phrases.",
+                "viewer_phrase_limit",
+                f"One viewer may follow at most {self._shares.per_viewer} phrases; "
+                f"this filter has {len(texts)}.",
             )
+        local = {phrase.text for phrase in self._index.union_with(sub, track)}
+        elsewhere = self.broker.phrases_elsewhere()
+        held = self._held_with(sub, texts)
+        size = len(local | elsewhere)
+        if size > MAX_PHRASES:
+            holdings = {address: list(phrases) for address, phrases in self._held.items()}
+            holdings[sub.address] = list(held)
+            fair = fair_union(holdings.values(), MAX_PHRASES - len(elsewhere - local))
+            left_out = [text for text in texts if text not in fair and text not in elsewhere]
+            if left_out:
+                raise TrackError(
+                    "too_many_phrases",
+                    f"All viewers together may follow at most {MAX_PHRASES} phrases, shared "
+                    f"fairly among addresses; adding yours would make {size}, and "
+                    f"{len(left_out)} of yours do not fit in your share. Try fewer or more "
+                    "common phrases.",
+                )
+        if len(held) > self._shares.per_address:
+            raise TrackError(
+                "address_phrase_limit",
+                f"Viewers from one address may follow at most {self._shares.per_address} "
+                f"phrases between them; this filter would make {len(held)}.",
+            )
+
+    def _held_with(self, sub: Subscription, texts: list[str]) -> dict[str, None]:
+        """The phrases `sub`'s address would hold with `texts` as `sub`'s, in order."""
+        counts = Counter(self._held.get(sub.address, ()))
+        if sub in self._index:
+            counts.subtract(phrase.text for phrase in sub.track)
+        held = dict.fromkeys(text for text, count in counts.items() if count > 0)
+        held.update(dict.fromkeys(texts))
+        return held
 
     def _attach(self, sub: Subscription) -> None:
         self._viewers[sub.kind].add(sub)
         if sub.track:
             self._index.set(sub, sub.track)
+            self._held.setdefault(sub.address, Counter()).update(p.text for p in sub.track)
         self._deliver(sub, self.hello(sub))
         status = self._status[sub.kind]
         if status is not None:
@@ -206,17 +265,118 @@ class Hub:
                 self._shown_ahead.setdefault(event.id_str, set()).add(sub)
         while len(self._shown_ahead) > SHOWN_AHEAD_WINDOW:
             del self._shown_ahead[next(iter(self._shown_ahead))]
-        self._update_demand(sub.kind)
+        self._update_demand(sub.kind, sub)
+        if sub.kind == "filter":
+            self._tell_pending(sub)
 
-    def _detach(self, sub: Subscription) -> None:
+    def _detach(self, sub: Subscription, *, update: bool = True) -> None:
         self._viewers[sub.kind].discard(sub)
+        sub.told_pending = None
+        self._told.discard(sub)
+        if sub in self._index:
+            held = self._held[sub.address]
+            held.subtract(p.text for p in sub.track)
+            for text in [text for text, count in held.items() if count <= 0]:
+                del held[text]
+            if not held:
+                del self._held[sub.address]
         self._index.discard(sub)
-        self._update_demand(sub.kind)
+        if update:
+            self._update_demand(sub.kind, sub)
 
-    def _update_demand(self, kind: StreamKind) -> None:
-        viewers = bool(self._viewers[kind])
-        track = format_track(self._index.union()) if kind == "filter" else ""
-        self.broker.demand(kind, active=viewers, track=track)
+    def _update_demand(self, kind: StreamKind, sub: Subscription) -> None:
+        """Sample demand, and the filter's coming and going, go straight to the broker; a change
+        of the filter union waits for the pacer (`shares.UpstreamPacer`), on the account of
+        `sub` and its address."""
+        active = bool(self._viewers[kind])
+        if kind == "sample":
+            self.broker.demand(kind, active=active)
+            return
+        now = trio.current_time()
+        if not active or not self._shares.paced or self._fair_texts() == self._pushed_texts:
+            # Nothing to restart: no viewer left to serve (the union goes with the stop), a
+            # source that changes its filter in place, or the union is unchanged.
+            self._pacer.clear()
+            self._push(now, charge=False)
+            return
+        self._pacer.request(sub.address, sub.id, now)
+        self._paced.set()
+        due = self._pacer.due(now)
+        if due is not None and due <= now:
+            self._push(now)
+
+    def _fair_texts(self) -> frozenset[str]:
+        """The phrases the upstream should follow for this worker's viewers now."""
+        elsewhere = self.broker.phrases_elsewhere()
+        everything = frozenset(phrase.text for phrase in self._index.union())
+        capacity = MAX_PHRASES - len(elsewhere - everything)
+        if len(everything) <= capacity:
+            return everything
+        return frozenset(fair_union((list(held) for held in self._held.values()), capacity))
+
+    def _push(self, now: float, *, charge: bool = True) -> None:
+        """Hand the filter union upstream as it is now; everyone told `pending` hears again."""
+        fair = self._fair_texts()
+        if charge and fair != self._pushed_texts:
+            self._pacer.push(now)
+        else:
+            self._pacer.clear()
+        if fair != self._pushed_texts:
+            self._pushed = tuple(phrase for phrase in self._index.union() if phrase.text in fair)
+            self._pushed_texts = fair
+        self.broker.demand(
+            "filter", active=bool(self._viewers["filter"]), track=format_track(self._pushed)
+        )
+        # Only viewers told before can need telling again, unless holders gave up phrases over
+        # their share (only when the union is over the limit): then every filter viewer is looked
+        # at, since a newcomer may have taken room from any of them.
+        displaced = len(fair) < len(self._index)
+        for sub in tuple(self._viewers["filter"] if displaced else self._told):
+            self._tell_pending(sub, fair)
+
+    async def _pace_upstream(self) -> None:
+        """Push each waiting change of the filter union once the pacer lets it go."""
+        while True:
+            self._paced = trio.Event()
+            now = trio.current_time()
+            due = self._pacer.due(now)
+            if due is not None and due <= now:
+                self._push(now)
+                continue
+            with trio.move_on_at(math.inf if due is None else due):
+                await self._paced.wait()
+
+    def _tell_pending(self, sub: Subscription, fair: frozenset[str] | None = None) -> None:
+        """Tell a filter viewer which of its phrases the upstream does not follow yet (and, once
+        it does, that nothing is pending), so it is not shown "connected" in vain. `retry_in`
+        is when the next push goes, whoever it is charged to: every push carries them all."""
+        followed = self._pushed_texts | self.broker.phrases_elsewhere()
+        missing = [phrase.text for phrase in sub.track if phrase.text not in followed]
+        if not missing and sub.told_pending is None:
+            return
+        if fair is None:
+            fair = self._fair_texts()
+        queued = [text for text in missing if text in fair]
+        retry_in = None
+        if queued:
+            now = trio.current_time()
+            due = self._pacer.due(now)
+            retry_in = max(
+                0.0, (self._pacer.eta(sub.address, sub.id, now) if due is None else due) - now
+            )
+        frame = frames.pending(
+            queued=queued,
+            over_share=[text for text in missing if text not in fair],
+            retry_in=retry_in,
+        )
+        if frame != sub.told_pending:
+            self._deliver(sub, frame)
+        if missing:
+            sub.told_pending = frame
+            self._told.add(sub)
+        else:
+            sub.told_pending = None
+            self._told.discard(sub)
 
     def remember(self, kind: StreamKind, event: Event) -> None:
         """Keep history up to date; alone, for an event from before this worker started."""
@@ -316,14 +476,14 @@ class Hub:
 class _Subscribing:
     """`Hub.subscribe`'s context; a class, not a generator, as one lives as long as each viewer."""
 
-    __slots__ = ("_hub", "_sub", "_track")
+    __slots__ = ("_address", "_hub", "_sub", "_track")
 
-    def __init__(self, hub: Hub, track: tuple[Phrase, ...]) -> None:
-        self._hub, self._track = hub, track
+    def __init__(self, hub: Hub, track: tuple[Phrase, ...], address: str) -> None:
+        self._hub, self._track, self._address = hub, track, address
         self._sub: Subscription | None = None
 
     async def __aenter__(self) -> Subscription:
-        self._sub = self._hub._open(self._track)
+        self._sub = self._hub._open(self._track, self._address)
         return self._sub
 
     async def __aexit__(self, *exc: object) -> None:

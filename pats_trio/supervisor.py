@@ -1,4 +1,4 @@
-"""`pats-trio serve --workers N`: N workers on one listening socket, each replaced if it dies.
+"""`pats-trio serve --workers N`: N workers on one port, each replaced if it dies.
 
 hypercorn's own multi-worker mode stops every worker when one exits abnormally, so a crashed or
 SIGKILLed worker would take its siblings' viewers with it. Here the survivors carry on, the dead
@@ -73,8 +73,38 @@ class _Config(Config):
 
 def bind(config: Config, settings: Settings) -> Sockets:
     """The listening sockets, bound now, so that a taken port is one clear line, not a trace."""
+    sockets = _bound(config, settings)
+    for sock in sockets.insecure_sockets:
+        sock.listen(config.backlog)
+    return sockets
+
+
+def bind_per_worker(config: Config, settings: Settings, workers: int) -> list[Sockets]:
+    """One listening socket per worker, all on one port with SO_REUSEPORT, so that the kernel
+    spreads new connections over the workers by hash.
+
+    With one socket shared by every worker, the first worker to be ready after a restart took
+    every viewer already waiting to reconnect (30 of 30, measured), as the others were still
+    starting. A socket per worker holds its share in its own backlog until its worker accepts.
+    The supervisor keeps every socket open, so a worker that dies leaves its backlog to its
+    replacement rather than dropping it.
+
+    The port is first bound without SO_REUSEPORT and released, so that a port another server
+    listens on (even one with SO_REUSEPORT, which would otherwise let us join its group and
+    share its connections) is still the clear "in use" refusal; and port 0 becomes one port.
+    """
+    probe = _bound(config, settings)
+    port = probe.insecure_sockets[0].getsockname()[1]
+    for sock in probe.insecure_sockets:
+        sock.close()
+    config.workers = workers  # hypercorn sets SO_REUSEPORT on its sockets when workers > 1
+    config.bind = [f"{settings.host}:{port}"]
+    return [bind(config, settings) for _ in range(workers)]
+
+
+def _bound(config: Config, settings: Settings) -> Sockets:
     try:
-        sockets = config.create_sockets()
+        return config.create_sockets()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise SettingsError(
@@ -84,9 +114,6 @@ def bind(config: Config, settings: Settings) -> Sockets:
             f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): "
             "set PATS_HOST and PATS_PORT, or pass --host and --port"
         ) from None
-    for sock in sockets.insecure_sockets:
-        sock.listen(config.backlog)
-    return sockets
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -168,12 +195,14 @@ class Supervisor:
     processes: list[BaseProcess] = field(default_factory=list)
     stopping: bool = False
     restarts: deque[float] = field(default_factory=deque)
+    sockets_of: dict[BaseProcess, Sockets] = field(default_factory=dict)
+    """Each worker's own listening socket, handed to its replacement if it dies."""
     signalled: set[int] = field(default_factory=set)
     """Workers already sent SIGTERM: a second one could cut their graceful close short."""
 
     def run(self) -> int:
         config = hypercorn_config(self.settings)
-        sockets = bind(config, self.settings)
+        per_worker = bind_per_worker(config, self.settings, self.workers)
         context = multiprocessing.get_context("spawn")
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
@@ -184,13 +213,14 @@ class Supervisor:
             self.workers,
         )
         try:
-            for _ in range(self.workers):
+            for sockets in per_worker:
                 self._spawn(context, sockets)
-            status = self._watch(context, sockets)
+            status = self._watch(context)
         finally:
             self._stop_all()
-            for sock in sockets.insecure_sockets:
-                sock.close()
+            for sockets in per_worker:
+                for sock in sockets.insecure_sockets:
+                    sock.close()
         return status
 
     def _spawn(self, context: Any, sockets: Sockets) -> None:
@@ -199,13 +229,15 @@ class Supervisor:
         )
         process.start()
         self.processes.append(process)
+        self.sockets_of[process] = sockets
 
-    def _watch(self, context: Any, sockets: Sockets) -> int:
+    def _watch(self, context: Any) -> int:
         while not self.stopping:
             wait([process.sentinel for process in self.processes], timeout=1.0)
             for process in [p for p in self.processes if p.exitcode is not None]:
                 process.join()
                 self.processes.remove(process)
+                sockets = self.sockets_of.pop(process)
                 if self._stopped():  # a signal arrived during the wait
                     continue
                 LOGGER.warning(

@@ -98,7 +98,7 @@ async def serve_viewer(worker: Worker, scope: Scope, receive: Receive, send: Sen
         with worker.clients.admit(address):
             track = parse_track(raw_filter)
             del raw_filter
-            async with hub.subscribe(track) as sub:
+            async with hub.subscribe(track, address) as sub:
                 await _serve(hub, sub, socket, receive, limits)
     except TrackError as exc:
         await socket.refuse(frames.CLOSE_POLICY_VIOLATION, exc.code, exc.message)

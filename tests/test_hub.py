@@ -15,6 +15,7 @@ from pats_trio.broker import Sink
 from pats_trio.events import StreamKind, TweetEvent
 from pats_trio.hub import Hub, Outgoing, Subscription
 from pats_trio.matching import TrackError, parse_track, tweet_terms
+from pats_trio.shares import ShareLimits
 from pats_trio.upstream.source import Upstream
 
 TIMEOUT = 10
@@ -199,3 +200,140 @@ async def test_run_starts_the_broker_and_reports_running(nursery: trio.Nursery) 
         assert not hub.running
         await nursery.start(hub.run)
         assert hub.running
+
+
+def pendings(items: list[Outgoing]) -> list[dict[str, Any]]:
+    return [
+        frame
+        for item in items
+        if not isinstance(item, TweetEvent) and (frame := orjson.loads(item))["type"] == "pending"
+    ]
+
+
+def filter_tracks(broker: DemandLog) -> list[str]:
+    """Each filter union the hub handed upstream, in order, repeats dropped."""
+    tracks: list[str] = []
+    for kind, active, track in broker.calls:
+        if kind == "filter" and active and (not tracks or tracks[-1] != track):
+            tracks.append(track)
+    return tracks
+
+
+async def test_a_churning_viewer_cannot_spend_the_restarts_and_a_newcomer_is_not_starved(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A viewer changing its filter every 2 s used to restart the upstream each time, until
+    the account's budget was spent and a newcomer waited minutes."""
+    with trio.fail_after(1000):
+        broker = DemandLog()
+        hub = Hub(broker)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.run)
+            async with hub.subscribe(parse_track("churn"), "10.0.0.1") as hog:
+                started = trio.current_time()
+                for n in range(50):  # 100 s
+                    hub.retrack(hog, parse_track(f"churn{n}"))
+                    await trio.sleep(2.0)
+                async with hub.subscribe(parse_track("newcomer"), "10.0.0.2") as newcomer:
+                    assert "newcomer" in broker.last("filter")[1], "at once"
+                    assert pendings(drain(newcomer)) == []
+                    for n in range(50, 150):  # to 300 s
+                        hub.retrack(hog, parse_track(f"churn{n}"))
+                        await trio.sleep(2.0)
+                assert trio.current_time() - started == pytest.approx(300.0)
+                # The burst of three, one a minute after it, and the newcomer's.
+                assert len(filter_tracks(broker)) <= 10, filter_tracks(broker)
+                # The hog was told its change waits, and when it would go.
+                told = pendings(drain(hog))
+                assert any(frame["queued"] and frame["retry_in"] > 0 for frame in told)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_waiting_viewer_is_told_and_then_told_again_once_its_phrase_is_asked_for(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(1000):
+        broker = DemandLog()
+        hub = Hub(broker)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hub.run)
+            async with hub.subscribe(parse_track("one"), "10.0.0.1") as sub:
+                for n in range(2):  # the rest of its burst
+                    hub.retrack(sub, parse_track(f"burst{n}"))
+                    await trio.sleep(5.0)
+                drain(sub)
+                hub.retrack(sub, parse_track("late"))
+                (told,) = pendings(drain(sub))
+                assert told["queued"] == ["late"]
+                assert 0 < told["retry_in"] <= 120  # its own bucket, refilled every two minutes
+                assert broker.last("filter")[1] != "late"
+                await trio.sleep(told["retry_in"] + 0.1)
+                assert broker.last("filter") == (True, "late")
+                (cleared,) = pendings(drain(sub))
+                assert cleared == {
+                    "type": "pending",
+                    "queued": [],
+                    "over_share": [],
+                    "retry_in": None,
+                }
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_newcomer_past_the_limit_takes_room_from_the_holder_over_its_share() -> None:
+    with trio.fail_after(TIMEOUT):
+        broker = DemandLog()
+        hub = Hub(broker)
+        hogging = ",".join(f"hog{i}" for i in range(400))
+        async with hub.subscribe(parse_track(hogging), "10.0.0.1") as hog:
+            drain(hog)
+            async with hub.subscribe(parse_track("new,other"), "10.0.0.2"):
+                track = broker.last("filter")[1].split(",")
+                assert len(track) == 400
+                assert {"new", "other"} <= set(track)
+                (told,) = pendings(drain(hog))
+                assert len(told["over_share"]) == 2
+                # Its own address has no share left for more.
+                with pytest.raises(TrackError) as refused:
+                    async with hub.subscribe(parse_track("more"), "10.0.0.1"):
+                        pass
+                assert refused.value.code == "too_many_phrases"
+            # Once the newcomer leaves, the hog has it all again, and is told so.
+            assert len(broker.last("filter")[1].split(",")) == 400
+            assert "hog399" in broker.last("filter")[1]
+            assert pendings(drain(hog))[-1]["over_share"] == []
+
+
+async def test_the_viewer_and_address_caps_refuse_by_name() -> None:
+    with trio.fail_after(TIMEOUT):
+        hub = Hub(DemandLog(), shares=ShareLimits(per_viewer=2, per_address=3))
+        with pytest.raises(TrackError) as refused:
+            async with hub.subscribe(parse_track("a,b,c"), "x"):
+                pass
+        assert refused.value.code == "viewer_phrase_limit"
+        async with hub.subscribe(parse_track("a,b"), "x") as first:
+            with pytest.raises(TrackError) as refused:
+                hub.retrack(first, parse_track("c,d,e"))
+            assert refused.value.code == "viewer_phrase_limit"
+            hub.retrack(first, parse_track("b,c"))
+            with pytest.raises(TrackError) as refused:
+                async with hub.subscribe(parse_track("d,e"), "x"):
+                    pass
+            assert refused.value.code == "address_phrase_limit"
+            assert "at most 3 phrases" in str(refused.value.message)
+            async with hub.subscribe(parse_track("c,d"), "x"):
+                pass
+
+
+async def test_a_source_that_changes_its_filter_in_place_gets_every_change_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Jetstream matches keywords here and never reconnects: nothing to pace."""
+    with trio.fail_after(100):
+        broker = DemandLog()
+        hub = Hub(broker, shares=ShareLimits(paced=False))
+        async with hub.subscribe(parse_track("start"), "10.0.0.1") as sub:
+            for n in range(20):
+                hub.retrack(sub, parse_track(f"change{n}"))
+                assert broker.last("filter") == (True, f"change{n}")
+                assert pendings(drain(sub)) == []
+                await trio.sleep(2.0)

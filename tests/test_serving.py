@@ -21,6 +21,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, TextMessage
 from wsproto.events import Request as WSRequest
 
 import pats_trio
@@ -357,3 +358,183 @@ async def test_a_viewer_that_never_reads_loses_its_slot_and_holds_no_shutdown(
         assert trio.current_time() - stopped < grace + 3
         assert process.returncode == 0
         stuck.close()
+
+
+async def raw_viewer(port: int) -> tuple[trio.SocketStream, WSConnection]:
+    """A viewer on a plain socket, past the handshake, that sends exactly what it is told to
+    (wsproto answers nothing by itself: no pongs)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    client = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(client.send(WSRequest(host=f"127.0.0.1:{port}", target="/ws")))
+    while True:
+        data = await stream.receive_some(65536)
+        assert data, "closed during the handshake"
+        client.receive_data(data)
+        if any(isinstance(event, AcceptConnection) for event in client.events()):
+            return stream, client
+
+
+async def close_code_read(stream: trio.SocketStream, client: WSConnection) -> int | None:
+    """Read until the server closes the TCP connection: the code of its close frame, if any."""
+    code: int | None = None
+    while data := await stream.receive_some(65536):
+        client.receive_data(data)
+        for event in client.events():
+            if isinstance(event, CloseConnection):
+                code = event.code
+    return code
+
+
+@pytest.mark.parametrize("command", [pats_trio_command, hypercorn_command])
+async def test_protocol_errors_are_answered_with_their_close_codes(
+    command: Callable[[int], list[str]], tmp_path: Path
+) -> None:
+    """hypercorn used to drop the TCP connection without a close frame."""
+    port = free_port()
+    masked = b"\x01\x02\x03\x04"
+    cases = {
+        b"\x81\x05hello": 1002,  # unmasked
+        b"\x81\x84"
+        + masked
+        + bytes(b ^ masked[i] for i, b in enumerate(b"\xff\xfe\xfd\xfc")): 1007,
+        b"\x83\x80" + masked: 1002,  # a reserved opcode
+    }
+    async with serving(command(port), port, tmp_path, clean_env(PATS_EMULATOR_RATE="0")):
+        with trio.fail_after(STARTUP_TIMEOUT):
+            for frame, expected in cases.items():
+                stream, client = await raw_viewer(port)
+                await stream.send_all(frame)
+                assert await close_code_read(stream, client) == expected
+
+
+@pytest.mark.parametrize("command", [pats_trio_command, hypercorn_command])
+async def test_a_peer_that_stops_answering_pings_is_dropped_and_its_slot_freed(
+    command: Callable[[int], list[str]], tmp_path: Path
+) -> None:
+    """Without server pings a peer gone without a FIN stayed counted (and held its address's
+    slot) for as long as the server ran."""
+    port = free_port()
+    env = clean_env(PATS_EMULATOR_RATE="0", PATS_WS_PING_SECONDS="0.5", PATS_MAX_CLIENTS_PER_IP="1")
+    url = f"ws://127.0.0.1:{port}/ws"
+    async with serving(command(port), port, tmp_path, env):
+        with trio.fail_after(STARTUP_TIMEOUT):
+            # A viewer whose client answers pings (trio-websocket does) stays past many.
+            async with open_websocket_url(url) as kept:
+                assert orjson.loads(await kept.get_message())["type"] == "hello"
+                await trio.sleep(2.5)
+                assert not kept.closed
+            while True:  # the server sees that one leave
+                async with open_websocket_url(url) as probe:
+                    if orjson.loads(await probe.get_message())["type"] == "hello":
+                        break
+            stream, client = await raw_viewer(port)
+        with trio.fail_after(5):
+            assert await close_code_read(stream, client) is None
+        with trio.fail_after(5):
+            async with open_websocket_url(url) as after:
+                assert orjson.loads(await after.get_message())["type"] == "hello"
+
+
+def server_holds_connection(port: int, peer_port: int) -> bool:
+    """Whether a process still holds the server's end of the TCP connection from `peer_port`:
+    an end that is closed lingers in /proc/net/tcp (FIN_WAIT, TIME_WAIT) without an inode."""
+    wanted = (f"{port:04X}", f"{peer_port:04X}")
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if (local.rsplit(":", 1)[1], remote.rsplit(":", 1)[1]) == wanted and inode != "0":
+            return True
+    return False
+
+
+def frame_header(opcode: int, length: int, *, fin: bool = True) -> bytes:
+    """A masked client frame's header announcing `length` bytes, masked with key zero so that
+    the payload goes as it is."""
+    first = (0x80 if fin else 0) | opcode
+    if length < 126:
+        return bytes((first, 0x80 | length)) + bytes(4)
+    if length < 1 << 16:
+        return bytes((first, 0x80 | 126)) + length.to_bytes(2, "big") + bytes(4)
+    return bytes((first, 0x80 | 127)) + length.to_bytes(8, "big") + bytes(4)
+
+
+async def dropped_within(
+    seconds: float, port: int, stream: trio.SocketStream, client: WSConnection
+) -> int | None:
+    """The code of the server's close frame, once the server has also let go of the TCP
+    connection, which must happen within `seconds` although this peer never answers."""
+    peer_port = stream.socket.getsockname()[1]
+    with trio.fail_after(seconds):
+        code = await close_code_read(stream, client)
+        while True:
+            if not server_holds_connection(port, peer_port):
+                return code
+            await trio.sleep(0.05)
+
+
+MESSAGE_SECONDS = 1
+
+
+@pytest.mark.parametrize("command", [pats_trio_command, hypercorn_command])
+async def test_a_message_that_does_not_finish_in_time_is_closed_and_an_idle_peer_is_not(
+    command: Callable[[int], list[str]], tmp_path: Path
+) -> None:
+    """A peer could send the header and part of a frame, or a message's first fragments, and
+    then trickle or stop: hypercorn held what had arrived for as long as the socket lived."""
+    port = free_port()
+    env = clean_env(
+        PATS_EMULATOR_RATE="0",
+        PATS_WS_PING_SECONDS="0",
+        PATS_WS_MESSAGE_SECONDS=str(MESSAGE_SECONDS),
+    )
+    async with serving(command(port), port, tmp_path, env):
+        with trio.fail_after(STARTUP_TIMEOUT):
+            idle, idle_client = await raw_viewer(port)
+            stopped, stopped_client = await raw_viewer(port)
+            trickling, trickling_client = await raw_viewer(port)
+        began = trio.current_time()
+        # The first fragment of a text message, then nothing.
+        await stopped.send_all(frame_header(0x1, 5, fin=False) + b"hello")
+        # Half of an 8 KB frame (under the size limit), then a byte every 0.2 s.
+        await trickling.send_all(frame_header(0x2, 8000) + bytes(4000))
+        async with trio.open_nursery() as nursery:
+
+            async def trickle() -> None:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    while True:
+                        await trio.sleep(0.2)
+                        await trickling.send_all(b"\0")
+
+            nursery.start_soon(trickle)
+            bound = MESSAGE_SECONDS + 5 + 3  # the message's time, the close's, and slack
+            assert await dropped_within(bound, port, stopped, stopped_client) == 1008
+            assert await dropped_within(bound, port, trickling, trickling_client) == 1008
+            nursery.cancel_scope.cancel()
+        assert trio.current_time() - began >= MESSAGE_SECONDS
+        # The viewer that sent nothing all this while is still served.
+        with trio.fail_after(5):
+            command_text = b'{"type":"filter","track":"still idle"}'
+            await idle.send_all(idle_client.send(TextMessage(data=command_text.decode())))
+            while True:
+                data = await idle.receive_some(65536)
+                assert data, "the idle viewer was closed"
+                idle_client.receive_data(data)
+                texts = [e.data for e in idle_client.events() if isinstance(e, TextMessage)]
+                if any('"still idle"' in text for text in texts):
+                    break
+
+
+@pytest.mark.parametrize("command", [pats_trio_command, hypercorn_command])
+async def test_the_servers_own_close_lets_go_of_the_connection_when_the_peer_never_answers(
+    command: Callable[[int], list[str]], tmp_path: Path
+) -> None:
+    """After its own 1009, hypercorn waited for the peer's close for as long as the socket
+    lived, and kept buffering the rest of the refused message meanwhile."""
+    port = free_port()
+    env = clean_env(PATS_EMULATOR_RATE="0", PATS_WS_PING_SECONDS="0")
+    async with serving(command(port), port, tmp_path, env):
+        with trio.fail_after(STARTUP_TIMEOUT):
+            stream, client = await raw_viewer(port)
+        # Announces 1 MB, sends 256 KB (past the 16 KiB limit), then only reads.
+        await stream.send_all(frame_header(0x2, 1_000_000) + bytes(256 * 1024))
+        assert await dropped_within(5 + 3, port, stream, client) == 1009

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -27,6 +27,7 @@ import trio
 from pats_trio import __version__
 from pats_trio.credentials import Credentials
 from pats_trio.events import StreamKind
+from pats_trio.upstream.http_stream import RawChunks, describe_transport_error
 
 LOGGER = logging.getLogger(__name__)
 
@@ -218,34 +219,12 @@ async def open_stream(
                 LOGGER.debug("%s stream: HTTP %d %s", kind, response.status_code, reason)
                 raise StreamHTTPError(response.status_code, reason)
         except httpx.TransportError as exc:
-            raise StreamNetworkError(redact(_describe(exc))) from exc
-        yield _RawChunks(response, redact)
+            raise StreamNetworkError(redact(describe_transport_error(exc))) from exc
+        yield RawChunks(response, lambda text: StreamNetworkError(redact(text)))
 
 
 def _no_redaction(text: str) -> str:
     return text
-
-
-def _describe(exc: httpx.TransportError) -> str:
-    detail = str(exc)
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-
-
-class _RawChunks:
-    """The response body as it arrives, with transport failures mapped to StreamNetworkError."""
-
-    def __init__(self, response: httpx.Response, redact: Callable[[str], str]) -> None:
-        self._chunks = response.aiter_raw()
-        self._redact = redact
-
-    def __aiter__(self) -> _RawChunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await anext(self._chunks)
-        except httpx.TransportError as exc:
-            raise StreamNetworkError(self._redact(_describe(exc))) from exc
 
 
 async def _read_reason(response: httpx.Response) -> str:

@@ -23,6 +23,7 @@ import trio
 
 from pats_trio import __version__
 from pats_trio.credentials import BearerToken
+from pats_trio.upstream.http_stream import RawChunks, describe_transport_error
 from pats_trio.upstream.x.rules import Rule
 
 LOGGER = logging.getLogger(__name__)
@@ -156,11 +157,6 @@ async def _http_error(response: httpx.Response, token: BearerToken) -> XHTTPErro
     )
 
 
-def _describe(exc: httpx.TransportError) -> str:
-    detail = str(exc)
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-
-
 @asynccontextmanager
 async def open_stream(
     http: httpx.AsyncClient, base_url: str, token: BearerToken
@@ -186,25 +182,8 @@ async def open_stream(
             if response.status_code != 200:
                 raise await _http_error(response, token)
         except httpx.TransportError as exc:
-            raise XNetworkError(token.redact(_describe(exc))) from exc
-        yield _Chunks(response, token)
-
-
-class _Chunks:
-    """The response body as it arrives, transport failures mapped to `XNetworkError`."""
-
-    def __init__(self, response: httpx.Response, token: BearerToken) -> None:
-        self._chunks = response.aiter_raw()
-        self._token = token
-
-    def __aiter__(self) -> _Chunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await anext(self._chunks)
-        except httpx.TransportError as exc:
-            raise XNetworkError(self._token.redact(_describe(exc))) from exc
+            raise XNetworkError(token.redact(describe_transport_error(exc))) from exc
+        yield RawChunks(response, lambda text: XNetworkError(token.redact(text)))
 
 
 def _rule(item: Any) -> Rule | None:
@@ -251,7 +230,7 @@ class RulesClient:
                     raise await _http_error(response, self._token)
                 body = await response.aread()
         except httpx.TransportError as exc:
-            raise XNetworkError(self._token.redact(_describe(exc))) from exc
+            raise XNetworkError(self._token.redact(describe_transport_error(exc))) from exc
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:

@@ -1,0 +1,26 @@
+"""The page tells a viewer when its keywords are not followed upstream yet (fair shares)."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.conftest import Stack
+
+
+def test_a_keyword_waiting_for_the_upstream_is_shown_until_it_is_asked_for(
+    page: Page, stack: Stack
+) -> None:
+    """A filter change within PATS_MIN_RECONNECT_SECONDS (5 s) of the last restart waits for
+    the next one: the page used to show "Live" meanwhile, with nothing arriving."""
+    page.goto(stack.url + "?filter=first")
+    indicator = page.locator("#connection")
+    expect(indicator).to_have_attribute("data-state", "live")
+    stack.emulator.wait_for_stream("filter", "first")
+    page.fill("#filter", "second")
+    page.click("#filter-form button[type=submit]")
+    expect(indicator.locator(".label")).to_have_text(re.compile(r"1 keyword starting"))
+    assert "second" in (indicator.get_attribute("title") or "")
+    expect(indicator).to_have_attribute("data-state", "live", timeout=15_000)
+    stack.emulator.wait_for_stream("filter", "second")
