@@ -170,7 +170,8 @@ class Deployment:
             capture_stderr=True,
             check=False,
         )
-        worker = result.stdout.decode().strip()
+        # The lease holds a term, "worker|attempt|host|pid|start" (broker/lease.py).
+        worker = result.stdout.decode().strip().split("|", 1)[0]
         pid = self.workers().get(worker)
         return None if pid is None else (worker, pid)
 

@@ -33,6 +33,8 @@ Outgoing = frames.Frame | TweetEvent
 """What a viewer's channel carries: a frame, or a tweet, which its sender may batch with others."""
 
 _ids = itertools.count(1)
+SHOWN_AHEAD_WINDOW = 4_096
+"""Tweets remembered as shown to a filter viewer from history before their filter copy came."""
 
 
 @dataclass(eq=False, slots=True)
@@ -90,6 +92,9 @@ class Hub:
         self._status: dict[StreamKind, StatusEvent | None] = dict.fromkeys(STREAM_KINDS)
         self._history = History(history_size)
         self._routed = RoutedTweets()
+        self._shown_ahead: dict[str, set[Subscription]] = {}
+        """Sample-stream tweets that filter viewers got as history, and who: the same tweet
+        on the filter stream, which has a connection of its own, may come a moment later."""
         self._outsiders = OutsiderLog(LOGGER)
         """A peer that never reads gets itself evicted, once per socket it opens: limited."""
         self._shares = shares or ShareLimits()
@@ -256,6 +261,10 @@ class Hub:
             self._deliver(sub, status.frame)
         for event in self._history.recent_for(sub.track):
             self._deliver(sub, event)
+            if sub.track and "filter" not in self._routed.kinds_of(event.id_str):
+                self._shown_ahead.setdefault(event.id_str, set()).add(sub)
+        while len(self._shown_ahead) > SHOWN_AHEAD_WINDOW:
+            del self._shown_ahead[next(iter(self._shown_ahead))]
         self._update_demand(sub.kind, sub)
         if sub.kind == "filter":
             self._tell_pending(sub)
@@ -392,6 +401,9 @@ class Hub:
             if kind == "filter":
                 # Only filter viewers have phrases, so the index holds nobody else.
                 targets: set[Subscription] = self._index.subscribers_for(event.terms)
+                shown = self._shown_ahead.pop(event.id_str, None)
+                if shown:
+                    targets = targets - shown
             else:
                 targets = self._viewers["sample"]
             self._fan_out(targets, event)

@@ -63,6 +63,11 @@ class RoutedTweets:
                     del self._by_id[old_id]
         routed.kinds.add(kind)
 
+    def kinds_of(self, id_str: str) -> frozenset[StreamKind]:
+        """The kinds the tweet went out on so far (none if it is not remembered)."""
+        routed = self._by_id.get(id_str)
+        return frozenset(routed.kinds) if routed is not None else frozenset()
+
     def take(self, id_str: str) -> Routed | None:
         """Where the tweet went, forgotten at once: one delete is sent once, whichever kinds it
         arrives on. None for a tweet no viewer could hold."""

@@ -9,14 +9,16 @@ against a real Redis in test_broker_redis.py).
 from __future__ import annotations
 
 import doctest
+from collections.abc import Mapping
 
 import trio
 import trio.testing
 
 from pats_trio.broker import lease, pacing
 from pats_trio.broker.pacing import wait_for_turn
+from pats_trio.upstream import backoff
 from pats_trio.upstream.backoff import ConnectionBudget
-from pats_trio.upstream.lifecycle import SHARED_PACING, Retry
+from pats_trio.upstream.lifecycle import SHARED_PACING, Link, Retry
 from tests.test_lifecycle import TIMEOUT, RefusedError, Scripted
 
 
@@ -26,6 +28,7 @@ class MemoryPacing:
     def __init__(self) -> None:
         self.attempts: dict[str, list[float]] = {}
         self.not_before: dict[str, float] = {}
+        self.ladders: dict[str, dict[str, int]] = {}
 
     async def delay(self, stream: str, budget: ConnectionBudget | None) -> float:
         now = trio.current_time()
@@ -36,9 +39,16 @@ class MemoryPacing:
     async def connecting(self, stream: str) -> None:
         self.attempts.setdefault(stream, []).append(trio.current_time())
 
-    async def backing_off(self, stream: str, seconds: float) -> None:
+    async def backing_off(self, stream: str, seconds: float, ladder: Mapping[str, int]) -> None:
         until = trio.current_time() + seconds
         self.not_before[stream] = max(self.not_before.get(stream, 0.0), until)
+        self.ladders[stream] = dict(ladder)
+
+    def ladder(self, stream: str) -> Mapping[str, int]:
+        return self.ladders.get(stream, {})
+
+    def connected(self, stream: str) -> None:
+        self.ladders[stream] = {}
 
 
 def budget() -> ConnectionBudget:
@@ -59,7 +69,7 @@ async def term(shared: MemoryPacing | None, source: Scripted, seconds: float) ->
 
 
 def test_the_docstring_examples_hold() -> None:
-    for module in (pacing, lease):
+    for module in (pacing, lease, backoff):
         result = doctest.testmod(module)
         assert result.failed == 0
 
@@ -106,3 +116,36 @@ async def test_a_new_term_waits_out_the_backoff_the_last_one_began(
     [_, second] = shared.attempts["scripted"]
     assert len(successor.connections) == 1
     assert second - began == 59.0
+
+
+class Unavailable(Scripted):
+    """Answers 503 to every attempt it is told to refuse, and backs off as Twitter asks: the
+    HTTP ladder (5 s, 10 s, 20 s, ...) of the link's own `Backoff`."""
+
+    def failure(self, exc: Exception, link: Link[str]) -> Retry | None:
+        if isinstance(exc, RefusedError):
+            return Retry("HTTP 503", "http", link.backoff.after_http_error(503))
+        return super().failure(exc, link)  # type: ignore[return-value]
+
+
+async def test_a_new_term_climbs_on_from_the_last_terms_backoff_ladder(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Only the end of the wait in progress was shared: the next owner's first failure started
+    at the bottom of the ladder again (5 s after two failures had reached 10 s), so owners
+    that kept changing kept the account at the fastest retry. The ladder's stage is the
+    deployment's too."""
+    shared = MemoryPacing()
+    first = Unavailable(stall=1e6)
+    first.refusals.extend(RefusedError(Retry("", "http", 0.0)) for _ in range(2))
+    with trio.fail_after(TIMEOUT):
+        await term(shared, first, 6.0)  # 503 at 0 (wait 5 s), 503 at 5 (wait 10 s)
+        assert first.connections == []
+        successor = Unavailable(stall=1e6)
+        successor.refusals.append(RefusedError(Retry("", "http", 0.0)))
+        await term(shared, successor, 60.0)
+    waits = [s.details["retry_in"] for s in successor.statuses() if s.state == "backoff"]
+    # The rest of the last term's 10 s wait, then the third stage of the ladder.
+    assert waits == [9.0, 20.0]
+    assert len(successor.connections) == 1
+    assert shared.ladders["scripted"] == {}

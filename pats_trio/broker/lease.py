@@ -12,6 +12,14 @@ term of this worker's as its own: the next attempt adopts whatever an earlier on
 `RELEASE` deletes whatever names this worker. No lease therefore sits with a worker that does
 not act on it for longer than one poll.
 
+Redis restarts. A Redis that comes back empty has lost both keys. The owner's `RENEW` then takes
+the lease again with its own term (and names itself holder again), as long as its term holds
+connections and both keys are missing; meanwhile `ACQUIRE` takes no lease that Redis lost, for
+anyone, until Redis has been up for the lease's expiry (the grace). An owner runs on only until
+0.6 lease after its last renewal, and that renewal was made on the old Redis, before the new one
+started: whoever takes the lease after the grace finds every older term ended (the argument in
+full: docs/architecture.md, "Fencing").
+
 Liveness. A process that has exited holds no socket (the kernel closed them), but a stopped one
 (SIGSTOP, a debugger, a VM paused) holds them all. On the same host, in the same pid namespace,
 `/proc` tells which: `gone` answers True, False, or None when it cannot tell (another host). For
@@ -120,31 +128,60 @@ def gone(term: Term, proc: Path = Path("/proc")) -> bool | None:
 
 
 ACQUIRE = Script(  # type: ignore[no-untyped-call]
-    # KEYS: owner, holder. ARGV: the new term, this worker's prefix, the TTL in ms.
-    # Taken: {1, the holder or '', Redis's uptime in seconds}. Held: {0, the owner, its PTTL}.
+    # KEYS: owner, holder. ARGV: the new term, this worker's prefix, the TTL in ms, the grace in
+    # ms. Taken: {1, the holder or '', Redis's uptime in seconds}. Held: {0, the owner, its PTTL};
+    # {0, '', ms of grace left} while a Redis that started empty keeps the lease for a term that
+    # may still be running (its owner re-takes it with `RENEW`).
     "local current = redis.call('get', KEYS[1]) "
     "if current and string.sub(current, 1, #ARGV[2]) ~= ARGV[2] then "
     "  return {0, current, redis.call('pttl', KEYS[1])} end "
-    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3]) "
     "local info = redis.call('info', 'server') "
     "local uptime = tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or 0 "
-    "return {1, redis.call('get', KEYS[2]) or '', uptime}"
+    "local holder = redis.call('get', KEYS[2]) "
+    "if not current and not holder and uptime * 1000 < tonumber(ARGV[4]) then "
+    "  return {0, '', tonumber(ARGV[4]) - uptime * 1000} end "
+    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3]) "
+    "return {1, holder or '', uptime}"
 )
 RENEW = Script(  # type: ignore[no-untyped-call]
-    # KEYS: owner. ARGV: the term, the TTL in ms.
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-    "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+    # KEYS: owner, holder. ARGV: the term, the TTL in ms, '1' if the term holds connections (it
+    # may re-take a lease Redis lost), the holder key's TTL in seconds.
+    # RENEWED (1), RETAKEN (2): both keys were missing (Redis came back empty); else 0. A lease
+    # that expired while the holder key stayed (Redis paused) is not taken again: the renewal
+    # may be running late, after its term stopped.
+    "local current = redis.call('get', KEYS[1]) "
+    "if current == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end "
+    "if current or ARGV[3] ~= '1' or redis.call('exists', KEYS[2]) == 1 then return 0 end "
+    "redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[4]) "
+    "return 2"
 )
+RENEWED, RETAKEN = 1, 2
 HOLD = Script(  # type: ignore[no-untyped-call]
     # KEYS: owner, holder. ARGV: the term, the holder key's TTL in seconds. 1 if written.
     "if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
     "redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[2]) return 1"
 )
 RELEASE = Script(  # type: ignore[no-untyped-call]
-    # KEYS: owner, holder. ARGV: this worker's prefix. Deletes whichever names this worker.
-    "for _, key in ipairs(KEYS) do "
-    "  local value = redis.call('get', key) "
-    "  if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then redis.call('del', key) end "
+    # KEYS: owner, holder, the event stream, each stream kind's status key. ARGV: this worker's
+    # prefix, the stream's MAXLEN, then for each status key a status entry's fields as JSON
+    # pairs. Deletes whichever of owner and holder names this worker; if the holder did (this
+    # worker's term held connections), deletes the stored statuses and publishes these: its
+    # viewers must not go on seeing its last "connected".
+    "local holder = redis.call('get', KEYS[2]) "
+    "local held = holder and string.sub(holder, 1, #ARGV[1]) == ARGV[1] "
+    "for i = 1, 2 do "
+    "  local value = redis.call('get', KEYS[i]) "
+    "  if value and string.sub(value, 1, #ARGV[1]) == ARGV[1] then redis.call('del', KEYS[i]) end "
+    "end "
+    "if held then "
+    "  for i = 4, #KEYS do "
+    "    redis.call('del', KEYS[i]) "
+    "    local flat = {} "
+    "    for _, pair in ipairs(cjson.decode(ARGV[i - 1])) do "
+    "      table.insert(flat, pair[1]) table.insert(flat, pair[2]) end "
+    "    redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', unpack(flat)) "
+    "  end "
     "end return 1"
 )
 EVICT = Script(  # type: ignore[no-untyped-call]

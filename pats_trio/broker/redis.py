@@ -13,18 +13,21 @@ Every worker runs the same four tasks:
 * the **contender** tries to take the lease `<prefix>:owner` (see `lease.py`: one token per
   attempt, so that an attempt whose reply was lost is adopted, not left as a ghost). The worker
   that holds it runs the upstream, publishes every event (trimmed and encoded once) with
-  `XADD MAXLEN ~`, and follows the union of every worker's demand. It renews the lease often; the
-  moment a renewal fails, or `LEASE_STOP` of the lease has passed since the last renewal (before
-  the key can expire), its upstream is cancelled. With each batch it also stores where the source
-  could be resumed (`<prefix>:resume`, with a TTL), so a successor on a source that replays
-  (Bluesky's Jetstream) starts there, not at the live edge. A worker that is not the owner
-  watches it: an owner whose process has exited (same host) is evicted at once, and while an
-  owner stops renewing, this worker's viewers are told the feed is degraded.
+  `XADD MAXLEN ~`, and follows the union of every worker's demand. It renews the lease often; a
+  renewal that fails is tried again, and once `LEASE_STOP` of the lease has passed since the
+  last renewal that succeeded (before the key can expire), or the lease names another worker,
+  its upstream is cancelled. A renewal that finds the lease gone (Redis came back empty) takes
+  it again: the owner keeps its connections through a Redis restart. With each batch it also
+  stores where the source could be resumed (`<prefix>:resume`, with a TTL), so a successor on
+  a source that replays (Bluesky's Jetstream) starts there, not at the live edge. A worker that
+  is not the owner watches it: an owner whose process has exited (same host) is evicted at
+  once, and while an owner stops renewing, this worker's viewers are told the feed is degraded.
 
 Fencing: never two connections of one stream at once. A new owner waits until the previous
 term's connections are provably closed (`_fence`): its holder key deleted, its process exited, or
-(another host) one lease more; after a Redis restart, which lost the holder key, until any earlier
-term has run out. Reconnect pacing is the deployment's (`pacing.py`), whoever owns the upstream.
+(another host) one lease more. After a Redis restart, which lost the holder key, nobody but the
+owner that carries on takes the lease until any earlier term has run out. Reconnect pacing and
+the backoff ladders are the deployment's (`pacing.py`), whoever owns the upstream.
 
 Redis down or restarted: viewers keep their sockets and get a `degraded` status; every task retries
 with backoff, and the reader resumes once Redis answers again.
@@ -35,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -117,6 +120,7 @@ this host) to close its connections, in seconds, or leases if more; then it conn
 HOLDER_POLL = 0.1
 UNION_POLL = 0.25
 TAKING_OVER = "A worker takes over the upstream"
+NO_OWNER = "Waiting for the upstream owner"
 OWNER_SILENT = "The worker that runs the upstream stopped answering; another takes over soon"
 
 
@@ -325,20 +329,35 @@ class RedisBroker:
         return next(iter(newest)).decode()
 
     async def _restore_status(self, client: GlideClient, sink: Sink) -> None:
-        """After a start or an outage, viewers hear the upstream's state as the owner set it."""
-        stored = await client.mget([self._status_key(kind) for kind in STREAM_KINDS])
+        """After a start or an outage, viewers hear the upstream's state as the owner set it.
+
+        Only as the owner that holds the lease now set it: a term that has ended may have left
+        "connected" behind (its release queued in a paused Redis can run after this read)."""
+        *stored, owner = await client.mget(
+            [*(self._status_key(kind) for kind in STREAM_KINDS), self.owner_key]
+        )
         for kind, raw in zip(STREAM_KINDS, stored, strict=True):
             event: StatusEvent | None = None
-            if raw is not None:
+            if raw is not None and owner is not None:
                 try:
-                    pairs = [(name.encode(), value.encode()) for name, value in orjson.loads(raw)]
+                    value = orjson.loads(raw)
+                    if value["term"] != owner.decode(errors="replace"):
+                        raise ValueError("set by an earlier term")
+                    pairs = [(name.encode(), text.encode()) for name, text in value["fields"]]
                     _, decoded = decode(pairs)
-                except (EntryError, orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+                except (
+                    EntryError,
+                    orjson.JSONDecodeError,
+                    TypeError,
+                    ValueError,
+                    AttributeError,
+                    KeyError,
+                ):
                     decoded = None
                 if isinstance(decoded, StatusEvent):
                     event = decoded
             if event is None:
-                event = status_event(kind, "connecting", reason="Waiting for the upstream owner")
+                event = status_event(kind, "connecting", reason=NO_OWNER)
             sink.route(kind, event)
 
     def _degrade(self, sink: Sink, exc: GlideError, retry_in: float) -> None:
@@ -411,7 +430,12 @@ class RedisBroker:
                     reply = await client.invoke_script(
                         lease.ACQUIRE,
                         keys=[self.owner_key, self.holder_key],
-                        args=[term.encode(), lease.mine(self.worker_id), str(expiry_ms)],
+                        args=[
+                            term.encode(),
+                            lease.mine(self.worker_id),
+                            str(expiry_ms),
+                            str(expiry_ms),
+                        ],
                     )
                 except GlideError:
                     # It may still run when Redis answers again: the next attempt adopts it.
@@ -440,6 +464,10 @@ class RedisBroker:
                 )
                 return True
             return False
+        if not held.term:
+            # A Redis that started empty, in its grace: no owner to be silent (a reader back
+            # from the outage has told viewers it waits for one).
+            return False
         silent = held.ttl < self._lease_seconds * (LEASE_EXPIRY - LEASE_SILENT)
         if silent and not self._told_silent:
             self._told_silent = True
@@ -458,12 +486,22 @@ class RedisBroker:
         return False
 
     async def _release(self, client: GlideClient) -> None:
-        """Delete the lease and holder keys where they name this worker (its term is over)."""
+        """Delete the lease and holder keys where they name this worker (its term is over), and
+        if its term held connections, say that nobody serves now."""
+        waiting = [
+            orjson.dumps(encode(kind, status_event(kind, "connecting", reason=NO_OWNER))).decode()
+            for kind in STREAM_KINDS
+        ]
         with trio.CancelScope(shield=True), trio.move_on_after(1.0), _quietly():
             await client.invoke_script(
                 lease.RELEASE,
-                keys=[self.owner_key, self.holder_key],
-                args=[lease.mine(self.worker_id)],
+                keys=[
+                    self.owner_key,
+                    self.holder_key,
+                    self.events_key,
+                    *(self._status_key(kind) for kind in STREAM_KINDS),
+                ],
+                args=[lease.mine(self.worker_id), str(self._maxlen), *waiting],
             )
             self._unreleased = False
 
@@ -479,13 +517,25 @@ class RedisBroker:
         LOGGER.info("worker %s owns the upstream now", self.worker_id)
         send, receive = trio.open_memory_channel[Publication](PUBLISH_QUEUE)
         upstream: Upstream | None = None
+        told: dict[StreamKind, StatusEvent] = {}
+        holding = trio.Event()
 
         def publish(kind: StreamKind, event: Event) -> None:
             # The resume point as the event leaves the source: stored once the event is out.
+            if isinstance(event, StatusEvent):
+                told[kind] = event
             try:
                 send.send_nowait((kind, event, upstream.resume_point() if upstream else None))
             except trio.WouldBlock:
                 self.publish_failures += 1
+
+        pacing = DeploymentPacing(client, self._prefix, fence=self._lease_seconds * LEASE_EXPIRY)
+
+        def retaken() -> None:
+            # Redis came back empty: what viewers and successors read from it, written again.
+            for event_kind, event in told.items():
+                publish(event_kind, event)
+            pacing.lost()
 
         self.owner = True
         try:
@@ -495,18 +545,18 @@ class RedisBroker:
                 trio.CancelScope(deadline=asked_at + stop_after) as office,
             ):
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._renew_lease, client, office, term)
-                    nursery.start_soon(self._publish_events, client, receive)
+                    nursery.start_soon(self._renew_lease, client, office, term, holding, retaken)
+                    nursery.start_soon(self._publish_events, client, receive, term.encode())
                     await self._fence(client, publish, taken)
                     upstream = self._make_upstream(publish)
                     self.upstream = upstream
                     await self._resume(client, upstream)
-                    if not await self._hold(client, term):
+                    if await self._hold(client, term):
+                        holding.set()
+                    else:
                         office.cancel()
                     nursery.start_soon(self._follow_union, client, upstream)
-                    pacing = DeploymentPacing(
-                        client, self._prefix, fence=self._lease_seconds * LEASE_EXPIRY
-                    )
+                    nursery.start_soon(pacing.run)
                     token = SHARED_PACING.set(pacing)
                     try:
                         await nursery.start(upstream.run)
@@ -611,33 +661,76 @@ class RedisBroker:
             LOGGER.info("resuming the upstream from %s", stored.decode())
             upstream.resume_from(int(stored))
 
-    async def _renew_lease(self, client: GlideClient, office: trio.CancelScope, term: Term) -> None:
-        expiry_ms = int(self._lease_seconds * LEASE_EXPIRY * 1000)
+    async def _renew_lease(
+        self,
+        client: GlideClient,
+        office: trio.CancelScope,
+        term: Term,
+        holding: trio.Event,
+        retaken: Callable[[], None],
+    ) -> None:
+        """Renew the lease until it names another term; `office`'s deadline does the rest.
+
+        A renewal that fails (Redis down, restarting, paused) is tried again: the upstream runs
+        on until `LEASE_STOP` after the last renewal that succeeded, which is before anyone
+        else may connect. Once this term holds connections, a renewal that finds the lease and
+        the holder key gone (Redis came back empty) takes the lease again: nobody else can have
+        connected meanwhile (see docs/architecture.md, "Fencing through a Redis restart")."""
+        expiry_ms = str(int(self._lease_seconds * LEASE_EXPIRY * 1000))
+        holder_ttl = str(lease.HOLDER_TTL_SECONDS)
+        failing = False
+        await trio.sleep(self._lease_seconds * LEASE_RENEW)
         while True:
-            await trio.sleep(self._lease_seconds * LEASE_RENEW)
             asked_at = trio.current_time()
             try:
                 renewed = await client.invoke_script(
-                    lease.RENEW, keys=[self.owner_key], args=[term.encode(), str(expiry_ms)]
+                    lease.RENEW,
+                    keys=[self.owner_key, self.holder_key],
+                    args=[term.encode(), expiry_ms, "1" if holding.is_set() else "0", holder_ttl],
                 )
             except GlideError as exc:
-                LOGGER.warning("could not renew the upstream lease (%s): stepping down", exc)
-                office.cancel()
-                return
-            if renewed != 1:
+                if not failing:
+                    failing = True
+                    left = office.deadline - trio.current_time()
+                    LOGGER.warning(
+                        "could not renew the upstream lease (%s): trying again for %.1fs",
+                        exc,
+                        left,
+                    )
+                await trio.sleep(self._lease_seconds * LEASE_POLL)
+                continue
+            if renewed not in (lease.RENEWED, lease.RETAKEN):
                 LOGGER.warning("the upstream lease went to another worker: stepping down")
                 office.cancel()
                 return
             office.deadline = asked_at + self._lease_seconds * LEASE_STOP
+            if failing:
+                failing = False
+                LOGGER.info("the upstream lease is renewed again")
+            if renewed == lease.RETAKEN:
+                LOGGER.warning("redis had lost the upstream lease: this term took it again")
+                retaken()
+            await trio.sleep(self._lease_seconds * LEASE_RENEW)
 
     async def _follow_union(self, client: GlideClient, upstream: Upstream) -> None:
-        """Every worker's demand, merged: the owner serves the whole deployment."""
+        """Every worker's demand, merged: the owner serves the whole deployment.
+
+        A worker's demand that disappears counts until its key would have expired: a Redis
+        that restarted has lost every key, and its worker writes it again within a heartbeat;
+        meanwhile the owner must not take its viewers for gone."""
+        seen: dict[bytes, tuple[float, dict[str, Any]]] = {}
         while True:
             try:
-                demands = await self._read_demands(client)
+                found = await self._read_demands(client)
             except GlideError as exc:
                 LOGGER.debug("could not read demand: %s", exc)
             else:
+                now = trio.current_time()
+                seen.update((key, (now, demand)) for key, demand in found.items())
+                for key, (at, _) in list(seen.items()):
+                    if key not in found and now - at > self._heartbeat * 3:
+                        del seen[key]
+                demands = [demand for _, demand in seen.values()]
                 sample = any(d.get("sample", [False])[0] for d in demands)
                 phrases = _union(d.get("filter", [False, ""]) for d in demands)
                 upstream.demand("sample", active=sample)
@@ -659,7 +752,7 @@ class RedisBroker:
                     LOGGER.debug("could not read other workers' demand: %s", exc)
                 else:
                     self._elsewhere = frozenset(
-                        _union((d.get("filter", [False, ""]) for d in demands), cap=None)
+                        _union((d.get("filter", [False, ""]) for d in demands.values()), cap=None)
                     )
                 self._counted.set()
                 await trio.sleep(UNION_POLL)
@@ -668,7 +761,8 @@ class RedisBroker:
 
     async def _read_demands(
         self, client: GlideClient, *, skip: bytes | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> dict[bytes, dict[str, Any]]:
+        """Each worker's demand by its key."""
         keys: list[bytes] = []
         cursor: bytes | str = "0"
         while True:
@@ -678,9 +772,9 @@ class RedisBroker:
             if cursor in (b"0", "0"):
                 break
         if not keys:
-            return []
-        demands: list[dict[str, Any]] = []
-        for raw in await client.mget(list(keys)):
+            return {}
+        demands: dict[bytes, dict[str, Any]] = {}
+        for key, raw in zip(keys, await client.mget(list(keys)), strict=True):
             if raw is None:
                 continue
             try:
@@ -688,11 +782,11 @@ class RedisBroker:
             except orjson.JSONDecodeError:
                 continue
             if isinstance(value, dict):
-                demands.append(value)
+                demands[key] = value
         return demands
 
     async def _publish_events(
-        self, client: GlideClient, receive: trio.MemoryReceiveChannel[Publication]
+        self, client: GlideClient, receive: trio.MemoryReceiveChannel[Publication], term: str
     ) -> None:
         """Everything waiting goes out in one pipelined round trip. A reply reaches this task
         only when Trio's scheduler comes round to it, which under a busy fan-out takes tens of
@@ -717,7 +811,7 @@ class RedisBroker:
                     statuses.append((kind, fields))
             # After the XADDs, whose replies come first.
             for kind, fields in statuses:
-                batch.set(self._status_key(kind), orjson.dumps(fields))
+                batch.set(self._status_key(kind), orjson.dumps({"term": term, "fields": fields}))
             resume_point = pending[-1][2]
             if resume_point is not None:
                 batch.set(self.resume_key, str(resume_point), expiry=resume_ttl)

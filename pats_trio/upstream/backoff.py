@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Mapping
 from typing import Literal
 
 NETWORK_ERROR_STEP_SECONDS = 0.25
@@ -105,6 +106,30 @@ class Backoff:
         self._http_failures = 0
         self._rate_limited_failures = 0
         self._immediate_drop_allowed = True
+
+    def stages(self) -> dict[str, int]:
+        """How far up each ladder this backoff is: what a successor resumes from (`resume`).
+
+        >>> backoff = Backoff()
+        >>> _ = backoff.after_http_error(503), backoff.after_http_error(503)
+        >>> successor = Backoff()
+        >>> successor.resume(backoff.stages())
+        >>> successor.after_http_error(503)
+        20.0
+        """
+        return {
+            "network": self._network_failures,
+            "http": self._http_failures,
+            "rate_limited": self._rate_limited_failures,
+            "short_drops": self._short_drops,
+        }
+
+    def resume(self, stages: Mapping[str, int]) -> None:
+        """Start where another process's backoff for the same connection slot had got to."""
+        self._network_failures = max(int(stages.get("network", 0)), 0)
+        self._http_failures = max(int(stages.get("http", 0)), 0)
+        self._rate_limited_failures = max(int(stages.get("rate_limited", 0)), 0)
+        self._short_drops = max(int(stages.get("short_drops", 0)), 0)
 
     def after_drop(self, *, uptime: float | None = None) -> float:
         """An established stream ended or stalled: reconnect at once the first time.

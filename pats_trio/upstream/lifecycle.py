@@ -16,7 +16,8 @@ before break"); while a newer connection is on its way, the old one closing is a
 Where several processes take turns at running an upstream (the Redis broker's terms of office),
 reconnect pacing must be the deployment's, not one process's: whoever runs a term sets
 `SHARED_PACING` around `run`, and every lifecycle run in that context asks it before each attempt
-and tells it each attempt and each backoff wait.
+and tells it each attempt, each backoff wait and its ladders' stages, so that a new link climbs on
+from where the last term's left off.
 
 Here too are the two primitives the lifecycle, its adapters and the Redis broker share:
 `RepeatedEvent` and `DedupWindow`.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -149,11 +150,20 @@ class SharedPacing(Protocol):
         """Seconds to wait before `stream` may connect, by the deployment's record (and within
         `budget`'s limits, if the lifecycle has one)."""
 
+    def ladder(self, stream: str) -> Mapping[str, int]:
+        """The backoff ladders' stages for `stream` as the last `delay` read them (see
+        `Backoff.stages`, plus "failures": attempts in a row that failed)."""
+
     async def connecting(self, stream: str) -> None:
         """An attempt on `stream` starts now."""
 
-    async def backing_off(self, stream: str, seconds: float) -> None:
-        """`stream` waits `seconds` before its next attempt: a successor honours the rest."""
+    async def backing_off(self, stream: str, seconds: float, ladder: Mapping[str, int]) -> None:
+        """`stream` waits `seconds` before its next attempt, its ladders at `ladder`: a
+        successor honours the rest of the wait and climbs on from there."""
+
+    def connected(self, stream: str) -> None:
+        """`stream` connected: its ladders start again from the bottom (without waiting: the
+        record is updated in the background)."""
 
 
 SHARED_PACING: ContextVar[SharedPacing | None] = ContextVar("SHARED_PACING", default=None)
@@ -216,6 +226,15 @@ class Link(Generic[TargetT]):
     """When the current connection was established; None until it is."""
     failures: int = 0
     """Attempts in a row that failed before a connection was established."""
+
+    def stages(self) -> dict[str, int]:
+        """Its ladders' stages, for a successor (see `SharedPacing.ladder`)."""
+        return {**self.backoff.stages(), "failures": self.failures}
+
+    def resume(self, stages: Mapping[str, int]) -> None:
+        """Climb on from where a predecessor's link for the same slot had got to."""
+        self.backoff.resume(stages)
+        self.failures = max(int(stages.get("failures", 0)), 0)
 
     def after_drop(self) -> float:
         """The wait after an established connection ended (see `Backoff.after_drop`)."""
@@ -413,10 +432,14 @@ class Lifecycle(Generic[TargetT, ConnT]):
 
     async def _keep_connected(self, link: Link[TargetT]) -> None:
         with link.scope:
+            first = True
             while True:
                 if self._replace_after is None:
                     link.target = self._target
                 await self._within_budget(link)
+                if first and self._shared is not None:
+                    link.resume(self._shared.ladder(self.name))
+                first = False
                 self._set_state(link, "connecting", **self._adapter.details())
                 link.connected_at = None
                 outcome: Retry | HandedOver | None
@@ -440,6 +463,8 @@ class Lifecycle(Generic[TargetT, ConnT]):
         link.connected_at = trio.current_time()
         link.failures = 0
         link.backoff.reset()
+        if self._shared is not None:
+            self._shared.connected(self.name)
         self.stats.connects += 1
         recovered = self._outage.recovered(now=link.connected_at)
         if recovered is not None:
@@ -471,7 +496,7 @@ class Lifecycle(Generic[TargetT, ConnT]):
             self._log.log(level, "%s: %s, reconnecting in %.2fs", self.name, line, delay)
             self._set_state(link, "backoff", retry_in=delay, reason=retry.reason)
         if self._shared is not None:
-            await self._shared.backing_off(self.name, delay)
+            await self._shared.backing_off(self.name, delay, link.stages())
         await trio.sleep(delay)
 
     def _handed_over(self, link: Link[TargetT], handover: HandedOver) -> None:
