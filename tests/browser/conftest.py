@@ -411,19 +411,32 @@ class Stacks:
         return log_dir
 
     def _server(
-        self, log_dir: Path, emulator: EmulatorProcess | JetstreamProcess, history: int
+        self,
+        log_dir: Path,
+        emulator: EmulatorProcess | JetstreamProcess,
+        history: int,
+        env: Mapping[str, str] | None = None,
     ) -> ServerProcess:
         self.emulators.append(emulator)
         self.watchdog.services.append(emulator.service)
-        server = ServerProcess.start(log_dir, emulator.server_env, history=history)
+        server_env = {**emulator.server_env, **(env or {})}
+        server = ServerProcess.start(log_dir, server_env, history=history)
         self.servers.append(server)
         self.watchdog.services.append(server.service)
         return server
 
-    def twitter(self, *, rate: float = 0.0, seed: int = 1, history: int = 0) -> Stack:
+    def twitter(
+        self,
+        *,
+        rate: float = 0.0,
+        seed: int = 1,
+        history: int = 0,
+        env: Mapping[str, str] | None = None,
+    ) -> Stack:
+        """`env` adds server settings to those that point it at the emulator."""
         log_dir = self._log_dir()
         emulator = EmulatorProcess.start(log_dir, rate=rate, seed=seed)
-        return Stack(emulator, self._server(log_dir, emulator, history))
+        return Stack(emulator, self._server(log_dir, emulator, history, env))
 
     def bluesky(self, *, history: int = 0) -> BlueskyStack:
         log_dir = self._log_dir()
@@ -541,7 +554,7 @@ def stacks(tmp_path: Path, watchdog: Watchdog) -> Iterator[Stacks]:
 @pytest.fixture
 def start_stack(stacks: Stacks) -> Callable[..., Stack]:
     """Start an emulator process and a server process reading it:
-    ``start_stack(rate=..., seed=..., history=...)``."""
+    ``start_stack(rate=..., seed=..., history=..., env=...)``."""
     return stacks.twitter
 
 
