@@ -40,3 +40,12 @@ def test_the_hypercorn_logging_recipe_and_the_page_ship_in_the_package(tmp_path:
     assert recipe["formatters"]["json"]["()"] == "pats_trio.logs.JsonFormatter"
     shipped = {path.name for path in (package / "frontend").iterdir()}
     assert {path.name for path in (ROOT / "frontend").iterdir()} <= shipped
+
+
+def test_every_module_of_the_source_ships_in_the_package(tmp_path: Path) -> None:
+    """A subpackage missing from setup.cfg's list installs a server that cannot start."""
+    package = built_package(tmp_path)
+    source = ROOT / "pats_trio"
+    modules = {path.relative_to(source) for path in source.rglob("*.py")}
+    shipped = {path.relative_to(package) for path in package.rglob("*.py")}
+    assert modules - shipped == set()
