@@ -26,6 +26,7 @@ from tests.support import Viewer, status
 from tests.test_scaling import (
     LEASE_SECONDS,
     TEST_TIMEOUT,
+    Cluster,
     Emulated,
     _ws,
     cluster,
@@ -83,6 +84,21 @@ async def new_open(emulator: Emulated, kind: str, known: set[int]) -> dict[str, 
         await trio.sleep(0.02)
 
 
+async def owner_and_survivor(
+    running: Cluster, stack: AsyncExitStack, prefix: str, **env: str
+) -> tuple[int, Recorder]:
+    """Two one-worker servers sharing a Redis: the first owns the upstream (its pid is
+    returned), and a recording viewer watches from the second."""
+    first = await running.start_server(1, prefix=prefix, **env)
+    await wait_for_owner(running.redis, prefix)
+    second = await running.start_server(1, prefix=prefix, **env)
+    [owner_pid] = (await worker_pids(first, 1)).values()
+    survivor = Recorder(Viewer(await stack.enter_async_context(open_websocket_url(_ws(second)))))
+    await survivor.viewer.next_of("hello")
+    running.nursery.start_soon(survivor.run)
+    return owner_pid, survivor
+
+
 async def inject_numbered(emulator: Emulated, sent: list[int], first: int) -> None:
     """One numbered tweet every TICK, until cancelled."""
     number = first
@@ -102,15 +118,7 @@ async def test_a_sigkilled_owner_is_replaced_at_once_and_viewers_are_told(
     with trio.fail_after(TEST_TIMEOUT):
         async with cluster(tmp_path) as running, AsyncExitStack() as stack:
             emulator = await running.start_emulator()
-            first = await running.start_server(1, prefix="killed")
-            await wait_for_owner(running.redis, "killed")
-            second = await running.start_server(1, prefix="killed")
-            [owner_pid] = (await worker_pids(first, 1)).values()
-            survivor = Recorder(
-                Viewer(await stack.enter_async_context(open_websocket_url(_ws(second))))
-            )
-            await survivor.viewer.next_of("hello")
-            running.nursery.start_soon(survivor.run)
+            owner_pid, survivor = await owner_and_survivor(running, stack, "killed")
             await emulator.wait_for_open("sample")
             await until(lambda: survivor.state() == "connected")
             before = {record["id"] for record in await emulator.connections()}
@@ -149,15 +157,7 @@ async def test_a_frozen_owner_keeps_the_stream_until_it_has_closed_it(tmp_path: 
     with trio.fail_after(TEST_TIMEOUT):
         async with cluster(tmp_path) as running, AsyncExitStack() as stack:
             emulator = await running.start_emulator()
-            first = await running.start_server(1, prefix="frozen")
-            await wait_for_owner(running.redis, "frozen")
-            second = await running.start_server(1, prefix="frozen")
-            [owner_pid] = (await worker_pids(first, 1)).values()
-            survivor = Recorder(
-                Viewer(await stack.enter_async_context(open_websocket_url(_ws(second))))
-            )
-            await survivor.viewer.next_of("hello")
-            running.nursery.start_soon(survivor.run)
+            owner_pid, survivor = await owner_and_survivor(running, stack, "frozen")
             await emulator.wait_for_open("sample")
             await until(lambda: survivor.state() == "connected")
             before = {record["id"] for record in await emulator.connections()}
@@ -199,15 +199,7 @@ async def test_a_bluesky_takeover_loses_no_post(tmp_path: Path) -> None:
                 "PATS_BLUESKY_APPVIEW": urls.appview,
             }
             async with cluster(tmp_path) as running, AsyncExitStack() as stack:
-                first = await running.start_server(1, prefix="sky", **env)
-                await wait_for_owner(running.redis, "sky")
-                second = await running.start_server(1, prefix="sky", **env)
-                [owner_pid] = (await worker_pids(first, 1)).values()
-                survivor = Recorder(
-                    Viewer(await stack.enter_async_context(open_websocket_url(_ws(second))))
-                )
-                await survivor.viewer.next_of("hello")
-                running.nursery.start_soon(survivor.run)
+                owner_pid, survivor = await owner_and_survivor(running, stack, "sky", **env)
                 await jetstream.wait_until(lambda e: len(e.open_connections()) == 1)
                 await until(lambda: survivor.state() == "connected")
 
