@@ -293,17 +293,18 @@ class Hub:
             self.broker.demand(kind, active=active)
             return
         now = trio.current_time()
-        if not active or not self._shares.paced or self._fair_texts() == self._pushed_texts:
+        fair = self._fair_texts()
+        if not active or not self._shares.paced or fair == self._pushed_texts:
             # Nothing to restart: no viewer left to serve (the union goes with the stop), a
             # source that changes its filter in place, or the union is unchanged.
             self._pacer.clear()
-            self._push(now, charge=False)
+            self._push(now, fair, charge=False)
             return
         self._pacer.request(sub.address, sub.id, now)
         self._paced.set()
         due = self._pacer.due(now)
         if due is not None and due <= now:
-            self._push(now)
+            self._push(now, fair)
 
     def _fair_texts(self) -> frozenset[str]:
         """The phrases the upstream should follow for this worker's viewers now."""
@@ -314,9 +315,9 @@ class Hub:
             return everything
         return frozenset(fair_union((list(held) for held in self._held.values()), capacity))
 
-    def _push(self, now: float, *, charge: bool = True) -> None:
-        """Hand the filter union upstream as it is now; everyone told `pending` hears again."""
-        fair = self._fair_texts()
+    def _push(self, now: float, fair: frozenset[str], *, charge: bool = True) -> None:
+        """Hand the filter union upstream as it is now (`fair`, from `_fair_texts`); everyone
+        told `pending` hears again."""
         if charge and fair != self._pushed_texts:
             self._pacer.push(now)
         else:
@@ -341,7 +342,7 @@ class Hub:
             now = trio.current_time()
             due = self._pacer.due(now)
             if due is not None and due <= now:
-                self._push(now)
+                self._push(now, self._fair_texts())
                 continue
             with trio.move_on_at(math.inf if due is None else due):
                 await self._paced.wait()
