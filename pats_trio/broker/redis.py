@@ -592,13 +592,14 @@ class RedisBroker:
             else:
                 self._tell(publish, TAKING_OVER, 0.0)
             return
-        if lease.gone(previous):
+        gone = lease.gone(previous)
+        if gone:
             LOGGER.info("the previous owner %s (pid %d) has exited", previous.worker, previous.pid)
             with _quietly():
                 await client.invoke_script(lease.EVICT, keys=[self.holder_key], args=[taken.holder])
             self._tell(publish, TAKING_OVER, 0.0)
             return
-        alive = lease.gone(previous) is False
+        alive = gone is False
         limit = (
             max(FROZEN_HOLDER_WAIT, 3 * self._lease_seconds)
             if alive
