@@ -36,6 +36,7 @@ than being patched blind.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 from collections.abc import Awaitable, Callable
@@ -107,8 +108,10 @@ def _handle_stamped(
     original: Callable[[WSStream, Any], Awaitable[None]],
 ) -> Callable[[WSStream, Any], Awaitable[None]]:
     """`WSStream.handle`, noting when the peer last sent anything (a pong included), and waking
-    the stream's timers when it closes."""
+    the stream's timers when it closes. Made with `functools.wraps`, so that `hypercorn_ws`
+    finds its own wrapper under this one (`__wrapped__`) and never wraps twice."""
 
+    @functools.wraps(original)
     async def handle(self: WSStream, event: Any) -> None:
         if isinstance(event, (Body, Data)):
             self._pats_heard = self.context.time()  # type: ignore[attr-defined]
