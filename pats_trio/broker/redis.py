@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -50,6 +51,7 @@ from glide import (
     GlideClient,
     GlideClientConfiguration,
     GlideError,
+    InfoSection,
     Logger,
     LogLevel,
     MaxId,
@@ -716,20 +718,24 @@ class RedisBroker:
     async def _follow_union(self, client: GlideClient, upstream: Upstream) -> None:
         """Every worker's demand, merged: the owner serves the whole deployment.
 
-        A worker's demand that disappears counts until its key would have expired: a Redis
-        that restarted has lost every key, and its worker writes it again within a heartbeat;
-        meanwhile the owner must not take its viewers for gone."""
+        A worker's demand that disappears with a Redis restart counts until its key would have
+        expired: the restarted Redis lost every key, and its worker writes it again within a
+        heartbeat; meanwhile the owner must not take its viewers for gone. A key that expired
+        or was deleted (Redis has been up longer than a key lives) is gone at once."""
         seen: dict[bytes, tuple[float, dict[str, Any]]] = {}
+        key_life = self._heartbeat * 3
         while True:
             try:
                 found = await self._read_demands(client)
+                vanished = [key for key in seen if key not in found]
+                restarted = bool(vanished) and await _uptime(client) < key_life
             except GlideError as exc:
                 LOGGER.debug("could not read demand: %s", exc)
             else:
                 now = trio.current_time()
                 seen.update((key, (now, demand)) for key, demand in found.items())
-                for key, (at, _) in list(seen.items()):
-                    if key not in found and now - at > self._heartbeat * 3:
+                for key in vanished:
+                    if not restarted or now - seen[key][0] > key_life:
                         del seen[key]
                 demands = [demand for _, demand in seen.values()]
                 sample = any(d.get("sample", [False])[0] for d in demands)
@@ -847,6 +853,14 @@ def _union(filters: Iterable[Any], *, cap: int | None = MAX_PHRASES) -> list[str
 
 def _entry_seconds(entry_id: str) -> float:
     return int(entry_id.split("-", 1)[0]) / 1000
+
+
+async def _uptime(client: GlideClient) -> float:
+    """How long Redis has been up, in seconds: a key missing from a Redis younger than the
+    key's life may have been lost by a restart rather than expired."""
+    info = (await client.info([InfoSection.SERVER])).decode(errors="replace")
+    found = re.search(r"^uptime_in_seconds:(\d+)", info, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
 
 
 async def _close(client: GlideClient) -> None:
