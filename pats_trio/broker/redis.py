@@ -27,7 +27,8 @@ Fencing: never two connections of one stream at once. A new owner waits until th
 term's connections are provably closed (`_fence`): its holder key deleted, its process exited, or
 (another host) one lease more. After a Redis restart, which lost the holder key, nobody but the
 owner that carries on takes the lease until any earlier term has run out. Reconnect pacing and
-the backoff ladders are the deployment's (`pacing.py`), whoever owns the upstream.
+the backoff ladders are the deployment's (`pacing.py`), whoever owns the upstream, and so are
+the counts a source keeps of what it costs (`tally.py`: X's posts read per UTC day).
 
 Redis down or restarted: viewers keep their sockets and get a `degraded` status; every task retries
 with backoff, and the reader resumes once Redis answers again.
@@ -67,6 +68,7 @@ from pats_trio.broker import DeploymentStats, Sink, lease
 from pats_trio.broker.codec import EntryError, decode, encode
 from pats_trio.broker.lease import Held, Taken, Term
 from pats_trio.broker.pacing import DeploymentPacing
+from pats_trio.broker.tally import DeploymentTally
 from pats_trio.events import (
     STREAM_KINDS,
     Event,
@@ -81,6 +83,7 @@ from pats_trio.redis_url import RedisTarget
 from pats_trio.upstream.backoff import doubling, jittered
 from pats_trio.upstream.lifecycle import SHARED_PACING, DedupWindow, RepeatedEvent
 from pats_trio.upstream.source import Publish, Upstream, UpstreamFactory
+from pats_trio.upstream.tally import SHARED_TALLY
 
 LOGGER = logging.getLogger(__name__)
 
@@ -560,9 +563,11 @@ class RedisBroker:
                     nursery.start_soon(self._follow_union, client, upstream)
                     nursery.start_soon(pacing.run)
                     token = SHARED_PACING.set(pacing)
+                    tally = SHARED_TALLY.set(DeploymentTally(client, self._prefix))
                     try:
                         await nursery.start(upstream.run)
                     finally:
+                        SHARED_TALLY.reset(tally)
                         SHARED_PACING.reset(token)
         finally:
             self.owner = False

@@ -12,6 +12,12 @@ Routes, as ``api.x.com`` has them, with pay-per-use's limits:
   ``?dry_run=true`` to check only; `max_rules` rules of `max_rule_chars` characters at most;
   invalid rules (`xrules.parse_rule`, or holding a word of `reject_terms`) and duplicates answer
   X's ``errors`` entries; `rule_changes_per_window` requests a window, then 429.
+* ``GET /2/usage/tweets``: the project's posts read, from the posts this emulator delivered per
+  UTC day (``usage``, which a test may set with `set_usage`): ``days`` (1 to 90, 7 by default),
+  ``usage.fields`` (``project_usage``, ``project_cap``, ``cap_reset_day``, ``project_id`` by
+  default; ``daily_project_usage`` and ``daily_client_app_usage`` on request), counts written as
+  strings of digits as X does, `usage_checks_per_window` requests a window, then 429. Tests make
+  it fail with `fail_usage`.
 
 A rule change takes effect on the open stream at once, without reconnecting it: that is the
 point of v2. Posts come from `corpus.TweetFactory`, written as v2 (`xrules.to_v2`): `rate` a
@@ -25,6 +31,7 @@ faults with `fail_next`, `inject_error`, `drop_streams` and `stall_streams`, and
 
 from __future__ import annotations
 
+import calendar
 import logging
 import random
 import time
@@ -59,6 +66,21 @@ HYPERCORN_LOGGER = logging.getLogger(__name__ + ".hypercorn")
 
 STREAM_PATH = "/2/tweets/search/stream"
 RULES_PATH = STREAM_PATH + "/rules"
+USAGE_PATH = "/2/usage/tweets"
+USAGE_FIELDS = frozenset(
+    {
+        "cap_reset_day",
+        "daily_client_app_usage",
+        "daily_project_usage",
+        "project_cap",
+        "project_id",
+        "project_usage",
+    }
+)
+DEFAULT_USAGE_FIELDS = ("cap_reset_day", "project_cap", "project_id", "project_usage")
+PROJECT_ID = "1369785403853424"
+CLIENT_APP_ID = "29340871"
+DAY_SECONDS = 86_400
 WINDOW_SECONDS = 900.0
 STREAM_BUFFER = 1000
 MAX_BODY_BYTES = 256 * 1024
@@ -189,6 +211,8 @@ class XEmulator:
         rule_lists_per_window: int = 450,
         connects_per_window: int = 50,
         max_connections: int = 1,
+        usage_checks_per_window: int = 50,
+        project_cap: int = 2_000_000,
     ) -> None:
         self.rate = rate
         self.filter_rate = rate if filter_rate is None else filter_rate
@@ -200,6 +224,14 @@ class XEmulator:
         self.rule_changes = Window(rule_changes_per_window)
         self.rule_lists = Window(rule_lists_per_window)
         self.connects = Window(connects_per_window)
+        self.usage_checks = Window(usage_checks_per_window)
+        self.project_cap = project_cap
+        """The project's monthly cap of posts (pay-per-use's is two million)."""
+        self.usage: dict[int, int] = {}
+        """Posts delivered per UTC day (days since the epoch, on `wall`): what X bills."""
+        self.usage_requests: list[int] = []
+        """The status of each request to the usage endpoint."""
+        self._usage_failures: deque[tuple[int, bytes]] = deque()
         self.factory = TweetFactory(seed)
         self.reject_terms: set[str] = set()
         """Words that make a rule invalid, for tests of refused rules."""
@@ -271,6 +303,22 @@ class XEmulator:
         data = orjson.dumps(body if body is not None else {"title": str(status)})
         self._failures.extend([(status, data, list(headers))] * count)
 
+    def set_usage(self, count: int, *, day: int | None = None) -> None:
+        """Say that `count` posts were read on UTC `day` (today by default), as other apps of
+        the project, or a run before this one, would have."""
+        self.usage[self.today() if day is None else day] = count
+        self._notify()
+
+    def today(self) -> int:
+        """Today's UTC day number, on `wall`."""
+        return int(self.wall() // DAY_SECONDS)
+
+    def fail_usage(self, status: int, count: int = 1, body: bytes | None = None) -> None:
+        """Answer the next `count` usage requests with this status and body (a 200 with a body
+        that is not a usage object tests a malformed answer)."""
+        data = body if body is not None else orjson.dumps({"title": str(status)})
+        self._usage_failures.extend([(status, data)] * count)
+
     def drop_streams(self) -> None:
         """End open streams abruptly, mid-body."""
         for stream in list(self._streams.values()):
@@ -322,9 +370,14 @@ class XEmulator:
             "matching_rules": [{"id": r.id, "tag": r.tag or ""} for r in matched],
         }
         data = orjson.dumps(message) + b"\r\n"
+        delivered = False
         for stream in self._streams.values():
             if self._offer(stream, data):
                 stream.record.sent += 1
+                delivered = True
+        if delivered:
+            day = self.today()
+            self.usage[day] = self.usage.get(day, 0) + 1
         self._notify()
 
     def _offer(self, stream: _Stream, data: bytes) -> bool:
@@ -353,7 +406,7 @@ class XEmulator:
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None
         )
         query = scope["query_string"].decode("latin-1")
-        if path not in (STREAM_PATH, RULES_PATH):
+        if path not in (STREAM_PATH, RULES_PATH, USAGE_PATH):
             await _json(send, 404, {"title": "Not Found", "type": "about:blank", "status": 404})
             return
         if not self._authorized(authorization):
@@ -367,6 +420,8 @@ class XEmulator:
             await self._list(query, send)
         elif path == RULES_PATH and method == "POST":
             await self._change(query, body, send)
+        elif path == USAGE_PATH and method == "GET":
+            await self._usage(query, send)
         else:
             await _json(send, 405, {"title": "Method Not Allowed", "status": 405})
 
@@ -409,6 +464,63 @@ class XEmulator:
         if start + size < len(every):
             meta["next_token"] = f"{start + size:016x}"
         await _json(send, 200, {"data": rules, "meta": meta} if rules else {"meta": meta})
+
+    async def _usage(self, query: str, send: Send) -> None:
+        now = trio.current_time()
+        status = 200
+        try:
+            if self._usage_failures:
+                status, data = self._usage_failures.popleft()
+                await respond(send, status, data, content_type=PROBLEM_JSON)
+            elif not self.usage_checks.take(now):
+                status = 429
+                headers = self.usage_checks.headers(self.wall(), now)
+                await _json(send, 429, TOO_MANY_REQUESTS, PROBLEM_JSON, headers=headers)
+            else:
+                answer = self._usage_answer(parse_qs(query))
+                status = 400 if "errors" in answer else 200
+                await _json(send, status, answer)
+        finally:
+            self.usage_requests.append(status)
+            self._notify()
+
+    def _usage_answer(self, params: dict[str, list[str]]) -> dict[str, Any]:
+        try:
+            days = int(params.get("days", ["7"])[-1])
+        except ValueError:
+            days = 0
+        if not 1 <= days <= 90:
+            return _invalid_request("The `days` query parameter value is not between 1 and 90")
+        asked = params.get("usage.fields", [""])[-1]
+        fields = tuple(asked.split(",")) if asked else DEFAULT_USAGE_FIELDS
+        unknown = sorted(set(fields) - USAGE_FIELDS)
+        if unknown:
+            return _invalid_request(
+                f"The `usage.fields` query parameter value [{unknown[0]}] is not one of "
+                f"[{','.join(sorted(USAGE_FIELDS))}]"
+            )
+        today = self.today()
+        daily = [
+            {"date": _sent(day * DAY_SECONDS), "usage": str(self.usage.get(day, 0))}
+            for day in range(today - days + 1, today + 1)
+        ]
+        _, _, month_end = _month_bounds(self.wall())
+        every: dict[str, Any] = {
+            "cap_reset_day": max(month_end - today, 1),
+            "project_cap": str(self.project_cap),
+            "project_id": PROJECT_ID,
+            "project_usage": str(self._month_usage()),
+            "daily_project_usage": {"project_id": PROJECT_ID, "usage": daily},
+            "daily_client_app_usage": [
+                {"client_app_id": CLIENT_APP_ID, "usage": daily, "usage_result_count": days}
+            ],
+        }
+        return {"data": {name: every[name] for name in fields}}
+
+    def _month_usage(self) -> int:
+        """Posts read this calendar month (the billing cycle, here)."""
+        first, _, _ = _month_bounds(self.wall())
+        return sum(count for day, count in self.usage.items() if day >= first)
 
     async def _change(self, query: str, body: bytes | None, send: Send) -> None:
         dry_run = parse_qs(query).get("dry_run", [""])[-1] == "true"
@@ -617,6 +729,15 @@ def _terms(status: Mapping[str, Any]) -> frozenset[str]:
         return tweet_terms(trim(status))
     except TweetShapeError:
         return frozenset()
+
+
+def _month_bounds(wall: float) -> tuple[int, int, int]:
+    """The UTC day numbers of this month's first day, today, and next month's first day."""
+    now = time.gmtime(wall)
+    year, month = (now.tm_year + 1, 1) if now.tm_mon == 12 else (now.tm_year, now.tm_mon + 1)
+    first = calendar.timegm((now.tm_year, now.tm_mon, 1, 0, 0, 0)) // DAY_SECONDS
+    following = calendar.timegm((year, month, 1, 0, 0, 0)) // DAY_SECONDS
+    return first, int(wall // DAY_SECONDS), following
 
 
 def _sent(wall: float) -> str:

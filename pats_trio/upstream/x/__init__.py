@@ -12,14 +12,17 @@ in-stream ``TooManyConnections``) from 60 s doubling, never sooner than ``x-rate
 X sends a ``\\r\\n`` keep-alive every 20 s; `STALL_SECONDS` of silence is a dead stream.
 
 The cost guard (`cost.DailyMeter`) counts the posts read per UTC day; at the cap the stream is
-closed and viewers are told, in plain words, that posts resume after midnight UTC.
+closed and viewers are told, in plain words, that posts resume after midnight UTC. The count
+outlives the process (`ledger.PostLedger`): it is seeded from X's usage endpoint and from the
+deployment's count in Redis, so neither a restart nor a takeover reads a second cap. A project
+whose monthly cap X reports reached is not read either, and its viewers are told so.
 
 X's sampled stream is Enterprise-only, so the sample view is never connected: its viewers are
 told so (`SAMPLE_UNAVAILABLE`).
 
 Beside the adapter: the HTTP (`client`), the stream's lines (`messages`), the v2 payload as a
 v1.1 status (`payload`), the rules as values (`rules`), their manager (`manager`), the meter
-(`cost`).
+(`cost`), X's usage figures (`usage`) and the meter's memory (`ledger`).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -51,11 +55,19 @@ from pats_trio.upstream.lifecycle import (
 )
 from pats_trio.upstream.source import Publish, SourceStats
 from pats_trio.upstream.x import messages
-from pats_trio.upstream.x.client import RulesClient, XHTTPError, XNetworkError, open_stream
+from pats_trio.upstream.x.client import (
+    RulesClient,
+    XHTTPError,
+    XNetworkError,
+    get_usage,
+    open_stream,
+)
 from pats_trio.upstream.x.cost import DailyMeter, until_midnight
+from pats_trio.upstream.x.ledger import USAGE_INTERVAL, PostLedger
 from pats_trio.upstream.x.manager import DEBOUNCE_SECONDS, RuleManager
 from pats_trio.upstream.x.payload import PayloadError, matching_tags, to_status
 from pats_trio.upstream.x.rules import TAG_PREFIX, ours
+from pats_trio.upstream.x.usage import USAGE_DAYS, USAGE_FIELDS
 
 LOGGER = logging.getLogger(__name__)
 
@@ -82,6 +94,14 @@ class StreamProblemError(Exception):
 
 class DailyCapReachedError(Exception):
     """The posts read today reached PATS_X_MAX_POSTS_PER_DAY."""
+
+
+class ProjectCapReachedError(Exception):
+    """X says the project's monthly cap of posts is reached: it delivers none until it resets."""
+
+
+USAGE_CAPPED = "UsageCapExceeded"
+"""The problem X answers a connect with once the project's monthly cap is reached."""
 
 
 @dataclass
@@ -127,6 +147,15 @@ class XUpstream:
         self._http, self._base_url, self._token = http, base_url, token
         self.stats = XStats()
         self.meter = DailyMeter(cap=max_posts_per_day, price=price_per_post)
+        usage_params = {"days": str(USAGE_DAYS), "usage.fields": USAGE_FIELDS}
+        self.ledger = PostLedger(
+            self.meter,
+            partial(get_usage, http, base_url, token, usage_params),
+            wall=wall,
+            on_change=self._count_changed,
+        )
+        self._reading: trio.CancelScope | None = None
+        self._project_capped_told = False
         self.rules = RuleManager(
             RulesClient(http, base_url, token),
             publish,
@@ -178,6 +207,7 @@ class XUpstream:
         """Serve demand forever: the rules and the stream, in one nursery."""
         self._publish("sample", status_event("sample", "error", reason=SAMPLE_UNAVAILABLE))
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.ledger.run)
             await nursery.start(self.rules.run)
             await nursery.start(self._lifecycle.run)
             task_status.started()
@@ -201,13 +231,25 @@ class XUpstream:
     # the adapter
 
     def details(self) -> dict[str, Any]:
-        return {}
+        """Today's count and its estimated spend, with every status viewers are told."""
+        spend = self.meter.spend_today(self.wall())
+        return {"posts_today": self.meter.today, "spend_today": round(spend, 4)}
 
     def open(self, target: None) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        return self._open()
+
+    @asynccontextmanager
+    async def _open(self) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The stream, once the day's count is known (`PostLedger.ready`) and within both caps."""
+        self.ledger.refresh()
+        await self.ledger.ready()
+        if self.ledger.project_capped:
+            raise ProjectCapReachedError(self._project_cap_reason())
         if self.meter.capped(self.wall()):
             raise DailyCapReachedError(self.meter.reason())
-        self._capped_told = False
-        return open_stream(self._http, self._base_url, self._token)
+        self._capped_told = self._project_capped_told = False
+        async with open_stream(self._http, self._base_url, self._token) as chunks:
+            yield chunks
 
     async def read(self, chunks: AsyncIterator[bytes], link: Link[None]) -> None:
         LOGGER.info(
@@ -217,22 +259,46 @@ class XUpstream:
         )
         decoder = messages.LineDecoder()
         try:
-            async for chunk in self._lifecycle.arrivals(chunks.__anext__):
-                for message in decoder.feed(chunk):
-                    if isinstance(message, messages.Post):
-                        self._post(message.message)
-                    else:
-                        self._problem(message)
+            with trio.CancelScope() as self._reading:
+                async for chunk in self._lifecycle.arrivals(chunks.__anext__):
+                    for message in decoder.feed(chunk):
+                        if isinstance(message, messages.Post):
+                            self._post(message.message)
+                        else:
+                            self._problem(message)
         finally:
+            self._reading = None
             self.stats.malformed += decoder.stats.malformed
             self.stats.oversized += decoder.stats.oversized
             self.stats.keepalives += decoder.stats.keepalives
+        self._stop_if_capped()
+
+    def _count_changed(self) -> None:
+        """A witness raised the count or X's report changed: stop reading at once if a cap is
+        reached now (the read loop then ends and `read` says which)."""
+        if self._reading is not None and (
+            self.ledger.project_capped or self.meter.capped(self.wall())
+        ):
+            self._reading.cancel()
+
+    def _stop_if_capped(self) -> None:
+        if self.ledger.project_capped:
+            raise ProjectCapReachedError(self._project_cap_reason())
+        if self.meter.capped(self.wall()):
+            raise DailyCapReachedError(self.meter.reason())
 
     def failure(self, exc: Exception, link: Link[None]) -> Retry | HandedOver | None:
         backoff = link.backoff
         if isinstance(exc, DailyCapReachedError):
             self._tell_capped()
             return Retry(str(exc), "disconnect", until_midnight(self.wall()))
+        if isinstance(exc, ProjectCapReachedError):
+            self._tell_project_capped(str(exc))
+            return Retry(str(exc), "disconnect", USAGE_INTERVAL)
+        if isinstance(exc, XHTTPError) and exc.problem == USAGE_CAPPED:
+            reason = self._project_cap_reason()
+            self._tell_project_capped(reason)
+            return Retry(reason, "http", max(USAGE_INTERVAL, backoff.after_http_error(429)))
         if isinstance(exc, StreamStalledError):
             return Retry(str(exc), "stall", link.after_drop())
         if isinstance(exc, StreamProblemError):
@@ -257,7 +323,7 @@ class XUpstream:
     # messages
 
     def _post(self, message: dict[str, Any]) -> None:
-        within_cap = self.meter.record(self.wall())
+        within_cap = self.ledger.record(self.wall())
         tags = matching_tags(message)
         if any(ours(tag, TAG_PREFIX) for tag in tags):
             self.stats.matched_ours += 1
@@ -310,4 +376,26 @@ class XUpstream:
             NoticeEvent(
                 frames.error("x_daily_cap", f"No more posts today: {self.meter.reason()}.")
             ),
+        )
+
+    def _project_cap_reason(self) -> str:
+        report = self.ledger.report
+        cap = f"of {report.project_cap:,} posts " if report.project_cap else ""
+        when = (
+            f" (X says it resets in {report.cap_reset_day} days)"
+            if report.cap_reset_day is not None
+            else ""
+        )
+        return (
+            f"the X project's monthly limit {cap}is used up, so X sends no more posts until it "
+            f"resets{when}"
+        )
+
+    def _tell_project_capped(self, reason: str) -> None:
+        if self._project_capped_told:
+            return
+        self._project_capped_told = True
+        LOGGER.warning("x: %s; checking again every %.0fs", reason, USAGE_INTERVAL)
+        self._publish(
+            "filter", NoticeEvent(frames.error("x_project_cap", f"No more posts: {reason}."))
         )

@@ -1,8 +1,9 @@
-"""HTTP to the X API v2 (or a compatible server): the filtered stream and its rules endpoints.
+"""HTTP to the X API v2 (or a compatible server): the filtered stream, its rules, the usage.
 
 `open_stream` opens ``GET /2/tweets/search/stream`` with the fields and expansions the browser's
 card needs and yields the raw body chunks; framing them is `messages.py`'s job. `RulesClient`
-lists, validates (``dry_run``), adds and deletes rules. Both send the app-only Bearer token.
+lists, validates (``dry_run``), adds and deletes rules; `get_usage` reads the project's usage
+(``GET /2/usage/tweets``). All send the app-only Bearer token.
 
 Error handling: a non-2xx answer raises `XHTTPError`, with the reason X gave and, for 429, when
 the rate-limit window resets (``x-rate-limit-reset``); a transport failure raises
@@ -31,6 +32,7 @@ LOGGER = logging.getLogger(__name__)
 USER_AGENT = f"pats-trio/{__version__}"
 STREAM_PATH = "/2/tweets/search/stream"
 RULES_PATH = STREAM_PATH + "/rules"
+USAGE_PATH = "/2/usage/tweets"
 STREAM_PARAMS: tuple[tuple[str, str], ...] = (
     ("tweet.fields", "created_at,entities,author_id,referenced_tweets,lang,note_tweet"),
     ("expansions", "author_id,referenced_tweets.id,referenced_tweets.id.author_id"),
@@ -184,6 +186,33 @@ async def open_stream(
         except httpx.TransportError as exc:
             raise XNetworkError(token.redact(describe_transport_error(exc))) from exc
         yield RawChunks(response, lambda text: XNetworkError(token.redact(text)))
+
+
+async def get_usage(
+    http: httpx.AsyncClient, base_url: str, token: BearerToken, params: dict[str, str]
+) -> Any:
+    """``GET /2/usage/tweets`` with `params`: X's answer, parsed from JSON.
+
+    Error handling: `XHTTPError` for a non-2xx answer (with the reset of a 429) or one that is
+    not JSON, `XNetworkError` for a transport failure; neither message holds the token.
+    """
+    try:
+        async with http.stream(
+            "GET",
+            base_url.rstrip("/") + USAGE_PATH,
+            params=params,
+            headers=_headers(token),
+            timeout=REQUEST_TIMEOUT,
+        ) as response:
+            if not 200 <= response.status_code < 300:
+                raise await _http_error(response, token)
+            body = await response.aread()
+    except httpx.TransportError as exc:
+        raise XNetworkError(token.redact(describe_transport_error(exc))) from exc
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise XHTTPError(response.status_code, "the answer is not JSON") from exc
 
 
 def _rule(item: Any) -> Rule | None:

@@ -4,6 +4,11 @@ X bills pay-per-use apps per post read (each post once per UTC day). `DailyMeter
 posts the stream delivered today, in UTC, prices them, and says when the day's cap is reached and
 how long until reading may resume (the next midnight UTC). All times are passed in as seconds
 since the epoch, so it stays pure and a virtual clock can drive it.
+
+The process is not the only witness of the day's reads: a restart, or another worker that took
+over the upstream, read posts this process never saw. `seed` takes in such a figure (X's usage
+endpoint, the deployment's count in Redis), and the meter keeps the larger: every source is a
+lower bound of what X will bill, so the largest is the best estimate.
 """
 
 from __future__ import annotations
@@ -45,11 +50,13 @@ class DailyMeter:
     """Posts read on `day`."""
     total: int = 0
     """Posts read since the process started, over all days."""
+    seeded: int = 0
+    """Posts counted today that this process did not read (its seeds raised `today` by these)."""
 
     def _roll(self, now: float) -> None:
         day = utc_day(now)
         if day != self.day:
-            self.day, self.today = day, 0
+            self.day, self.today, self.seeded = day, 0, 0
 
     def record(self, now: float) -> bool:
         """One post was read at `now`; False once it reached the cap (stop reading)."""
@@ -57,6 +64,22 @@ class DailyMeter:
         self.today += 1
         self.total += 1
         return not self.capped(now)
+
+    def seed(self, now: float, day: int, count: int) -> bool:
+        """Another witness says `count` posts were read on `day`: keep it if it is more than
+        this meter counted (a figure of another day says nothing of today). True if it raised
+        today's count.
+
+        >>> meter = DailyMeter(cap=10, price=0.005)
+        >>> meter.record(5.0), meter.seed(6.0, 0, 7), meter.seed(7.0, 0, 3), meter.today
+        (True, True, False, 7)
+        """
+        self._roll(now)
+        if day != self.day or count <= self.today:
+            return False
+        self.seeded += count - self.today
+        self.today = count
+        return True
 
     def capped(self, now: float) -> bool:
         """Whether today's cap is reached at `now`."""
