@@ -25,6 +25,15 @@ _ADD = Script(  # type: ignore[no-untyped-call]
 MIN_TTL_SECONDS = 60
 
 
+def tally_key(prefix: str, name: str, day: int) -> str:
+    """The key of figure `name` on UTC `day` (days since the epoch).
+
+    >>> tally_key("pats", "x-posts", 1)
+    'pats:tally:x-posts:1970-01-02'
+    """
+    return f"{prefix}:tally:{name}:{time.strftime('%Y-%m-%d', time.gmtime(day * 86_400))}"
+
+
 class DeploymentTally:
     """`SharedTally` through the owner's Redis client."""
 
@@ -33,7 +42,7 @@ class DeploymentTally:
         self._prefix = prefix
 
     def key(self, name: str, day: int) -> str:
-        return f"{self._prefix}:tally:{name}:{time.strftime('%Y-%m-%d', time.gmtime(day * 86_400))}"
+        return tally_key(self._prefix, name, day)
 
     async def add(self, name: str, day: int, count: int, *, floor: int, ttl: float) -> int:
         args = [str(count), str(floor), str(max(int(ttl), MIN_TTL_SECONDS))]

@@ -1,4 +1,4 @@
-"""X API v2's filtered stream and its rules endpoints as an ASGI app, served on loopback.
+"""X API v2's filtered stream, its rules and its usage endpoints as an ASGI app, on loopback.
 
 Routes, as ``api.x.com`` has them, with pay-per-use's limits:
 
@@ -6,7 +6,8 @@ Routes, as ``api.x.com`` has them, with pay-per-use's limits:
   ``ConnectionException`` / ``TooManyConnections`` problem), `connects_per_window` connects a
   15-minute window (then 429 with ``x-rate-limit-*`` headers). NDJSON posts (``data``,
   ``includes.users``, ``includes.tweets``, ``matching_rules``), a ``\\r\\n`` keep-alive every
-  `keepalive_interval` seconds.
+  `keepalive_interval` seconds. Once the month's reads reach `project_cap`, a connect gets 429
+  with X's ``UsageCapExceeded`` problem.
 * ``GET /2/tweets/search/stream/rules``: the app's rules.
 * ``POST /2/tweets/search/stream/rules``: ``{"add": [...]}`` or ``{"delete": {"ids": [...]}}``,
   ``?dry_run=true`` to check only; `max_rules` rules of `max_rule_chars` characters at most;
@@ -106,6 +107,13 @@ TOO_MANY_CONNECTIONS = {
     "detail": "This stream is currently at the maximum allowed connection limit.",
     "connection_issue": "TooManyConnections",
     "type": "https://api.twitter.com/2/problems/streaming-connection",
+}
+USAGE_CAPPED = {
+    "title": "UsageCapExceeded",
+    "detail": "Usage cap exceeded: Monthly product cap",
+    "type": "https://api.twitter.com/2/problems/usage-capped",
+    "period": "Monthly",
+    "scope": "Product",
 }
 OPERATIONAL_DISCONNECT = {
     "errors": [
@@ -517,6 +525,10 @@ class XEmulator:
         }
         return {"data": {name: every[name] for name in fields}}
 
+    def project_capped(self) -> bool:
+        """Whether this month's reads reached `project_cap`: X then refuses the stream."""
+        return self.project_cap > 0 and self._month_usage() >= self.project_cap
+
     def _month_usage(self) -> int:
         """Posts read this calendar month (the billing cycle, here)."""
         first, _, _ = _month_bounds(self.wall())
@@ -675,6 +687,10 @@ class XEmulator:
             self._record(query, authorization, 429)
             headers = self.connects.headers(self.wall(), now)
             await _json(send, 429, TOO_MANY_REQUESTS, PROBLEM_JSON, headers=headers)
+            return
+        if self.project_capped():
+            self._record(query, authorization, 429)
+            await _json(send, 429, USAGE_CAPPED, PROBLEM_JSON)
             return
         if len(self._streams) >= self.max_connections:
             self._record(query, authorization, 429)

@@ -241,8 +241,11 @@ class XUpstream:
     @asynccontextmanager
     async def _open(self) -> AsyncIterator[AsyncIterator[bytes]]:
         """The stream, once the day's count is known (`PostLedger.ready`) and within both caps."""
-        self.ledger.refresh()
         await self.ledger.ready()
+        if self.ledger.project_capped:
+            await self.ledger.recheck()
+        else:
+            self.ledger.refresh()
         if self.ledger.project_capped:
             raise ProjectCapReachedError(self._project_cap_reason())
         if self.meter.capped(self.wall()):

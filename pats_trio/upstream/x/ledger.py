@@ -89,6 +89,7 @@ class PostLedger:
         self._tally: SharedTally | None = None
         self._flush = RepeatedEvent()
         self._check = RepeatedEvent()
+        self._checked = RepeatedEvent()
         self._usage_tried = trio.Event()
         self._tally_tried = trio.Event()
         self._usage_failing = False
@@ -109,6 +110,14 @@ class PostLedger:
     def refresh(self) -> None:
         """The stream (re)connects: check X's figure again, unless one was read just now."""
         self._check.set()
+
+    async def recheck(self) -> None:
+        """Ask X again now and wait for its answer (`FIRST_SEED_WAIT` at most): a stream held
+        back by the project's cap retries on what X says now, not on what it said before."""
+        checked = self._checked.next_set()
+        self._check.set()
+        with trio.move_on_after(FIRST_SEED_WAIT):
+            await checked.wait()
 
     async def ready(self) -> None:
         """Until both witnesses answered once, or failed to (`FIRST_SEED_WAIT` at most)."""
@@ -146,6 +155,7 @@ class PostLedger:
         while True:
             wait = await self._check_usage()
             self._usage_tried.set()
+            self._checked.set()
             await trio.sleep(USAGE_MIN_GAP)
             with trio.move_on_after(max(wait - USAGE_MIN_GAP, 0.0)):
                 await self._check.wait()
