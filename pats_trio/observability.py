@@ -171,7 +171,9 @@ def _x_metrics(hub: Hub) -> Iterator[Metric]:
     now = upstream.wall()
     yield GaugeMetricFamily(
         f"{NAMESPACE}_x_posts_read_today",
-        "Posts read from X this UTC day (X bills each; the cap is PATS_X_MAX_POSTS_PER_DAY).",
+        "Posts read from X this UTC day, by the whole deployment as far as is known (this "
+        "process, the deployment's count in Redis, X's usage figures); the cap is "
+        "PATS_X_MAX_POSTS_PER_DAY.",
         value=meter.today if meter.day == utc_day(now) else 0,
     )
     yield GaugeMetricFamily(
@@ -191,6 +193,25 @@ def _x_metrics(hub: Hub) -> Iterator[Metric]:
         f"{NAMESPACE}_x_posts_read",
         "Posts read from X since the process started.",
         value=meter.total,
+    )
+    ledger = upstream.ledger
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_x_project_capped",
+        "1 while X reports the project's monthly cap of posts reached (nothing is read).",
+        value=int(ledger.project_capped),
+    )
+    checks = CounterMetricFamily(
+        f"{NAMESPACE}_x_usage_checks",
+        "Requests to X's usage endpoint (GET /2/usage/tweets), by outcome.",
+        labels=["outcome"],
+    )
+    checks.add_metric(["ok"], ledger.stats.usage_checks - ledger.stats.usage_failures)
+    checks.add_metric(["failed"], ledger.stats.usage_failures)
+    yield checks
+    yield GaugeMetricFamily(
+        f"{NAMESPACE}_x_posts_not_yet_in_redis",
+        "Posts read by this owner not yet added to the deployment's count in Redis.",
+        value=sum(ledger.pending.values()),
     )
     matched = CounterMetricFamily(
         f"{NAMESPACE}_x_posts_matched",
