@@ -100,6 +100,7 @@ def x_command(args: argparse.Namespace) -> None:
     from pats_trio.emulator.xapi import XEmulator, serve_xapi
 
     emulator = XEmulator(rate=args.rate, seed=args.seed)
+    emulator.control = args.control
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--control",
         action="store_true",
         help="serve the test control API under /_control (inject tweets or posts, list "
-        "connections)",
+        "connections; with --x, set and fail X's usage figures)",
     )
     emulate.add_argument("--log-level", default="INFO")
     emulate.set_defaults(handler=emulate_command)

@@ -124,6 +124,32 @@ async def test_the_emulators_usage_endpoint_counts_the_posts_it_delivered_per_ut
     assert int(limited.headers["x-rate-limit-reset"]) >= emulator.wall()
 
 
+async def test_a_test_in_another_process_sets_and_fails_the_usage_through_the_control_api(
+    nursery: trio.Nursery,
+) -> None:
+    emulator = XEmulator(rate=0, filter_rate=0, seed=5, token=TOKEN)
+    url = await nursery.start(serve_xapi, emulator)
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient(base_url=url) as http:
+            hidden = await http.post("/_control/usage", json={"count": 7})
+            emulator.control = True
+            set_ = await http.post("/_control/usage", json={"count": 7, "project_cap": 50})
+            bad = await http.post("/_control/usage", json={"count": "seven"})
+            fail = await http.post("/_control/usage-failure", json={"status": 503})
+            failed = await http.get(USAGE_PATH, headers=auth())
+            answered = await http.get(USAGE_PATH, headers=auth())
+            seen = (await http.get("/_control/usage")).json()
+    assert hidden.status_code == 404, "no control API unless asked for"
+    assert set_.status_code == 200
+    assert bad.status_code == 400
+    assert fail.json() == {"failing": 1}
+    assert failed.status_code == 503
+    assert answered.json()["data"]["project_usage"] == "7"
+    assert answered.json()["data"]["project_cap"] == "50"
+    assert list(seen["days"].values()) == [7]
+    assert seen["requests"] == [503, 200]
+
+
 # a restart of the server
 
 

@@ -18,7 +18,8 @@ Routes, as ``api.x.com`` has them, with pay-per-use's limits:
   ``usage.fields`` (``project_usage``, ``project_cap``, ``cap_reset_day``, ``project_id`` by
   default; ``daily_project_usage`` and ``daily_client_app_usage`` on request), counts written as
   strings of digits as X does, `usage_checks_per_window` requests a window, then 429. Tests make
-  it fail with `fail_usage`.
+  it fail with `fail_usage`; with `control` set (``pats-trio emulate --x --control``), a test
+  in another process does it through `xapi_control`.
 
 A rule change takes effect on the open stream at once, without reconnecting it: that is the
 point of v2. Posts come from `corpus.TweetFactory`, written as v2 (`xrules.to_v2`): `rate` a
@@ -57,6 +58,7 @@ from pats_trio.emulator.asgi import (
     read_body,
     respond,
 )
+from pats_trio.emulator.control import CONTROL_PREFIX
 from pats_trio.emulator.corpus import TweetFactory
 from pats_trio.emulator.xrules import Expr, RuleSyntaxError, clauses, parse_rule, to_v2
 from pats_trio.matching import tweet_terms
@@ -233,6 +235,8 @@ class XEmulator:
         self.rule_lists = Window(rule_lists_per_window)
         self.connects = Window(connects_per_window)
         self.usage_checks = Window(usage_checks_per_window)
+        self.control = False
+        """Answer the test-only control API (`xapi_control`) under ``/_control``."""
         self.project_cap = project_cap
         """The project's monthly cap of posts (pay-per-use's is two million)."""
         self.usage: dict[int, int] = {}
@@ -405,11 +409,17 @@ class XEmulator:
             return
         if scope["type"] != "http":
             return
+        path, method = scope["path"], scope["method"]
+        if self.control and (path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")):
+            # Imported here: the control module builds on this one.
+            from pats_trio.emulator.xapi_control import serve_x_control
+
+            await serve_x_control(self, scope, receive, send)
+            return
         try:
             body: bytes | None = await read_body(receive, MAX_BODY_BYTES)
         except BodyTooLargeError:
             body = None
-        path, method = scope["path"], scope["method"]
         authorization = next(
             (v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None
         )
