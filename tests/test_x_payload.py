@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pats_trio.emulator.corpus import TweetFactory
-from pats_trio.emulator.xrules import to_v2
+from pats_trio.emulator.xposts import to_v2
 from pats_trio.events import tweet_event
 from pats_trio.tweets import trim
 from pats_trio.upstream.x import cost as cost_module
