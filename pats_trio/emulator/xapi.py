@@ -384,7 +384,12 @@ class XEmulator:
         elif path == RULES_PATH and method == "POST":
             await self._change(query, body, send)
         else:
-            await _json(send, 405, {"title": "Method Not Allowed", "status": 405})
+            await _json(
+                send,
+                405,
+                {"title": "Method Not Allowed", "type": "about:blank", "status": 405},
+                PROBLEM_JSON,
+            )
 
     def _authorized(self, authorization: str | None) -> bool:
         if authorization is None or not authorization.startswith("Bearer "):
@@ -406,9 +411,8 @@ class XEmulator:
         now = trio.current_time()
         if not self.rule_lists.take(now):
             self.rule_requests.append(RuleRequest("GET", False, 429))
-            await _json(
-                send, 429, TOO_MANY_REQUESTS, headers=self.rule_lists.headers(self.wall(), now)
-            )
+            headers = self.rule_lists.headers(self.wall(), now)
+            await _json(send, 429, TOO_MANY_REQUESTS, PROBLEM_JSON, headers=headers)
             return
         self.rule_requests.append(RuleRequest("GET", False, 200))
         self._notify()
@@ -435,7 +439,7 @@ class XEmulator:
         if not self.rule_changes.take(now):
             request.status = 429
             headers = self.rule_changes.headers(self.wall(), now)
-            await _json(send, 429, TOO_MANY_REQUESTS, headers=headers)
+            await _json(send, 429, TOO_MANY_REQUESTS, PROBLEM_JSON, headers=headers)
             return
         try:
             payload = orjson.loads(body or b"")
