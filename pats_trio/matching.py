@@ -8,7 +8,8 @@ exactly ("touché" does not match "touche").
 How a tweet becomes a set of terms (one pass over each text, no regular expressions):
 
 * Sources: the text, each hashtag's text, each mention's screen_name, each URL's and media's
-  ``expanded_url`` and ``display_url``, and the same fields of a nested retweet or quote.
+  ``expanded_url`` and ``display_url`` (and X's ``unwound_url``, where a shortened link leads),
+  and the same fields of a nested retweet or quote.
 * Text is lowered and split on whitespace into tokens. A token that is all letters and digits is a
   term as it is. Otherwise each emoji or other symbol character (Unicode category ``So``) is a term
   of its own (and, when followed by U+FE0F, so is the pair) and splits the token. Word characters
@@ -234,7 +235,7 @@ def _add_entity_terms(entities: Mapping[str, Any], terms: set[str]) -> None:
         for link in entities.get(kind) or ():
             if not isinstance(link, Mapping):
                 continue
-            for field in ("expanded_url", "display_url"):
+            for field in ("expanded_url", "display_url", "unwound_url"):
                 url = link.get(field)
                 if isinstance(url, str):
                     _add_text_terms(url, terms)

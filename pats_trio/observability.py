@@ -223,6 +223,18 @@ def _x_metrics(hub: Hub) -> Iterator[Metric]:
     matched.add_metric(["foreign_only"], stats.matched_foreign_only)
     matched.add_metric(["unrouted"], stats.unrouted)
     yield matched
+    yield CounterMetricFamily(
+        f"{NAMESPACE}_x_posts_routed_on_x_match",
+        "Posts no viewer's phrase matched as delivered, shown to the viewers of the one "
+        "plain-word phrase of the rule X said they matched.",
+        value=stats.routed_on_x_match,
+    )
+    yield CounterMetricFamily(
+        f"{NAMESPACE}_x_posts_unattributable",
+        "Posts X said matched our rules that no viewer's phrase matched as delivered, and whose "
+        "rules name no one phrase (several phrases packed, or punctuation): dropped.",
+        value=stats.unattributable,
+    )
     yield GaugeMetricFamily(
         f"{NAMESPACE}_x_rules", "Rules pats-trio keeps on X.", value=rules.rules
     )

@@ -43,6 +43,21 @@ def _items(entities: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
     return [item for item in found if isinstance(item, Mapping)]
 
 
+def _trim_url(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A link as the browser shows it; X v2's ``unwound_url`` (where a shortener leads) is kept
+    when there is one, because X matches keywords against it and so must the matcher."""
+    url: dict[str, Any] = {
+        "url": item["url"],
+        "expanded_url": _string(item.get("expanded_url")),
+        "display_url": _string(item.get("display_url")),
+        "indices": _indices(item.get("indices")),
+    }
+    unwound = _string(item.get("unwound_url"))
+    if unwound is not None:
+        url["unwound_url"] = unwound
+    return url
+
+
 def _trim_entities(entities: Mapping[str, Any]) -> dict[str, Any]:
     """Keep what the browser links and the matcher reads; drop everything else."""
     trimmed: dict[str, Any] = {
@@ -62,14 +77,7 @@ def _trim_entities(entities: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(item.get("screen_name"), str)
         ],
         "urls": [
-            {
-                "url": item["url"],
-                "expanded_url": _string(item.get("expanded_url")),
-                "display_url": _string(item.get("display_url")),
-                "indices": _indices(item.get("indices")),
-            }
-            for item in _items(entities, "urls")
-            if isinstance(item.get("url"), str)
+            _trim_url(item) for item in _items(entities, "urls") if isinstance(item.get("url"), str)
         ],
     }
     media = [

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+from typing import Any
 
 import httpx
 import orjson
@@ -15,7 +16,7 @@ import trio.testing
 
 from pats_trio.emulator.xapi import XEmulator, serve_xapi
 from pats_trio.emulator.xrules import RuleSyntaxError, parse_rule
-from tests.support import pats_trio_argv
+from tests.support import pats_trio_argv, status
 
 TOKEN = "emulator-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -140,3 +141,172 @@ async def test_emulate_x_runs_the_v2_emulator_as_its_own_process() -> None:
                 process.kill()
                 with trio.move_on_after(5):
                     await process.wait()
+
+
+LONG = "word " * 60 + "zanzibar at the end"
+
+
+async def read_posts(response: httpx.Response, until_id: str) -> dict[str, dict[str, Any]]:
+    """The posts read from an open stream, by id, up to and including `until_id`."""
+    posts: dict[str, dict[str, Any]] = {}
+    async for line in response.aiter_lines():
+        if line.strip():
+            message = orjson.loads(line)
+            posts[message["data"]["id"]] = message
+            if message["data"]["id"] == until_id:
+                return posts
+    raise AssertionError("the stream ended")
+
+
+def link(expanded: str, unwound: str | None = None) -> dict[str, Any]:
+    url = {"url": "https://t.co/abc", "expanded_url": expanded, "indices": [0, 0]}
+    return url if unwound is None else {**url, "unwound_url": unwound}
+
+
+async def test_foreign_rules_with_operators_get_the_posts_x_would_give_them(
+    nursery: trio.Nursery,
+) -> None:
+    emulator, http = await started(nursery)
+    ada = {"id": 1, "id_str": "1", "screen_name": "ada", "name": "Ada"}
+    for value, tag in [
+        ("from:ada has:links", "ada-links"),
+        ('url:"example.com"', "site"),
+        ("#python -is:retweet", "python-originals"),
+        ("retweets_of:ada", "ada-retweeted"),
+        ("rust lang:fr", "rust-fr"),
+        ("to:ada", "to-ada"),
+        ('"release notes" -@spam', "notes"),
+        ("(cats OR dogs) has:media", "pets"),
+        ("done", "end"),
+    ]:
+        emulator.add_rule(value, tag)
+    hashtag = {"hashtags": [{"text": "Python", "indices": [0, 7]}], "user_mentions": []}
+    statuses = [
+        status(
+            "new release notes", 11, user=ada, entities={"urls": [link("https://example.com/n")]}
+        ),
+        status("release notes, @spam", 12, entities={"user_mentions": [{"screen_name": "spam"}]}),
+        status("#Python tips", 13, entities=hashtag),
+        status(
+            "RT @ada: #Python tips",
+            14,
+            retweeted_status=status("#Python tips", 13, user=ada, entities=hashtag),
+            entities=hashtag,
+        ),
+        status("rust est bien", 15, lang="fr"),
+        status("rust is nice", 16),
+        status("thanks!", 17, in_reply_to_screen_name="ada", in_reply_to_status_id_str="9"),
+        status("cats", 18),
+        status("done", 19),
+    ]
+    with trio.fail_after(10):
+        async with http.stream("GET", STREAM) as response:
+            await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+            for post in statuses:
+                emulator.inject(post)
+            posts = await read_posts(response, "19")
+    tags = {post_id: sorted(r["tag"] for r in m["matching_rules"]) for post_id, m in posts.items()}
+    assert tags == {
+        "11": ["ada-links", "notes", "site"],
+        "13": ["python-originals"],
+        "14": ["ada-retweeted"],
+        "15": ["rust-fr"],
+        "17": ["to-ada"],
+        "19": ["end"],
+    }
+
+
+async def test_keywords_match_the_whole_text_and_the_links_as_x_matches_them(
+    nursery: trio.Nursery,
+) -> None:
+    emulator, http = await started(nursery)
+    emulator.add_rule("zanzibar OR artemis OR okapi", "theirs")
+    unwound = {"urls": [link("https://bit.ly/3x", "https://www.nasa.gov/artemis-launch")]}
+    quoted = status("an okapi in the wild", 30)
+    with trio.fail_after(10):
+        async with http.stream(
+            "GET", STREAM, params={"tweet.fields": "created_at,entities"}
+        ) as response:
+            await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+            emulator.inject(status(LONG, 21))
+            emulator.inject(status("read this https://t.co/abc", 22, entities=unwound))
+            emulator.inject(status("look", 23, quoted_status=quoted), unavailable=["30"])
+            posts = await read_posts(response, "23")
+    long_post = posts["21"]["data"]
+    assert "zanzibar" not in long_post["text"], "cut short, as X sends a long post"
+    assert "note_tweet" not in long_post, "not asked for, so not sent"
+    [url] = posts["22"]["data"]["entities"]["urls"]
+    assert url["unwound_url"] == "https://www.nasa.gov/artemis-launch"
+    quote = posts["23"]
+    assert "tweets" not in quote["includes"]
+    [error] = quote["errors"]
+    assert error["type"] == "https://api.twitter.com/2/problems/resource-not-found"
+    assert (error["resource_id"], error["resource_type"]) == ("30", "tweet")
+
+
+async def test_a_long_post_comes_whole_in_its_note_tweet_when_asked(nursery: trio.Nursery) -> None:
+    emulator, http = await started(nursery)
+    emulator.add_rule("zanzibar", "theirs")
+    with trio.fail_after(10):
+        async with http.stream("GET", STREAM, params={"tweet.fields": "note_tweet"}) as response:
+            await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+            emulator.inject(status(LONG, 21))
+            posts = await read_posts(response, "21")
+    assert posts["21"]["data"]["note_tweet"]["text"] == LONG
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ('"open', "Unterminated quote"),
+        ("(a OR b", "Unbalanced parentheses"),
+        ("a OR b)", "Unbalanced parentheses"),
+        ("foo:bar python", "Reference to invalid operator 'foo'"),
+        ("is:famous python", "Reference to invalid operator 'is:famous'"),
+        ("-python", "Rules must contain a non-negation term"),
+        ("has:links", "positive, standalone operator"),
+        ("python OR is:retweet", "positive, standalone operator"),
+        ("x" * 31, "Rule length is 31, which exceeds the 30 limit"),
+    ],
+)
+async def test_rules_x_would_refuse_are_refused_with_x_s_body(
+    nursery: trio.Nursery, value: str, detail: str
+) -> None:
+    emulator, http = await started(nursery, max_rule_chars=30)
+    with trio.fail_after(10):
+        answer = await http.post(RULES, json={"add": [{"value": value, "tag": "t"}]})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["meta"]["summary"] == {"created": 0, "not_created": 1, "valid": 0, "invalid": 1}
+    [error] = body["errors"]
+    assert error["value"] == value
+    assert error["title"] == "UnprocessableEntity"
+    assert error["type"] == "https://api.twitter.com/2/problems/invalid-rules"
+    assert any(detail in line for line in error["details"]), error["details"]
+    assert emulator.rules == {}
+
+
+async def test_error_bodies_are_the_problems_of_x_s_openapi_spec(nursery: trio.Nursery) -> None:
+    _, http = await started(nursery, rule_changes_per_window=2)
+    with trio.fail_after(10):
+        first = (await http.post(RULES, json={"add": [{"value": "python", "tag": "t"}]})).json()
+        again = (await http.post(RULES, json={"add": [{"value": "python", "tag": "u"}]})).json()
+        limited = await http.post(RULES, json={"add": [{"value": "rust", "tag": "t"}]})
+        wrong = await http.delete(RULES)
+    [duplicate] = again["errors"]
+    assert duplicate == {
+        "value": "python",
+        "id": first["data"][0]["id"],
+        "title": "DuplicateRule",
+        "type": "https://api.twitter.com/2/problems/duplicate-rules",
+    }
+    assert limited.status_code == 429
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert limited.json() == {
+        "title": "Too Many Requests",
+        "detail": "Too Many Requests",
+        "type": "about:blank",
+        "status": 429,
+    }
+    assert wrong.status_code == 405
+    assert {"type", "title"} <= set(wrong.json())

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from pats_trio.emulator.corpus import TweetFactory
-from pats_trio.emulator.xrules import to_v2
+from pats_trio.emulator.xposts import to_v2
 from pats_trio.events import tweet_event
 from pats_trio.tweets import trim
 from pats_trio.upstream.x import cost as cost_module
 from pats_trio.upstream.x import payload as payload_module
 from pats_trio.upstream.x.cost import DAY_SECONDS, DailyMeter, until_midnight
 from pats_trio.upstream.x.messages import LineDecoder, Post, Problem
-from pats_trio.upstream.x.payload import PayloadError, matching_tags, to_status
+from pats_trio.upstream.x.payload import PayloadError, matching_rules, to_status
 
 V2_RETWEET_OF_A_QUOTE: dict[str, Any] = {
     "data": {
@@ -91,7 +91,7 @@ def test_a_retweet_of_a_quote_maps_to_the_v1_card_with_author_links_and_tags() -
     assert "retweeted_status" not in original
     assert trimmed["entities"]["user_mentions"][0]["screen_name"] == "ada"
     assert "&amp;" not in trimmed["text"]
-    assert matching_tags(V2_RETWEET_OF_A_QUOTE) == ("pats-trio", "theirs")
+    assert matching_rules(V2_RETWEET_OF_A_QUOTE) == (("99", "pats-trio"), ("98", "theirs"))
 
 
 def test_an_author_that_was_not_expanded_still_shows_the_post() -> None:

@@ -4,13 +4,17 @@ back, and the fewest adds and deletes between two phrase sets."""
 from __future__ import annotations
 
 import doctest
+import re
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from pats_trio.emulator.xposts import view_of
 from pats_trio.emulator.xrules import parse_rule
-from pats_trio.matching import parse_track, tweet_terms
+from pats_trio.matching import MAX_PHRASE_BYTES, parse_track, tweet_terms
+from pats_trio.tweets import trim
 from pats_trio.upstream.x import rules as rules_module
 from pats_trio.upstream.x.rules import (
     MAX_RULE_CHARS,
@@ -24,6 +28,7 @@ from pats_trio.upstream.x.rules import (
     reconcile,
     rule_value,
 )
+from tests.support import status
 
 
 def test_the_doctests_hold() -> None:
@@ -46,13 +51,33 @@ def test_our_rules_read_back_as_the_phrases_they_carry(texts: list[str]) -> None
     assert sorted(p for _, c in pack(texts, limit=200) for p in c) == sorted(texts)
 
 
-@given(st.lists(phrases, min_size=1, max_size=10, unique=True))
-def test_a_rule_matches_what_the_phrases_match_and_x_can_parse_it(texts: list[str]) -> None:
-    """Through the emulator's reading of X's syntax: a post holding a phrase's terms matches."""
+def post_of(text: str) -> dict[str, Any]:
+    """A post holding `text`, with the hashtags, mentions and cashtags X would find in it."""
+    found: dict[str, list[dict[str, Any]]] = {"hashtags": [], "user_mentions": [], "urls": []}
+    found["symbols"] = []
+    for word in text.split():
+        kind, key = {"#": ("hashtags", "text"), "@": ("user_mentions", "screen_name")}.get(
+            word[0], ("symbols", "text") if word[0] == "$" else ("", "")
+        )
+        if kind and re.fullmatch(r"\w+", word[1:]):
+            found[kind].append({key: word[1:], "indices": [0, 0]})
+    return status(text, 1, entities=found)
+
+
+@given(st.lists(phrases, min_size=1, max_size=10, unique=True), st.data())
+def test_a_rule_delivers_whatever_the_matcher_routes_to_its_phrases(
+    texts: list[str], data: st.DataObject
+) -> None:
+    """The rules deliver a superset: X (as the emulator reads it) parses every rule we write,
+    and a post that pats-trio routes to one of its phrases matches it on X."""
+    assume(all(len(text.encode()) <= MAX_PHRASE_BYTES for text in texts))
     [(value, _)] = pack(texts, limit=10_000)
     expr = parse_rule(value)
     for phrase in parse_track(",".join(texts)):
-        assert expr.matches(phrase.terms)
+        words = data.draw(st.permutations(sorted(phrase.terms)))
+        post = post_of("so " + " ".join(words) + " !")
+        if phrase.terms <= tweet_terms(trim(post)):
+            assert expr.matches(view_of(post)), (value, post["text"])
 
 
 def test_operator_like_and_punctuated_terms_are_quoted() -> None:
@@ -120,4 +145,4 @@ def test_reconcile_tells_ours_from_foreign_and_unreadable_rules() -> None:
 def test_a_rule_delivers_what_the_matcher_routes() -> None:
     """The rules deliver a superset: what `matching` routes to a phrase, its clause matches."""
     expr = parse_rule(rule_value(["c++ rust"]))
-    assert expr.matches(tweet_terms({"text": "I like C++! and rust", "entities": {}}))
+    assert expr.matches(view_of(status("I like C++! and rust", 1)))

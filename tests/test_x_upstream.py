@@ -21,7 +21,7 @@ from pats_trio.events import Event, NoticeEvent, StatusEvent, StreamKind, TweetE
 from pats_trio.upstream.backoff import FATAL_RETRY_SECONDS, ConnectionBudget
 from pats_trio.upstream.lifecycle import RepeatedEvent
 from pats_trio.upstream.x import SAMPLE_UNAVAILABLE, STALL_SECONDS, XUpstream
-from pats_trio.upstream.x.client import make_http_client
+from pats_trio.upstream.x.client import RulesClient, make_http_client
 from pats_trio.upstream.x.cost import DAY_SECONDS
 from pats_trio.upstream.x.rules import TAG_PREFIX
 from tests.support import status
@@ -508,3 +508,17 @@ async def test_a_change_x_silently_does_not_apply_is_retried_with_backoff(
         x.emulator.drop_adds = False
         await x.in_step()
     assert x.rule_values() == {"python"}
+
+
+async def test_the_rules_client_reads_each_refusal_s_problem_type(nursery: trio.Nursery) -> None:
+    """X's OpenAPI spec tells problems apart by ``type``: a duplicate is
+    ``.../problems/duplicate-rules``, an invalid rule ``.../problems/invalid-rules``."""
+    emulator = XEmulator(rate=0, filter_rate=0, seed=1, token=TOKEN)
+    url = await nursery.start(serve_xapi, emulator)
+    emulator.add_rule("python", tag="theirs")
+    with trio.fail_after(10):
+        async with make_http_client() as http:
+            client = RulesClient(http, url, BearerToken(TOKEN))
+            answer = await client.add([("python", TAG_PREFIX), ("foo:bar", TAG_PREFIX)])
+    kinds = {rejection.value: rejection.kind() for rejection in answer.rejected}
+    assert kinds == {"python": "duplicate-rules", "foo:bar": "invalid-rules"}

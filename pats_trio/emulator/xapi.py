@@ -22,9 +22,19 @@ Routes, as ``api.x.com`` has them, with pay-per-use's limits:
   in another process does it through `xapi_control`.
 
 A rule change takes effect on the open stream at once, without reconnecting it: that is the
-point of v2. Posts come from `corpus.TweetFactory`, written as v2 (`xrules.to_v2`): `rate` a
+point of v2. Posts come from `corpus.TweetFactory`, written as v2 (`xposts.to_v2`): `rate` a
 second from everyone, delivered when they match a rule, and `filter_rate` a second written for
-one of the rules.
+one of the rules. A post matches a rule as X matches it (`xrules`, on `xposts.view_of`: the
+whole text, the retweeted and quoted posts, the links' expanded and unwound URLs), whatever
+the connection asked for; each connection gets the ``tweet.fields`` it asked for
+(`xposts.select_fields`: a long post's ``note_tweet`` only when asked).
+
+The error bodies follow X's OpenAPI spec (the ``Problem`` schemas in the spec X publishes,
+``openapi.json`` in the xdevplatform/docs repository): RFC 7807 problems with ``type`` and
+``title``; ``DuplicateRuleProblem`` adds ``id`` and ``value``; ``ConnectionExceptionProblem``
+(``streaming-connection``) adds ``connection_issue``; ``OperationalDisconnectProblem`` adds
+``disconnect_type``; an invalid rule is ``UnprocessableEntity`` with its ``value`` and
+``details``, as X answers one.
 
 Without a `token` any Bearer token is accepted (the demo); with one, others get 401. Tests drive
 faults with `fail_next`, `inject_error`, `drop_streams` and `stall_streams`, and observe
@@ -60,9 +70,8 @@ from pats_trio.emulator.asgi import (
 )
 from pats_trio.emulator.control import CONTROL_PREFIX
 from pats_trio.emulator.corpus import TweetFactory
-from pats_trio.emulator.xrules import Expr, RuleSyntaxError, clauses, parse_rule, to_v2
-from pats_trio.matching import tweet_terms
-from pats_trio.tweets import TweetShapeError, trim
+from pats_trio.emulator.xposts import PostView, select_fields, to_v2, view_of
+from pats_trio.emulator.xrules import Expr, RuleSyntaxError, clauses, parse_rule
 
 LOGGER = logging.getLogger(__name__)
 HYPERCORN_LOGGER = logging.getLogger(__name__ + ".hypercorn")
@@ -199,6 +208,8 @@ class _Stream:
     record: StreamRecord
     send_channel: trio.MemorySendChannel[bytes]
     receive_channel: trio.MemoryReceiveChannel[bytes]
+    fields: frozenset[str] = frozenset()
+    """The ``tweet.fields`` the connection asked for."""
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     stalled: bool = False
 
@@ -287,9 +298,10 @@ class XEmulator:
 
     # ---- injecting
 
-    def inject(self, status: dict[str, Any]) -> None:
-        """Send a v1.1 status, written as v2, to the streams if it matches a rule."""
-        self._deliver(to_v2(status), _terms(status))
+    def inject(self, status: dict[str, Any], *, unavailable: Sequence[str] = ()) -> None:
+        """Send a v1.1 status, written as v2, to the streams if it matches a rule. The posts it
+        references whose ids are `unavailable` are matched but not sent (`xposts.to_v2`)."""
+        self._deliver(to_v2(status, unavailable), view_of(status))
 
     def inject_raw(self, data: bytes) -> None:
         """Write `data` as it is to every open stream."""
@@ -373,17 +385,21 @@ class XEmulator:
     def _now_ms(self) -> int:
         return int(self.wall() * 1000)
 
-    def _deliver(self, message: dict[str, Any], terms: frozenset[str]) -> None:
-        matched = [rule for rule in self.rules.values() if rule.expr.matches(terms)]
+    def _deliver(self, message: dict[str, Any], post: PostView) -> None:
+        matched = [rule for rule in self.rules.values() if rule.expr.matches(post)]
         if not matched:
             return
         message = {
             **message,
             "matching_rules": [{"id": r.id, "tag": r.tag or ""} for r in matched],
         }
-        data = orjson.dumps(message) + b"\r\n"
+        lines: dict[frozenset[str], bytes] = {}
         delivered = False
         for stream in self._streams.values():
+            data = lines.get(stream.fields)
+            if data is None:
+                data = orjson.dumps(select_fields(message, stream.fields)) + b"\r\n"
+                lines[stream.fields] = data
             if self._offer(stream, data):
                 stream.record.sent += 1
                 delivered = True
@@ -441,7 +457,12 @@ class XEmulator:
         elif path == USAGE_PATH and method == "GET":
             await self._usage(query, send)
         else:
-            await _json(send, 405, {"title": "Method Not Allowed", "status": 405})
+            await _json(
+                send,
+                405,
+                {"title": "Method Not Allowed", "type": "about:blank", "status": 405},
+                PROBLEM_JSON,
+            )
 
     def _authorized(self, authorization: str | None) -> bool:
         if authorization is None or not authorization.startswith("Bearer "):
@@ -463,9 +484,8 @@ class XEmulator:
         now = trio.current_time()
         if not self.rule_lists.take(now):
             self.rule_requests.append(RuleRequest("GET", False, 429))
-            await _json(
-                send, 429, TOO_MANY_REQUESTS, headers=self.rule_lists.headers(self.wall(), now)
-            )
+            headers = self.rule_lists.headers(self.wall(), now)
+            await _json(send, 429, TOO_MANY_REQUESTS, PROBLEM_JSON, headers=headers)
             return
         self.rule_requests.append(RuleRequest("GET", False, 200))
         self._notify()
@@ -553,7 +573,7 @@ class XEmulator:
         if not self.rule_changes.take(now):
             request.status = 429
             headers = self.rule_changes.headers(self.wall(), now)
-            await _json(send, 429, TOO_MANY_REQUESTS, headers=headers)
+            await _json(send, 429, TOO_MANY_REQUESTS, PROBLEM_JSON, headers=headers)
             return
         try:
             payload = orjson.loads(body or b"")
@@ -708,7 +728,8 @@ class XEmulator:
             return
         record = self._record(query, authorization, 200)
         send_channel, receive_channel = trio.open_memory_channel[bytes](STREAM_BUFFER)
-        stream = _Stream(record, send_channel, receive_channel)
+        asked = parse_qs(query).get("tweet.fields", [""])[-1]
+        stream = _Stream(record, send_channel, receive_channel, frozenset(asked.split(",")))
         self._streams[record.id] = stream
         LOGGER.info("x emulator: stream %d opened", record.id)
         try:
@@ -748,13 +769,6 @@ class XEmulator:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
-
-
-def _terms(status: Mapping[str, Any]) -> frozenset[str]:
-    try:
-        return tweet_terms(trim(status))
-    except TweetShapeError:
-        return frozenset()
 
 
 def _month_bounds(wall: float) -> tuple[int, int, int]:

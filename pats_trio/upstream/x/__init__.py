@@ -4,7 +4,14 @@
 ``GET /2/tweets/search/stream``: it connects while filter viewers watch and lingers after the
 last one leaves. A keyword change never touches the connection: the `RuleManager` (`manager`)
 changes the app's rules in place, and pats-trio routes each post with its own matcher, so the
-rules need only deliver a superset of what viewers asked for. ``matching_rules`` is counted.
+rules need only deliver a superset of what viewers asked for.
+
+What X matched, pats-trio must see: the stream asks for a long post's ``note_tweet``, the
+retweeted and quoted posts, and the links' expanded and unwound URLs, all of which X matches
+keywords against. A post X still says matched one of our rules (``matching_rules``) while no
+viewer's phrase matches it as delivered (a quoted post X could not send, say) is shown on X's
+word only when that rule carries one phrase of plain words (`rules.vouched_phrase`); otherwise
+no phrase can be named, and the post is dropped and counted (`XStats.unattributable`).
 
 Reconnects follow X's documented policy (`upstream/backoff.Backoff`): a dropped stream at once,
 then network errors 250 ms linear to 16 s, HTTP errors 5 s doubling to 320 s, 429 (and an
@@ -32,7 +39,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -65,8 +72,8 @@ from pats_trio.upstream.x.client import (
 from pats_trio.upstream.x.cost import DailyMeter, until_midnight
 from pats_trio.upstream.x.ledger import USAGE_INTERVAL, PostLedger
 from pats_trio.upstream.x.manager import DEBOUNCE_SECONDS, RuleManager
-from pats_trio.upstream.x.payload import PayloadError, matching_tags, to_status
-from pats_trio.upstream.x.rules import TAG_PREFIX, ours
+from pats_trio.upstream.x.payload import PayloadError, matching_rules, to_status
+from pats_trio.upstream.x.rules import TAG_PREFIX, ours, vouched_phrase
 from pats_trio.upstream.x.usage import USAGE_DAYS, USAGE_FIELDS
 
 LOGGER = logging.getLogger(__name__)
@@ -115,7 +122,13 @@ class XStats(SourceStats):
     """Posts that matched only rules pats-trio did not make: read, billed, and shown to nobody
     unless a viewer's phrase matches them too."""
     unrouted: int = 0
-    """Posts our rules delivered that no viewer's phrase matches locally (the rules' superset)."""
+    """Posts shown to nobody: no viewer's phrase matches them (the rules' superset)."""
+    routed_on_x_match: int = 0
+    """Posts no viewer's phrase matches as delivered, shown on X's word to the viewers of the
+    one plain-word phrase of a rule X said they matched (`rules.vouched_phrase`)."""
+    unattributable: int = 0
+    """Posts X said matched one of our rules that no viewer's phrase matches as delivered, and
+    whose rules name no one phrase (packed, or a phrase with punctuation): dropped."""
     problems: int = 0
     """Error objects read on the stream."""
 
@@ -327,10 +340,11 @@ class XUpstream:
 
     def _post(self, message: dict[str, Any]) -> None:
         within_cap = self.ledger.record(self.wall())
-        tags = matching_tags(message)
-        if any(ours(tag, TAG_PREFIX) for tag in tags):
+        matched = matching_rules(message)
+        mine = tuple(rule_id for rule_id, tag in matched if ours(tag, TAG_PREFIX))
+        if mine:
             self.stats.matched_ours += 1
-        elif tags:
+        elif matched:
             self.stats.matched_foreign_only += 1
         try:
             status = to_status(message)
@@ -338,11 +352,11 @@ class XUpstream:
             self.stats.malformed += 1
             LOGGER.debug("x: skipping a post: %s", exc)
         else:
-            self._handle(status)
+            self._handle(status, mine)
         if not within_cap:
             raise DailyCapReachedError(self.meter.reason())
 
-    def _handle(self, status: dict[str, Any]) -> None:
+    def _handle(self, status: dict[str, Any], rule_ids: tuple[str, ...]) -> None:
         if not self._seen.first_time(status["id_str"]):
             self.stats.duplicates += 1
             return
@@ -351,9 +365,28 @@ class XUpstream:
             self.stats.malformed += 1
             return
         if not matches_any(self._phrases, event.terms):
-            self.stats.unrouted += 1
+            vouched = self._vouched(rule_ids)
+            if vouched:
+                # The hub routes by terms: adding the phrase's reaches its viewers, and through
+                # every worker's hub alike.
+                event = replace(event, terms=event.terms | vouched)
+                self.stats.routed_on_x_match += 1
+            else:
+                self.stats.unrouted += 1
+                self.stats.unattributable += bool(rule_ids)
         self.stats.tweets += 1
         self._publish("filter", event)
+
+    def _vouched(self, rule_ids: tuple[str, ...]) -> frozenset[str]:
+        """The terms of the wanted phrases X's match of these rules of ours vouches for."""
+        wanted = {phrase.text: phrase for phrase in self._phrases}
+        terms: set[str] = set()
+        for rule_id in rule_ids:
+            carried = self.rules.rules.get(rule_id)
+            phrase = vouched_phrase(carried[1]) if carried is not None else None
+            if phrase in wanted:
+                terms |= wanted[phrase].terms
+        return frozenset(terms)
 
     def _problem(self, problem: messages.Problem) -> None:
         self.stats.problems += 1

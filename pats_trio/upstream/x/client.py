@@ -8,6 +8,15 @@ lists, validates (``dry_run``), adds and deletes rules; `get_usage` reads the pr
 Error handling: a non-2xx answer raises `XHTTPError`, with the reason X gave and, for 429, when
 the rate-limit window resets (``x-rate-limit-reset``); a transport failure raises
 `XNetworkError`. No message of these exceptions contains the token.
+
+X's error bodies are RFC 7807 problems, as the ``Problem`` schemas of X's OpenAPI spec define
+them (https://github.com/xdevplatform/docs, ``openapi.json``): ``type`` (a URI naming the kind,
+``https://api.twitter.com/2/problems/...``, or ``api.x.com`` in newer documents, so only its
+last segment is compared), ``title`` and ``detail``; a ``ConnectionExceptionProblem`` adds
+``connection_issue`` (``TooManyConnections``), a ``DuplicateRuleProblem`` ``id`` and ``value``;
+a 429 past a rate limit is a ``GenericProblem`` (``about:blank``). A rules change that fails
+in part answers 200 with one problem per refused rule in ``errors``, each with its ``value``
+(and, for an invalid rule, X's ``details``).
 """
 
 from __future__ import annotations
@@ -81,6 +90,13 @@ class RuleRejection:
     value: str
     title: str
     detail: str
+    type: str = ""
+    """The problem's ``type`` URI (``.../problems/duplicate-rules``, ``.../invalid-rules``,
+    ``.../rule-cap``)."""
+
+    def kind(self) -> str:
+        """The last segment of `type`: ``duplicate-rules``, ``invalid-rules``, ``rule-cap``."""
+        return self.type.rstrip("/").rpartition("/")[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +323,14 @@ def _answer(payload: Any) -> RulesAnswer:
             if isinstance(details, list)
             else str(error.get("detail") or "")
         )
-        rejected.append(RuleRejection(error["value"], str(error.get("title") or ""), detail))
+        rejected.append(
+            RuleRejection(
+                error["value"],
+                str(error.get("title") or ""),
+                detail,
+                str(error.get("type") or ""),
+            )
+        )
     summary = (payload.get("meta") or {}).get("summary") or {}
     deleted = summary.get("deleted", 0) if isinstance(summary, dict) else 0
     return RulesAnswer(created, tuple(rejected), deleted if isinstance(deleted, int) else 0)

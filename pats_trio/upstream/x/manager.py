@@ -50,6 +50,8 @@ RETRY_FIRST_SECONDS = 5.0
 RETRY_CAP_SECONDS = 320.0
 RATE_LIMITED_SECONDS = 60.0
 DUPLICATE_RULE = "DuplicateRule"
+DUPLICATE_RULES_TYPE = "duplicate-rules"
+"""A ``DuplicateRuleProblem`` is told by its ``type``; X titles it ``DuplicateRule``."""
 
 
 @dataclass
@@ -269,7 +271,7 @@ class RuleManager:
         refused: dict[str, str] = {}
         for rejection in rejections:
             phrases = carried.get(rejection.value, ())
-            if rejection.title == DUPLICATE_RULE:
+            if rejection.kind() == DUPLICATE_RULES_TYPE or rejection.title == DUPLICATE_RULE:
                 # Another rule has this value: foreign, or ours made by an owner we took over
                 # from after we listed. The next change lists again to tell which.
                 self.duplicates.update(phrases)

@@ -1,9 +1,15 @@
 """The filtered stream's body as messages: NDJSON lines, ``\\r\\n`` keep-alives, error objects.
 
 Pure: `LineDecoder.feed` takes bytes and returns what they complete. A blank line is a
-keep-alive. A line with ``data`` is a post. A line with only ``errors`` (or a bare problem, as X
-documents ``ConnectionException``) is a problem: a disconnect (``operational-disconnect``,
-``TooManyConnections``) ends the connection, anything else is shown and read past.
+keep-alive. A line with ``data`` is a post (its ``errors``, if any, say which referenced posts
+X could not send, and are not the stream's business). A line with only ``errors`` (or a bare
+problem, as X documents ``ConnectionException``) is a problem: a disconnect ends the
+connection, anything else is shown and read past. The shapes are the ``Problem`` schemas of X's
+OpenAPI spec (https://github.com/xdevplatform/docs, ``openapi.json``): an
+``OperationalDisconnectProblem`` (type ``.../problems/operational-disconnect``, title
+``operational-disconnect``, a ``disconnect_type``) and a ``ConnectionExceptionProblem`` (type
+``.../problems/streaming-connection``, title ``ConnectionException``, a ``connection_issue``
+such as ``TooManyConnections``, which waits as a 429 does).
 """
 
 from __future__ import annotations

@@ -66,6 +66,7 @@ def _entities(entities: object) -> dict[str, Any]:
                 "url": u.get("url"),
                 "expanded_url": _string(u.get("expanded_url")),
                 "display_url": _string(u.get("display_url")),
+                "unwound_url": _string(u.get("unwound_url")),
                 "indices": _span(u),
             }
             for u in items("urls")
@@ -155,13 +156,13 @@ def to_status(message: Mapping[str, Any]) -> dict[str, Any]:
     return _status(data, _by_id(includes.get("users")), _by_id(includes.get("tweets")), 0)
 
 
-def matching_tags(message: Mapping[str, Any]) -> tuple[str, ...]:
-    """The tags of the rules the post matched (``matching_rules``), as X sent them."""
+def matching_rules(message: Mapping[str, Any]) -> tuple[tuple[str, str | None], ...]:
+    """The ``(id, tag)`` of each rule the post matched (``matching_rules``), as X sent them."""
     rules = message.get("matching_rules")
     if not isinstance(rules, list):
         return ()
     return tuple(
-        rule["tag"]
+        (rule["id"], _string(rule.get("tag")))
         for rule in rules
-        if isinstance(rule, Mapping) and isinstance(rule.get("tag"), str)
+        if isinstance(rule, Mapping) and isinstance(rule.get("id"), str)
     )

@@ -194,6 +194,22 @@ def _words(text: str) -> list[str] | None:
     return words
 
 
+def vouched_phrase(phrases: Sequence[str]) -> str | None:
+    """The phrase X's word alone shows a post to, when X says it matched a rule carrying
+    `phrases` but the post as delivered matches no phrase: the rule's only phrase, if all its
+    terms are written bare (words, hashtags, mentions, cashtags). Else None: in a rule of
+    several phrases any one of them may be the one X matched, and a quoted term (``"c++"``)
+    is a looser match on X, which drops the punctuation, than in pats-trio.
+
+    >>> vouched_phrase(["trio rust"]), vouched_phrase(["c++"]), vouched_phrase(["a", "b"])
+    ('trio rust', None, None)
+    """
+    if len(phrases) != 1:
+        return None
+    phrase = phrases[0]
+    return phrase if all(term(word) == word for word in phrase.split()) else None
+
+
 def ours(tag: str | None, prefix: str = TAG_PREFIX) -> bool:
     return tag is not None and (tag == prefix or tag.startswith(prefix + ":"))
 
