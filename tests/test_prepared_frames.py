@@ -7,9 +7,11 @@ from __future__ import annotations
 import functools
 import gc
 import itertools
+import ssl
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +23,7 @@ from hypercorn.protocol import ws_stream
 from hypercorn.trio.tcp_server import TCPServer
 from trio_websocket import open_websocket_url
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -36,7 +39,9 @@ from pats_trio import hypercorn_ws
 from pats_trio.frames import BINARY_SUBPROTOCOL
 from pats_trio.hypercorn_ws import IncompatibleHypercornError, SharedDeflate
 from pats_trio.prepared_frames import PreparedFrame, deflate
+from tests.h2_websocket import H2WebSocketStream
 from tests.support import Served, Viewer, status
+from tests.tls import TestCertificate
 
 TIMEOUT = 15
 _ids = itertools.count(70_000)
@@ -46,8 +51,8 @@ _ids = itertools.count(70_000)
 class WsprotoViewer:
     """A viewer on wsproto directly, which can offer permessage-deflate; keeps the raw bytes."""
 
-    stream: trio.SocketStream
-    connection: WSConnection
+    stream: trio.abc.Stream
+    connection: WSConnection | Connection
     extensions: list[Any]
     raw: bytearray = field(default_factory=bytearray)
     _parts: list[Any] = field(default_factory=list)
@@ -55,12 +60,21 @@ class WsprotoViewer:
 
     @classmethod
     async def open(
-        cls, ws_url: str, *, offer: PerMessageDeflate | None, binary: bool = False
+        cls,
+        ws_url: str,
+        *,
+        offer: PerMessageDeflate | None,
+        binary: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> WsprotoViewer:
+        """`ssl_context` for a `wss://` URL: HTTP/1.1 over TLS."""
         url = urlsplit(ws_url)
         assert url.hostname is not None
         assert url.port is not None
-        stream = await trio.open_tcp_stream(url.hostname, url.port)
+        stream: trio.abc.Stream = await trio.open_tcp_stream(url.hostname, url.port)
+        if url.scheme == "wss":
+            assert ssl_context is not None, "a wss:// URL needs an ssl_context"
+            stream = trio.SSLStream(stream, ssl_context, server_hostname=url.hostname)
         connection = WSConnection(ConnectionType.CLIENT)
         request = Request(
             host=f"{url.hostname}:{url.port}",
@@ -70,15 +84,40 @@ class WsprotoViewer:
         )
         await stream.send_all(connection.send(request))
         while True:
-            connection.receive_data(await stream.receive_some(65536))
+            connection.receive_data(bytes(await stream.receive_some(65536)))
             for event in connection.events():
                 if isinstance(event, AcceptConnection):
                     return cls(stream, connection, list(event.extensions))
                 assert not isinstance(event, RejectConnection), event
 
+    @classmethod
+    async def open_h2(
+        cls,
+        ws_url: str,
+        *,
+        offer: PerMessageDeflate | None,
+        binary: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> WsprotoViewer:
+        """The same viewer over HTTP/2 (RFC 8441): TLS with ALPN h2 for `wss://`, cleartext
+        with prior knowledge (h2c) for `ws://`."""
+        headers = [(b"sec-websocket-version", b"13")]
+        if offer is not None:
+            headers.append((b"sec-websocket-extensions", f"{offer.name}; {offer.offer()}".encode()))
+        if binary:
+            headers.append((b"sec-websocket-protocol", BINARY_SUBPROTOCOL.encode()))
+        stream = await H2WebSocketStream.connect(ws_url, headers=headers, ssl_context=ssl_context)
+        accepted = stream.response.get(b"sec-websocket-extensions")
+        extensions: list[Any] = []
+        if offer is not None and accepted is not None:
+            offer.finalize(accepted.decode())
+            extensions.append(offer)
+        connection = Connection(ConnectionType.CLIENT, extensions=extensions)
+        return cls(stream, connection, extensions)
+
     async def message(self) -> str | bytes:
         while not self._ready:
-            data = await self.stream.receive_some(65536)
+            data = bytes(await self.stream.receive_some(65536))
             assert data, "the server closed the connection"
             self.raw += data
             self.connection.receive_data(data)
@@ -365,3 +404,163 @@ def test_a_prepared_frame_is_a_whole_frame_that_inflates_to_its_payload() -> Non
     assert body == deflate(payload, 15)
     one_viewer = PreparedFrame.for_one_viewer('{"type":"skipped","count":3}')
     assert one_viewer.wire(binary=False, window_bits=15)[0] == 0x81, "never compressed"
+
+
+# Prepared frames where the socket is not written directly: over TLS (HTTP/1.1, and HTTP/2 by
+# ALPN) and over HTTP/2 in cleartext (h2c, prior knowledge). The bytes are the same; they go
+# through hypercorn, which wraps them in TLS records or HTTP/2 DATA frames.
+
+
+def server_frames(data: bytes) -> list[bytes]:
+    """Whole server frames (unmasked, RFC 6455 5.2), each with its header, in order."""
+    frames: list[bytes] = []
+    at = 0
+    while at < len(data):
+        length, start = data[at + 1] & 0x7F, at + 2
+        if length == 126:
+            length, start = int.from_bytes(data[at + 2 : at + 4], "big"), at + 4
+        elif length == 127:
+            length, start = int.from_bytes(data[at + 2 : at + 10], "big"), at + 10
+        assert start + length <= len(data), "a frame cut short"
+        frames.append(data[at : start + length])
+        at = start + length
+    return frames
+
+
+def is_compressed(frame: bytes) -> bool:
+    return bool(frame[0] & 0x40)
+
+
+def tweet_frames(data: bytes) -> list[bytes]:
+    """The server frames in `data` that carry a tweet (a viewer's `status` frames do not)."""
+    found = []
+    for frame in server_frames(data):
+        length = frame[1] & 0x7F
+        body = frame[2 + {126: 2, 127: 8}.get(length, 0) :]
+        if is_compressed(frame):
+            body = zlib.decompressobj(-15).decompress(body + b"\x00\x00\xff\xff")
+        if orjson.loads(body)["type"] == "tweet":
+            found.append(frame)
+    return found
+
+
+async def test_over_tls_viewers_with_and_without_compression_read_intact_tweets_via_hypercorn(
+    make_served: Callable[..., Any],
+    tmp_path: Path,
+    compressions: list[int],
+    hypercorn_writes: list[bytes],
+) -> None:
+    certificate = TestCertificate.make(tmp_path)
+    with trio.fail_after(TIMEOUT):
+        served: Served = await make_served(hypercorn=certificate.hypercorn, history_size=4)
+        assert served.ws_url.startswith("wss://")
+        context = certificate.client_context("http/1.1")
+        text = await WsprotoViewer.open(
+            served.ws_url, offer=PerMessageDeflate(), ssl_context=context
+        )
+        binary = await WsprotoViewer.open(
+            served.ws_url, offer=PerMessageDeflate(), binary=True, ssl_context=context
+        )
+        plain = await WsprotoViewer.open(served.ws_url, offer=None, ssl_context=context)
+        deflated = (text, binary)
+        for viewer in deflated:
+            assert [type(e) for e in viewer.extensions] == [PerMessageDeflate]
+            assert viewer.extensions[0].server_no_context_takeover
+        async with open_websocket_url(served.ws_url, ssl_context=context) as ws:
+            library = Viewer(ws)
+            assert (await library.next_frame())["type"] == "hello"
+            after_hello = {}
+            for viewer in (*deflated, plain):
+                assert (await viewer.frame())["type"] == "hello"
+                after_hello[viewer] = len(viewer.raw)
+            before, written = len(compressions), len(hypercorn_writes)
+            sent = tweets_for_test(6)
+            await inject_when_connected(served, sent)
+            expected = [t["id_str"] for t in sent]
+            got = {v: await v.tweets(len(sent)) for v in (*deflated, plain)}
+            assert [t["id_str"] for t in await library.tweets(len(sent))] == expected
+            # A newcomer gets the last four as a backlog, prepared frames in one write.
+            late = await WsprotoViewer.open(
+                served.ws_url, offer=PerMessageDeflate(), ssl_context=context
+            )
+            assert (await late.frame())["type"] == "hello"
+            backlog = await late.tweets(4)
+        for tweets in got.values():
+            assert [t["id_str"] for t in tweets] == expected
+            assert tweets == got[plain], "every viewer decodes the same JSON"
+        assert backlog == got[plain][-4:]
+        frames = {v: tweet_frames(bytes(v.raw[after_hello[v] :])) for v in got}
+        for viewer in deflated:
+            assert all(is_compressed(f) for f in frames[viewer]), "deflate, really"
+        assert not any(is_compressed(f) for f in frames[plain])
+        assert frames[text] == [bytes((f[0] & ~0x0F | 0x1,)) + f[1:] for f in frames[binary]]
+        # Compressed once per tweet for the one window every deflate viewer negotiated.
+        assert sorted(compressions[before:]) == [15] * len(sent)
+        # All of it went through hypercorn (which encrypts), none straight to the socket.
+        through = [
+            f
+            for w in hypercorn_writes[written:]
+            if w[:1] in (b"\x81", b"\x82", b"\xc1", b"\xc2")
+            for f in server_frames(w)
+        ]
+        for viewer in got:
+            assert set(frames[viewer]) <= set(through)
+        for viewer in (*deflated, plain, late):
+            await viewer.aclose()
+
+
+@pytest.mark.parametrize("scheme", ["wss", "ws"], ids=["h2 over TLS", "h2c"])
+async def test_over_http2_viewers_read_intact_tweets_and_a_backlog_via_hypercorn(
+    make_served: Callable[..., Any],
+    tmp_path: Path,
+    scheme: str,
+    compressions: list[int],
+    hypercorn_writes: list[bytes],
+) -> None:
+    certificate = TestCertificate.make(tmp_path)
+    tls = scheme == "wss"
+    with trio.fail_after(TIMEOUT):
+        served: Served = await make_served(
+            hypercorn=certificate.hypercorn if tls else {}, history_size=3
+        )
+        ws_url = scheme + served.ws_url.removeprefix("ws").removeprefix("s")
+        context = certificate.client_context() if tls else None
+        deflated = await WsprotoViewer.open_h2(
+            ws_url, offer=PerMessageDeflate(), ssl_context=context
+        )
+        binary = await WsprotoViewer.open_h2(
+            ws_url, offer=PerMessageDeflate(), binary=True, ssl_context=context
+        )
+        plain = await WsprotoViewer.open_h2(ws_url, offer=None, ssl_context=context)
+        assert isinstance(deflated.stream, H2WebSocketStream)
+        assert isinstance(binary.stream, H2WebSocketStream)
+        accepted = deflated.stream.response[b"sec-websocket-extensions"].decode()
+        assert "server_no_context_takeover" in accepted
+        assert binary.stream.response[b"sec-websocket-protocol"] == BINARY_SUBPROTOCOL.encode()
+        viewers = (deflated, binary, plain)
+        after_hello = {}
+        for viewer in viewers:
+            assert (await viewer.frame())["type"] == "hello"
+            after_hello[viewer] = len(viewer.raw)
+        before = len(compressions)
+        sent = tweets_for_test(5)
+        await inject_when_connected(served, sent)
+        expected = [t["id_str"] for t in sent]
+        got = {v: await v.tweets(len(sent)) for v in viewers}
+        late = await WsprotoViewer.open_h2(ws_url, offer=PerMessageDeflate(), ssl_context=context)
+        assert (await late.frame())["type"] == "hello"
+        backlog = await late.tweets(3)
+        for tweets in got.values():
+            assert [t["id_str"] for t in tweets] == expected
+            assert tweets == got[plain]
+        assert backlog == got[plain][-3:]
+        assert sorted(compressions[before:]) == [15] * len(sent)
+        frames = {v: tweet_frames(bytes(v.raw[after_hello[v] :])) for v in viewers}
+        assert all(is_compressed(f) for v in (deflated, binary) for f in frames[v])
+        assert not any(is_compressed(f) for f in frames[plain])
+        # Inside hypercorn's HTTP/2 DATA frames, not written to the socket as they are.
+        through = b"".join(hypercorn_writes)
+        for frame in (f for v in viewers for f in frames[v]):
+            assert frame in through
+        for viewer in (*viewers, late):
+            await viewer.aclose()
