@@ -36,12 +36,16 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 from pats_trio import hypercorn_ws
+from pats_trio.app import create_app
+from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.frames import BINARY_SUBPROTOCOL
 from pats_trio.hypercorn_ws import IncompatibleHypercornError, SharedDeflate
 from pats_trio.prepared_frames import PreparedFrame, deflate
+from tests.conftest import settings_for_tests
 from tests.h2_websocket import H2WebSocketStream
 from tests.support import Served, Viewer, status
 from tests.tls import TestCertificate
+from tests.trio_websocket_asgi import serve_asgi_websockets
 
 TIMEOUT = 15
 _ids = itertools.count(70_000)
@@ -564,3 +568,56 @@ async def test_over_http2_viewers_read_intact_tweets_and_a_backlog_via_hypercorn
             assert frame in through
         for viewer in (*viewers, late):
             await viewer.aclose()
+
+
+# The plain ASGI path under another server: trio-websocket's server with the app's lifespan
+# (tests/trio_websocket_asgi.py). The integration is installed in this process, as every app
+# build does, yet nothing of hypercorn is on these connections: the scope alone decides.
+
+
+@pytest.fixture
+async def other_server(nursery: trio.Nursery) -> tuple[Emulator, str]:
+    """The emulator, and the `/ws` URL of an app that reads it, served by the other server."""
+    emulator = Emulator(rate=0, filter_rate=0, seed=1)
+    base_url = await nursery.start(serve_emulator, emulator)
+    app = create_app(settings_for_tests(twitter_stream_url=base_url, history_size=3))
+    ws_base = await nursery.start(serve_asgi_websockets, app)
+    return emulator, ws_base + "/ws"
+
+
+async def test_under_another_asgi_server_viewers_get_plain_frames_and_a_tweets_backlog(
+    other_server: tuple[Emulator, str], compressions: list[int]
+) -> None:
+    emulator, ws_url = other_server
+    with trio.fail_after(TIMEOUT):
+        assert hypercorn_ws.installed()
+        offering = await WsprotoViewer.open(ws_url, offer=PerMessageDeflate())
+        assert offering.extensions == [], "this server declines permessage-deflate"
+        async with (
+            open_websocket_url(ws_url) as text_ws,
+            open_websocket_url(ws_url, subprotocols=[BINARY_SUBPROTOCOL]) as binary_ws,
+        ):
+            text, binary = Viewer(text_ws), Viewer(binary_ws)
+            for viewer in (text, binary):
+                assert (await viewer.next_frame())["type"] == "hello"
+            assert (await offering.frame())["type"] == "hello"
+            sent = tweets_for_test(4)
+            await emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+            for one in sent:
+                emulator.inject(one)
+            expected = [t["id_str"] for t in sent]
+            got = [await v.tweets(len(sent)) for v in (text, binary)]
+            got.append(await offering.tweets(len(sent)))
+            assert text.message_types == {str}
+            assert binary.message_types == {bytes}
+            # A newcomer's backlog: one `tweets` frame on this path, as the ASGI path batches.
+            async with open_websocket_url(ws_url) as late_ws:
+                late = Viewer(late_ws)
+                assert (await late.next_frame())["type"] == "hello"
+                backlog = await late.next_of("tweets")
+        for tweets in got:
+            assert [t["id_str"] for t in tweets] == expected
+            assert tweets == got[0]
+        assert [t["id_str"] for t in backlog["tweets"]] == expected[-3:]
+        assert compressions == [], "nothing compressed, by anyone"
+        await offering.aclose()
