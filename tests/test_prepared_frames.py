@@ -18,9 +18,12 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 import trio
+from hypercorn.config import Config
 from hypercorn.events import RawData
 from hypercorn.protocol import ws_stream
+from hypercorn.trio import serve
 from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.utils import LifespanFailureError
 from trio_websocket import open_websocket_url
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import Connection
@@ -36,18 +39,20 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 from pats_trio import hypercorn_ws
-from pats_trio.app import create_app
+from pats_trio.app import LazyApp, create_app
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.frames import BINARY_SUBPROTOCOL
 from pats_trio.hypercorn_ws import IncompatibleHypercornError, SharedDeflate
 from pats_trio.prepared_frames import PreparedFrame, deflate
 from tests.conftest import settings_for_tests
 from tests.h2_websocket import H2WebSocketStream
-from tests.support import Served, Viewer, status
+from tests.support import Served, Viewer, free_port, status
 from tests.tls import TestCertificate
 from tests.trio_websocket_asgi import serve_asgi_websockets
 
 TIMEOUT = 15
+UNREACHABLE = "http://127.0.0.1:9/1.1"
+"""An upstream for apps that must never connect (the discard port)."""
 _ids = itertools.count(70_000)
 
 
@@ -621,3 +626,28 @@ async def test_under_another_asgi_server_viewers_get_plain_frames_and_a_tweets_b
         assert [t["id_str"] for t in backlog["tweets"]] == expected[-3:]
         assert compressions == [], "nothing compressed, by anyone"
         await offering.aclose()
+
+
+async def test_an_untested_hypercorn_release_stops_the_served_app_at_start_up(
+    without_integration: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hypercorn pats_trio.app:app` on another release: hypercorn never listens, and says why,
+    rather than serve without the integration."""
+    hypercorn_ws.uninstall()
+    monkeypatch.setattr(hypercorn_ws, "hypercorn_version", lambda: "0.19.0")
+    lazy = LazyApp(lambda: create_app(settings_for_tests(twitter_stream_url=UNREACHABLE)))
+    port = free_port()
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    with (
+        trio.fail_after(TIMEOUT),
+        pytest.RaisesGroup(LifespanFailureError, flatten_subgroups=True) as failed,
+    ):
+        await serve(lazy, config)
+    assert "IncompatibleHypercornError: hypercorn 0.19.0" in str(failed.value.exceptions[0])
+    assert not lazy.built
+    with pytest.raises(ConnectionRefusedError):
+        await trio.open_tcp_stream("127.0.0.1", port)
+    assert not hypercorn_ws.installed()
+    assert hypercorn_ws.deflate_extension() is PerMessageDeflate
