@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import functools
 import gc
+import hashlib
 import itertools
+import os
+import socket
 import ssl
 import zlib
 from collections.abc import Callable, Iterator
@@ -75,12 +78,21 @@ class WsprotoViewer:
         offer: PerMessageDeflate | None,
         binary: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        receive_buffer: int | None = None,
     ) -> WsprotoViewer:
-        """`ssl_context` for a `wss://` URL: HTTP/1.1 over TLS."""
+        """`ssl_context` for a `wss://` URL: HTTP/1.1 over TLS. `receive_buffer` sets the
+        socket's SO_RCVBUF before it connects: a small window, for a viewer that stops reading."""
         url = urlsplit(ws_url)
         assert url.hostname is not None
         assert url.port is not None
-        stream: trio.abc.Stream = await trio.open_tcp_stream(url.hostname, url.port)
+        stream: trio.abc.Stream
+        if receive_buffer is None:
+            stream = await trio.open_tcp_stream(url.hostname, url.port)
+        else:
+            sock = trio.socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            await sock.connect((url.hostname, url.port))
+            stream = trio.SocketStream(sock)
         if url.scheme == "wss":
             assert ssl_context is not None, "a wss:// URL needs an ssl_context"
             stream = trio.SSLStream(stream, ssl_context, server_hostname=url.hostname)
@@ -651,3 +663,97 @@ async def test_an_untested_hypercorn_release_stops_the_served_app_at_start_up(
         await trio.open_tcp_stream("127.0.0.1", port)
     assert not hypercorn_ws.installed()
     assert hypercorn_ws.deflate_extension() is PerMessageDeflate
+
+
+@pytest.fixture
+def direct_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(bytes asked, bytes taken) of every `os.write` from here on: the direct path's writes to
+    viewers' sockets (0 taken: the socket was full). Each still writes."""
+    writes: list[tuple[int, int]] = []
+    original = os.write
+
+    def counting(fd: int, data: Any) -> int:
+        try:
+            written = original(fd, data)
+        except BlockingIOError:
+            writes.append((len(data), 0))
+            raise
+        writes.append((len(data), written))
+        return written
+
+    monkeypatch.setattr(os, "write", counting)
+    return writes
+
+
+def hard_to_compress(n: int) -> str:
+    return " ".join(hashlib.sha256(f"{n}/{k}".encode()).hexdigest() for k in range(16))
+
+
+@pytest.mark.parametrize("offer", [PerMessageDeflate(), None], ids=["deflate", "plain"])
+async def test_a_viewer_whose_socket_fills_gets_whole_frames_in_order_after_partial_writes(
+    make_served: Callable[..., Any],
+    direct_writes: list[tuple[int, int]],
+    offer: PerMessageDeflate | None,
+) -> None:
+    """The direct path writes what the socket takes and hands the rest of the frame to
+    hypercorn; a frame cut there, sent twice or overtaken would garble everything after it."""
+    served: Served = await make_served(client_queue_size=64, slow_client_seconds=3600)
+    stuck = await WsprotoViewer.open(served.ws_url, offer=offer, receive_buffer=4096)
+    try:
+        with trio.fail_after(60):
+            assert (await stuck.frame())["type"] == "hello"
+            await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+            sent: list[str] = []
+            while not any(0 < taken < asked for asked, taken in direct_writes):
+                assert len(sent) < 50_000, "no write was ever partial"
+                for _ in range(20):
+                    one = status(hard_to_compress(len(sent)), next(_ids))
+                    served.emulator.inject(one)
+                    sent.append(one["id_str"])
+                await trio.sleep(0.005)
+            # More, while the rest of that frame waits in hypercorn: they queue, or are skipped.
+            for _ in range(200):
+                one = status(hard_to_compress(len(sent)), next(_ids))
+                served.emulator.inject(one)
+                sent.append(one["id_str"])
+            received, skipped, markers = await read_until_a_marker(served, stuck, _ids)
+    finally:
+        # A write to a full socket is shielded (hypercorn's, and the rest of a partial one),
+        # so only the peer's close ends it.
+        await stuck.aclose()
+    order = {id_: n for n, id_ in enumerate(sent)}
+    tweets = [id_ for id_ in received if id_ in order]
+    positions = [order[id_] for id_ in tweets]
+    assert positions == sorted(set(positions)), "in order, each once"
+    assert skipped > 0
+    # Every tweet arrived or was counted as skipped; so may markers before the last have been.
+    assert len(sent) <= len(tweets) + skipped <= len(sent) + markers - 1
+
+
+async def read_until_a_marker(
+    served: Served, viewer: WsprotoViewer, ids: Iterator[int]
+) -> tuple[list[str], int, int]:
+    """Read a viewer that fell behind until a marker tweet, injected every 50 ms from now on,
+    reaches it: the ids it read (markers included), how many tweets it was told it missed, and
+    how many markers were injected."""
+    received: list[str] = []
+    skipped = 0
+    markers: set[str] = set()
+    async with trio.open_nursery() as nursery:
+
+        async def send_markers() -> None:
+            while True:
+                marker = status("marker", next(ids))
+                served.emulator.inject(marker)
+                markers.add(marker["id_str"])
+                await trio.sleep(0.05)
+
+        nursery.start_soon(send_markers)
+        while not markers & set(received[-1:]):
+            frame = await viewer.frame()  # wsproto fails on a garbled frame or deflate block
+            if frame["type"] == "skipped":
+                skipped += frame["count"]
+            elif frame["type"] == "tweet":
+                received.append(frame["tweet"]["id_str"])
+        nursery.cancel_scope.cancel()
+    return received, skipped, len(markers)
