@@ -11,6 +11,7 @@ import itertools
 import os
 import socket
 import ssl
+import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 from pats_trio import hypercorn_ws
-from pats_trio.app import LazyApp, create_app
+from pats_trio.app import LazyApp, PatsApp, create_app
 from pats_trio.emulator import Emulator, serve_emulator
 from pats_trio.frames import BINARY_SUBPROTOCOL
 from pats_trio.hypercorn_ws import IncompatibleHypercornError, SharedDeflate
@@ -223,9 +224,13 @@ def tweets_for_test(count: int) -> list[dict[str, Any]]:
 
 
 async def inject_when_connected(served: Served, statuses: list[dict[str, Any]]) -> None:
-    await served.emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+    await inject_when_connected_to(served.emulator, statuses)
+
+
+async def inject_when_connected_to(emulator: Emulator, statuses: list[dict[str, Any]]) -> None:
+    await emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
     for one in statuses:
-        served.emulator.inject(one)
+        emulator.inject(one)
 
 
 async def test_viewers_with_and_without_compression_read_the_same_tweets_from_bytes_built_once(
@@ -592,20 +597,35 @@ async def test_over_http2_viewers_read_intact_tweets_and_a_backlog_via_hypercorn
 # build does, yet nothing of hypercorn is on these connections: the scope alone decides.
 
 
+@dataclass
+class OtherServer:
+    """An app served by the other server (WebSockets only), and the emulator it reads."""
+
+    app: PatsApp
+    emulator: Emulator
+    ws_url: str
+
+
 @pytest.fixture
-async def other_server(nursery: trio.Nursery) -> tuple[Emulator, str]:
-    """The emulator, and the `/ws` URL of an app that reads it, served by the other server."""
+async def other_server(nursery: trio.Nursery) -> OtherServer:
     emulator = Emulator(rate=0, filter_rate=0, seed=1)
     base_url = await nursery.start(serve_emulator, emulator)
-    app = create_app(settings_for_tests(twitter_stream_url=base_url, history_size=3))
+    app = create_app(
+        settings_for_tests(
+            twitter_stream_url=base_url,
+            history_size=3,
+            client_queue_size=16,
+            slow_client_seconds=3600,
+        )
+    )
     ws_base = await nursery.start(serve_asgi_websockets, app)
-    return emulator, ws_base + "/ws"
+    return OtherServer(app, emulator, ws_base + "/ws")
 
 
 async def test_under_another_asgi_server_viewers_get_plain_frames_and_a_tweets_backlog(
-    other_server: tuple[Emulator, str], compressions: list[int]
+    other_server: OtherServer, compressions: list[int]
 ) -> None:
-    emulator, ws_url = other_server
+    emulator, ws_url = other_server.emulator, other_server.ws_url
     with trio.fail_after(TIMEOUT):
         assert hypercorn_ws.installed()
         offering = await WsprotoViewer.open(ws_url, offer=PerMessageDeflate())
@@ -638,6 +658,38 @@ async def test_under_another_asgi_server_viewers_get_plain_frames_and_a_tweets_b
         assert [t["id_str"] for t in backlog["tweets"]] == expected[-3:]
         assert compressions == [], "nothing compressed, by anyone"
         await offering.aclose()
+
+
+async def test_under_another_asgi_server_a_viewer_gone_during_a_send_ends_quietly(
+    other_server: OtherServer,
+) -> None:
+    """The ASGI spec has a server raise an OSError from a `send` once the peer is gone, where
+    hypercorn drops the message; a viewer that vanishes while its socket is full must end as
+    one that closed, not as an error from the app (this server, like trio's own
+    `serve_listeners`, lets a handler's error end the whole server)."""
+    hub, emulator = other_server.app.worker.hub, other_server.emulator
+    with trio.fail_after(TIMEOUT):
+        stuck = await WsprotoViewer.open(other_server.ws_url, offer=None, receive_buffer=4096)
+        assert (await stuck.frame())["type"] == "hello"
+        await emulator.wait_until(lambda emu: bool(emu.open_connections("sample")))
+        n = 0
+        while hub.skipped["sample"] == 0:  # its queue is full: its send waits on its socket
+            for _ in range(20):
+                n += 1
+                emulator.inject(status(hard_to_compress(n), next(_ids)))
+            await trio.sleep(0.005)
+        assert isinstance(stuck.stream, trio.SocketStream)
+        stuck.stream.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stuck.aclose()  # a reset: the pending send fails
+        while hub.viewer_count() > 0:  # noqa: ASYNC110 (the hub has no event for this)
+            await trio.sleep(0.01)
+        async with open_websocket_url(other_server.ws_url) as ws:
+            viewer = Viewer(ws)
+            assert (await viewer.next_frame())["type"] == "hello"
+            after = tweets_for_test(1)
+            await inject_when_connected_to(emulator, after)
+            got = await viewer.tweets(4)  # the history's three first
+            assert got[-1]["id_str"] == after[0]["id_str"]
 
 
 async def test_an_untested_hypercorn_release_stops_the_served_app_at_start_up(
