@@ -549,7 +549,7 @@ async def test_over_http2_viewers_read_intact_tweets_and_a_backlog_via_hypercorn
         served: Served = await make_served(
             hypercorn=certificate.hypercorn if tls else {}, history_size=3
         )
-        ws_url = scheme + served.ws_url.removeprefix("ws").removeprefix("s")
+        ws_url = urlsplit(served.ws_url)._replace(scheme=scheme).geturl()
         context = certificate.client_context() if tls else None
         deflated = await WsprotoViewer.open_h2(
             ws_url, offer=PerMessageDeflate(), ssl_context=context
