@@ -8,7 +8,9 @@ per delivery and the memory per idle viewer that this saves. Everything else sta
 Error handling: a page from a foreign origin gets HTTP 403 at the handshake. Past it, every
 refusal is an `error` frame and a close: 1008 for a bad filter (one that is not UTF-8 included),
 1013 when the server or the viewer's address has too many viewers, 4001 for a viewer that stays
-too slow, 1001 when the server shuts down. None of them touches any other viewer.
+too slow, 1001 when the server shuts down. None of them touches any other viewer. A viewer whose
+peer is gone when a frame is sent (an `OSError` from the server's `send`, as the ASGI spec has
+servers other than hypercorn report it) ends as if it had closed.
 """
 
 from __future__ import annotations
@@ -183,14 +185,20 @@ async def _serve(
     hub: Hub, sub: Subscription, socket: _Socket, receive: Receive, limits: Limits
 ) -> None:
     """The sender runs here; the reader beside it. Either one ending ends both."""
+    gone = False
     with trio.CancelScope() as lifetime:
         sub.on_evicted = lambda: _abandon_later(lifetime)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_read_commands, hub, sub, receive, limits, nursery.cancel_scope)
-            await _send_frames(sub, socket)
+            try:
+                await _send_frames(sub, socket)
+            except OSError:
+                # The ASGI spec's word for a peer gone mid-send, from servers that raise on a
+                # send after the close (hypercorn drops the message instead): it left.
+                gone = True
             nursery.cancel_scope.cancel()
-    if lifetime.cancelled_caught:
-        return  # evicted and stuck: the socket is dropped without a close
+    if lifetime.cancelled_caught or gone:
+        return  # evicted and stuck, or gone: the socket is dropped without a close
     if sub.going_away:
         await socket.close(frames.CLOSE_GOING_AWAY, "server shutting down")
     elif sub.evicted:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -33,15 +33,23 @@ def settings_for_tests(**overrides: Any) -> Settings:
 def make_served(
     nursery: trio.Nursery,
 ) -> Callable[..., Any]:
-    """Start an emulator and the app reading from it; returns an async factory."""
+    """Start an emulator and the app reading from it; returns an async factory. `hypercorn`
+    sets attributes of hypercorn's `Config` (`certfile` and `keyfile` serve it over TLS)."""
 
-    async def start(emulator: Emulator | None = None, **overrides: Any) -> Served:
+    async def start(
+        emulator: Emulator | None = None,
+        *,
+        hypercorn: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Served:
         emulator = emulator or Emulator(rate=0, filter_rate=0, seed=1)
         base_url = await nursery.start(serve_emulator, emulator)
         app = create_app(settings_for_tests(twitter_stream_url=base_url, **overrides))
         config = Config()
         config.bind = ["127.0.0.1:0"]
         config.accesslog = None
+        for name, value in (hypercorn or {}).items():
+            setattr(config, name, value)
         binds = await nursery.start(serve, app, config)
         http_url = binds[0]
         return Served(app, emulator, http_url, "ws" + http_url.removeprefix("http") + "/ws")
