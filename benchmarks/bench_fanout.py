@@ -1179,12 +1179,17 @@ def scenario_seed(run: Run) -> None:
     for kind in kinds:
         ours, seeds = rounds[kind, "pats-trio"][overload], rounds[kind, "seed"][overload]
         gain = over(ours.tweets_per_s, seeds.tweets_per_s)
+        pushed = over(received_per_s(ours), received_per_s(seeds))
         run.target(
             f"{kind} viewers at {rates[overload]:.0f}/s: >= 3x the seed's tweets/s delivered",
             None if gain is None else gain >= 3,
             f"{fmt(gain, '.2f')}x ({ours.tweets_per_s:,.0f} vs {seeds.tweets_per_s:,.0f}); "
-            f"p99 {fmt(ours.p99_ms)} vs {fmt(seeds.p99_ms)} ms; clients busy "
-            f"{ours.client_cpu / ours.seconds * 100:.0f} %",
+            f"received however late {fmt(pushed, '.2f')}x; p99 {fmt(ours.p99_ms)} vs "
+            f"{fmt(seeds.p99_ms)} ms; cpu per delivery "
+            f"{fmt(over(ours.cpu_per_1000, seeds.cpu_per_1000), '.2f')}x; viewers' processes "
+            f"{ours.client_cpu / ours.seconds * 100:.0f} % (busiest "
+            f"{ours.extra['client_busiest_share'] * 100:.0f} %) vs "
+            f"{seeds.client_cpu / seeds.seconds * 100:.0f} %",
         )
         floor = over(cpu(kind, "pats-trio"), cpu(kind, "floor"))
         run.target(
@@ -1488,8 +1493,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--seed-rates",
         type=float,
         nargs="+",
-        default=[5.0, 50.0],
-        help="the seed scenario's rates: the usual load, then overload (5 50)",
+        default=[5.0, 50.0, 200.0],
+        help="the seed scenario's rates: the usual load first, overload last (5 50 200)",
     )
     parser.add_argument(
         "--seed-viewers",

@@ -48,6 +48,7 @@ _CHUNK = bytearray(READ_SIZE)
 nothing awaits in between, and one 64 KiB block per idle connection would add up."""
 _CHUNK_VIEW = memoryview(_CHUNK)
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x0, 0x1, 0x2, 0x8, 0x9
+TEXT_OR_BINARY = (OP_TEXT, OP_BINARY)
 
 
 def latency_bucket(ms: int) -> int:
@@ -86,7 +87,7 @@ class Stats:
     """Everything one process's connections received, by second."""
 
     tweets: Counter[int] = field(default_factory=Counter)
-    received: Counter[int] = field(default_factory=Counter)
+    by_receipt: Counter[int] = field(default_factory=Counter)
     """Tweets by the second they were received, however old: the throughput of a server
     that fell behind, whose tweets come too late to count for their own second."""
     latency: dict[int, Counter[int]] = field(default_factory=dict)
@@ -107,7 +108,7 @@ class Stats:
         self.payload_bytes[second] += len(payload)
         stamps: list[int] = []
         self.record_contents(payload, stamps, second)
-        self.received[second] += len(stamps)
+        self.by_receipt[second] += len(stamps)
         self.record_tweets(stamps, now_ms)
 
     def record_contents(self, payload: bytes, stamps: list[int], second: int) -> None:
@@ -129,7 +130,7 @@ class Stats:
         self.frames[second] += frames
         self.wire_bytes[second] += wire
         self.payload_bytes[second] += payload
-        self.received[second] += len(stamps)
+        self.by_receipt[second] += len(stamps)
         self.record_tweets(stamps, now_ms)
 
     def record_tweets(self, stamps: list[int], now_ms: int) -> None:
@@ -160,7 +161,7 @@ class Stats:
             latency.update(self.latency.get(second, Counter()))
         return {
             "tweets": sum(self.tweets[s] for s in range(first, end)),
-            "received": sum(self.received[s] for s in range(first, end)),
+            "received": sum(self.by_receipt[s] for s in range(first, end)),
             "frames": sum(self.frames[s] for s in range(first, end)),
             "skipped": sum(self.skipped[s] for s in range(first, end)),
             "wire_bytes": sum(self.wire_bytes[s] for s in range(first, end)),
@@ -259,12 +260,14 @@ class FrameReader:
     A whole, unmasked, uncompressed data frame (nearly every frame) is read where it lies in
     the buffer: no copy, one regular-expression search for a tweet's `timestamp_ms`, and the
     counts kept for the whole read. Fragments, compressed messages and control frames take the
-    general path."""
+    general path, and so does every message when `stats` is a subclass that wants each one
+    handed to its `record_frame` (the soak's viewers)."""
 
-    __slots__ = ("compressed", "inflater", "partial", "stats", "wire")
+    __slots__ = ("compressed", "fast", "inflater", "partial", "stats", "wire")
 
     def __init__(self, stats: Stats, inflater: Inflater | None = None) -> None:
         self.stats = stats
+        self.fast = type(stats).record_frame is Stats.record_frame
         self.inflater = inflater
         self.partial = bytearray()
         self.compressed = False  # RSV1 on a message's first frame
@@ -278,7 +281,7 @@ class FrameReader:
         stamps: list[int] = []
         frames = wire_total = payload_total = 0
         second_now = now_ms // 1000
-        search, starts = TIMESTAMP.search, buffer.startswith
+        search, starts, fast = TIMESTAMP.search, buffer.startswith, self.fast
         pos, size = 0, len(buffer)
         while size - pos >= 2:
             first, second = buffer[pos], buffer[pos + 1]
@@ -301,7 +304,7 @@ class FrameReader:
             if end > size:
                 break
             opcode = first & 0x0F
-            if (first & 0xC0) == 0x80 and opcode in (OP_TEXT, OP_BINARY) and not second & 0x80:
+            if fast and (first & 0xC0) == 0x80 and opcode in TEXT_OR_BINARY and not second & 0x80:
                 # FIN, no RSV1, unmasked: the common case, read where it lies.
                 frames += 1
                 wire_total += end - pos
@@ -332,6 +335,9 @@ class FrameReader:
                     self.partial.clear()
                 if self.compressed and self.inflater is not None:
                     payload = self.inflater.inflate(payload)
+                if not fast:
+                    stats.record_frame(payload, now_ms, self.wire)
+                    continue
                 frames += 1
                 wire_total += self.wire
                 payload_total += len(payload)
