@@ -3,9 +3,9 @@
 `trio.open_memory_channel` does this job for any number of senders and receivers, and pays for
 that on every item: the hub puts each tweet into every viewer's queue, so under load that
 bookkeeping (a clone count, a task table, a peak-use statistic) ran more than 100,000 times a
-second and was a sixth of the server's time (py-spy, 1,000 viewers at 150 tweets/s). A viewer
-has one producer (the hub, which never awaits) and one consumer (its sender task), so a deque
-with a bound and one parked task does it. The method names and exceptions are the memory
+second and took a sixth of py-spy's samples of the server (1,000 viewers at 150 tweets/s).
+A viewer has one producer (the hub, which never awaits) and one consumer (its sender task), so
+a deque with a bound and one parked task does it. The method names and exceptions are the memory
 channel's, so the code around it reads the same.
 
 Error handling: `send_nowait` raises `trio.WouldBlock` when the queue is full and
