@@ -1,7 +1,7 @@
 """The hub: viewers subscribe here, and every upstream event is routed to their channels.
 
-The hub never awaits a viewer. Each one has its own bounded queue (`viewer_queue.py`) that is
-fed with `send_nowait`; a viewer that cannot keep up loses tweets (counted and reported to it as
+The hub never awaits a viewer. Each one has its own bounded memory channel that is fed with
+`send_nowait`; a viewer that cannot keep up loses tweets (counted and reported to it as
 `skipped`), and one that stays full for too long is closed. Nobody else notices.
 """
 
@@ -26,7 +26,6 @@ from pats_trio.matching import MAX_PHRASES, Phrase, TrackError, TrackIndex, form
 from pats_trio.outsider_log import OutsiderLog
 from pats_trio.routed import Routed, RoutedTweets
 from pats_trio.shares import ShareLimits, fair_union
-from pats_trio.viewer_queue import ViewerQueue
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,12 +39,12 @@ SHOWN_AHEAD_WINDOW = 4_096
 
 @dataclass(eq=False, slots=True)
 class Subscription:
-    """One viewer: what it watches and the queue its frames arrive on."""
+    """One viewer: what it watches and the channel its frames arrive on."""
 
     kind: StreamKind
     track: tuple[Phrase, ...]
-    messages: ViewerQueue[Outgoing]
-    """The hub puts into it; the viewer's sender takes from it."""
+    messages: trio.MemoryReceiveChannel[Outgoing]
+    _send: trio.MemorySendChannel[Outgoing]
     id: int = field(default_factory=lambda: next(_ids))
     skipped: int = 0
     """Frames dropped since the viewer was last told."""
@@ -147,7 +146,7 @@ class Hub:
 
     def subscribe(self, track: tuple[Phrase, ...] = (), address: str = "") -> _Subscribing:
         """Watch the sample stream (no phrases) or the filter stream for `track`:
-        ``async with hub.subscribe(track) as sub: frame = await sub.messages.receive() ...``
+        ``async with hub.subscribe(track) as sub: async for frame in sub.messages: ...``
 
         Raises TrackError on entry, before anything is registered, if the phrases are over a
         viewer's or an address's cap or would not fit in the union even with every address at
@@ -158,19 +157,20 @@ class Hub:
     def _open(self, track: tuple[Phrase, ...], address: str) -> Subscription:
         if self.closing:
             raise AdmissionError("shutting_down", "The server is shutting down.")
-        queue = ViewerQueue[Outgoing](self._queue_size)
-        sub = Subscription(_kind_for(track), track, queue, address=address)
+        send, receive = trio.open_memory_channel[Outgoing](self._queue_size)
+        sub = Subscription(_kind_for(track), track, receive, send, address=address)
         try:
             self._check_shares(sub, track)
         except TrackError:
-            queue.close()
+            send.close()
+            receive.close()
             raise
         self._attach(sub)
         return sub
 
     def _close(self, sub: Subscription) -> None:
         self._detach(sub)
-        sub.messages.close()
+        sub._send.close()
 
     def retrack(self, sub: Subscription, track: tuple[Phrase, ...]) -> None:
         """Switch a viewer to another track in place; raises TrackError and changes nothing."""
@@ -188,7 +188,7 @@ class Hub:
         for kind in STREAM_KINDS:
             for sub in tuple(self._viewers[kind]):
                 sub.going_away = True
-                sub.messages.close()
+                sub._send.close()
 
     def notify(self, sub: Subscription, frame: frames.Frame) -> None:
         """Queue a frame for one viewer, behind what it already has."""
@@ -441,14 +441,13 @@ class Hub:
             if sub.evicted:
                 continue
             try:
-                sub.messages.send_nowait(item)
+                sub._send.send_nowait(item)
             except trio.WouldBlock:
                 self._full(sub)
-            except trio.ClosedResourceError:
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
                 continue
             else:
-                if sub.full_since is not None:
-                    sub.full_since = None
+                sub.full_since = None
                 delivered[sub.kind] += 1
 
     def _full(self, sub: Subscription) -> None:
@@ -470,7 +469,7 @@ class Hub:
         )
         self.evictions += 1
         sub.evicted = True
-        sub.messages.close()
+        sub._send.close()
         if sub.on_evicted is not None:
             sub.on_evicted()
 

@@ -94,9 +94,7 @@ class _PreparedSocket(_Socket):
         await self._send_prepared([_prepared(item)])
 
     async def send_batch(self, batch: list[Outgoing]) -> None:
-        await self._send_prepared(
-            [item.prepared if type(item) is TweetEvent else _prepared(item) for item in batch]
-        )
+        await self._send_prepared([_prepared(item) for item in batch])
 
     async def _send_prepared(self, prepared: list[PreparedFrame]) -> None:
         await self._send({"type": SEND_PREPARED, "frames": prepared, "binary": self.binary})
@@ -225,23 +223,28 @@ async def _send_frames(sub: Subscription, socket: _Socket) -> None:
             return
         if sub.evicted:
             return
-        if not messages:
+        try:
+            second = messages.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
             # Light load, the usual case: one item, sent without building a batch.
             await socket.send_one(first)
         else:
-            await _send_batch(sub, socket, first)
+            await _send_batch(sub, socket, [first, second])
         if sub.skipped:
             await socket.send(frames.skipped(sub.take_skipped()))
 
 
-async def _send_batch(sub: Subscription, socket: _Socket, first: Outgoing) -> None:
+async def _send_batch(sub: Subscription, socket: _Socket, batch: list[Outgoing]) -> None:
     """Everything waiting, in as few writes as possible (the list is freed between batches):
     one `tweets` frame per run of tweets, or, with prepared frames, every frame in one write.
 
     The whole queue goes at once: a cap below the queue's size let a viewer that fell behind
     under load stay behind, since it sent at most the cap per turn while more arrived."""
-    batch = sub.messages.drain()
-    batch.insert(0, first)
+    while True:
+        try:
+            batch.append(sub.messages.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            break
     await socket.send_batch(batch)
 
 

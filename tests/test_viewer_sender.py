@@ -13,7 +13,6 @@ from pats_trio.events import TweetEvent
 from pats_trio.hub import Outgoing, Subscription
 from pats_trio.prepared_frames import SEND_PREPARED
 from pats_trio.viewer import _PreparedSocket, _send_frames, _Socket
-from pats_trio.viewer_queue import ViewerQueue
 
 TIMEOUT = 10
 
@@ -35,9 +34,9 @@ class Wire:
         return [orjson.loads(m["text"] if m["text"] is not None else m["bytes"]) for m in self.sent]
 
 
-def subscription() -> tuple[Subscription, ViewerQueue[Outgoing]]:
-    queue = ViewerQueue[Outgoing](64)
-    return Subscription("sample", (), queue), queue
+def subscription() -> tuple[Subscription, trio.MemorySendChannel[Outgoing]]:
+    send, receive = trio.open_memory_channel[Outgoing](64)
+    return Subscription("sample", (), receive, send), send
 
 
 async def test_one_tweet_at_a_time_goes_out_as_its_own_frame_encoded_once() -> None:
@@ -84,8 +83,8 @@ async def test_a_backlog_on_a_prepared_socket_goes_out_as_one_write_of_shared_fr
     """Under hypercorn_ws: the whole queue, 200 deep, in one message, each tweet as the frame
     every viewer shares, in order, with the notices between them."""
     with trio.fail_after(TIMEOUT):
-        send = ViewerQueue[Outgoing](256)
-        sub = Subscription("sample", (), send)
+        send, receive = trio.open_memory_channel[Outgoing](256)
+        sub = Subscription("sample", (), receive, send)
         wire = Wire()
         backlog: list[Outgoing] = [tweet(n) for n in range(100)]
         backlog += [frames.delete("3"), *(tweet(n) for n in range(100, 199))]
