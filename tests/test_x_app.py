@@ -71,6 +71,7 @@ async def test_a_refused_rule_is_told_to_its_viewers_and_nobody_else(nursery: tr
             assert "The term 'forbidden' is not allowed" in error["message"]
             assert (await both.next_of("error"))["code"] == "x_rule_rejected"
             await rules_carry(emulator, {"python", "trio"})
+            await emulator.wait_until(lambda e: bool(e.open_connections()))
             emulator.inject(status("python and trio", 1))
             assert (await python.tweets(1))[0]["id_str"] == "1"
             assert (await both.tweets(1))[0]["id_str"] == "1"
@@ -88,6 +89,7 @@ async def test_viewers_come_and_go_on_one_stream_and_get_exactly_their_posts(
             hello = await python.next_of("hello")
             assert (hello["source"], hello["mode"]) == ("x", "live")
             await rules_carry(emulator, {"python"})
+            await emulator.wait_until(lambda e: bool(e.open_connections()))
             async with open_websocket_url(ws(http_url, "trio rust")) as ws_trio:
                 trio_viewer = Viewer(ws_trio)
                 await rules_carry(emulator, {"python", "trio rust"})
