@@ -24,6 +24,7 @@ from pats_trio.upstream.lifecycle import RepeatedEvent
 from pats_trio.upstream.x import SAMPLE_UNAVAILABLE, STALL_SECONDS, XUpstream
 from pats_trio.upstream.x.client import RulesClient, make_http_client
 from pats_trio.upstream.x.cost import DAY_SECONDS
+from pats_trio.upstream.x.manager import RULES_AUDIT_SECONDS
 from pats_trio.upstream.x.rules import TAG_PREFIX
 from tests.support import status
 
@@ -368,6 +369,27 @@ async def test_rules_deleted_by_another_tool_are_put_back_after_xs_409(
     assert back_after < 3.0, "no HTTP-error backoff: the rules' debounce and an add"
     assert x.recorder.retries() == []
     assert x.upstream.stats.disconnects["no rules"] == 1
+
+
+async def test_rules_deleted_under_an_open_stream_are_put_back_by_the_audit(
+    x: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """X sends nothing, and says nothing, to a stream whose rules are gone: while viewers watch,
+    the manager lists the rules every 5 minutes and puts ours back, on the same connection."""
+    with trio.fail_after(TIMEOUT * 10):
+        x.want("python")
+        await x.emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+        await x.in_step()
+        async with make_http_client() as http:  # another tool using the same app
+            other = RulesClient(http, x.api_url, BearerToken(TOKEN))
+            await other.delete([rule.id for rule in await other.list()])
+        deleted_at = trio.current_time()
+        await x.emulator.wait_until(lambda e: x.rule_values() == {"python"})
+        back_after = trio.current_time() - deleted_at
+        x.emulator.inject(status("python is back", 3))
+        await x.recorder.wait_for(lambda: x.recorder.tweet_ids() == ["3"])
+    assert back_after <= RULES_AUDIT_SECONDS + 5
+    assert [c.status for c in x.emulator.connections] == [200]
 
 
 async def test_409s_in_a_row_wait_5s_each_never_longer(

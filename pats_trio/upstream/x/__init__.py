@@ -236,6 +236,7 @@ class XUpstream:
             # When the last viewer leaves, the rules stay as they are: X bills posts, not rules,
             # and a reload or the next viewer with the same keywords then costs no rule change.
             self.rules.want(phrase.text for phrase in self._phrases)
+        self.rules.watch(active and bool(self._phrases))
         self._lifecycle.demand(active=active and bool(self._phrases), target=None)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -9,7 +9,9 @@ only then deletes what they replace, so no phrase that stays wanted is ever unco
 X refuses a stream connect with 409 while the app has no rules, so the stream waits for
 `ready_for_stream`: listed, some rule in place, and ours carrying the wanted phrases (or at least
 one of them, the rest on their way). A 409 after all (someone deleted every rule) is told to
-`rules_gone`: the manager lists again and puts ours back.
+`rules_gone`: the manager lists and puts ours back. While viewers watch, the rules are listed
+again every `audit` seconds (`RULES_AUDIT_SECONDS`): ours deleted by another tool under an open
+stream are put back too, since X then sends nothing and says nothing until the next connect.
 
 A rule X refuses is narrowed down to its phrases (a second dry run, one phrase a rule), and each
 refused phrase becomes an error for the viewers who follow it, and nobody else; it is not asked
@@ -52,6 +54,8 @@ T = TypeVar("T")
 RULE_CHANGES_PER_WINDOW = 100
 RULE_WINDOW_SECONDS = 900.0
 DEBOUNCE_SECONDS = 1.0
+RULES_AUDIT_SECONDS = 300.0
+"""Three of the 450 rule listings X allows an app in 15 minutes."""
 RETRY_FIRST_SECONDS = 5.0
 RETRY_CAP_SECONDS = 320.0
 RATE_LIMITED_SECONDS = 60.0
@@ -86,6 +90,7 @@ class RuleManager:
         debounce: float = DEBOUNCE_SECONDS,
         budget: ConnectionBudget | None = None,
         wall: Callable[[], float] = time.time,
+        audit: float = RULES_AUDIT_SECONDS,
     ) -> None:
         self.client = client
         self._publish = publish
@@ -96,6 +101,9 @@ class RuleManager:
             min_interval=0.0, max_per_window=RULE_CHANGES_PER_WINDOW, window=RULE_WINDOW_SECONDS
         )
         self._wall = wall
+        self._audit_every = audit
+        self.watched = False
+        """Whether viewers watch now (`watch`): the rules are audited only then."""
         self._wanted: frozenset[str] = frozenset()
         self._changed = RepeatedEvent()
         self.rules: dict[str, tuple[Rule, tuple[str, ...]]] = {}
@@ -136,6 +144,10 @@ class RuleManager:
             self.duplicates &= wanted
             self._changed.set()
             self.updated.set()
+
+    def watch(self, active: bool) -> None:
+        """Say whether viewers watch now: while they do, the rules are audited."""
+        self.watched = active
 
     def _target(self) -> frozenset[str]:
         return self._wanted - set(self.rejected) - self.duplicates
@@ -180,7 +192,12 @@ class RuleManager:
         while True:
             if self.is_in_step():
                 self.in_step.set()
-                await self._changed.wait_until(lambda: not self.is_in_step())
+                with trio.move_on_after(self._audit_every):
+                    await self._changed.wait_until(lambda: not self.is_in_step())
+                if self.is_in_step():
+                    if self.watched:
+                        await self._retrying(self._list)
+                    continue
             await self._quiet_period()
             await self._retrying(self._apply)
 
@@ -224,12 +241,23 @@ class RuleManager:
             raise
         self.list_failed = False
         self._listing_stale = False
+        first = not self.listed.is_set()
+        gone = set(self.rules) - set(found.ours)
+        news = first or bool(gone) or found.foreign != self.foreign or bool(found.unreadable)
         self.rules = dict(found.ours)
         self.duplicates -= self.carried
         self.foreign = found.foreign
         self.stats.foreign = len(found.foreign)
         self.stats.rules = len(self.rules)
         self.updated.set()
+        if gone:
+            LOGGER.warning(
+                "x rules: %d of ours are gone from X (deleted by another tool?); putting back "
+                "what is wanted",
+                len(gone),
+            )
+        if not news:
+            return
         if found.foreign:
             LOGGER.warning(
                 "x rules: the app has %d rules pats-trio did not make (tag not %r*); left alone, "
