@@ -180,6 +180,7 @@ class RuleManager:
         self.foreign = ()
         self.duplicates = set()
         self._listing_stale = True
+        self._version += 1  # a change under way is overtaken, not failed
         self.stats.rules = self.stats.foreign = 0
         self._changed.set()
         self.updated.set()
@@ -196,10 +197,21 @@ class RuleManager:
                     await self._changed.wait_until(lambda: not self.is_in_step())
                 if self.is_in_step():
                     if self.watched:
-                        await self._retrying(self._list)
+                        await self._audit()
                     continue
             await self._quiet_period()
             await self._retrying(self._apply)
+
+    async def _audit(self) -> None:
+        """List the rules again, once: a failure waits for the next audit rather than hold up
+        the changes viewers ask for meanwhile."""
+        try:
+            await self._list()
+        except XError as exc:
+            self.stats.failures += 1
+            LOGGER.warning(
+                "x rules: could not list the rules (%s); next look in %.0fs", exc, self._audit_every
+            )
 
     async def _quiet_period(self) -> None:
         """Until the wanted phrases stay put for `debounce` seconds (bounded), so that a burst
