@@ -3,7 +3,7 @@
 A problem's kind is the last segment of its ``type`` URI: X writes ``https://api.twitter.com/2/
 problems/usage-capped`` in its OpenAPI spec and ``https://api.x.com/2/problems/usage-capped`` in
 newer pages, so only the segment is compared. A problem without a usable ``type`` (none, or the
-generic ``about:blank``) is told by its ``title`` where X's documents name one (`TITLE_KINDS`).
+generic ``about:blank``) is told by its ``title`` where X is known to use one (`TITLE_KINDS`).
 The kinds are those of the response-codes page and the ``Problem`` schemas of X's OpenAPI spec
 (https://github.com/xdevplatform/docs: ``x-api/fundamentals/response-codes-and-errors.mdx``,
 ``openapi.json``).
@@ -53,11 +53,10 @@ TITLE_KINDS = {
     "ConnectionException": STREAMING_CONNECTION,
     "operational-disconnect": OPERATIONAL_DISCONNECT,
     "DuplicateRule": DUPLICATE_RULES,
-    "RulesCapExceeded": RULE_CAP,
     "Not Found Error": RESOURCE_NOT_FOUND,
-    "Authorization Error": "not-authorized-for-resource",
 }
-"""Titles X's documents give problems whose ``type`` is missing: the kind each stands for."""
+"""The titles X is known to give these kinds (the examples on its pages, and the names of its
+spec's schemas), for a problem whose ``type`` is missing."""
 
 
 def kind_of(problem: Mapping[str, Any]) -> str:
