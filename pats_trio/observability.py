@@ -235,6 +235,15 @@ def _x_metrics(hub: Hub) -> Iterator[Metric]:
         "rules name no one phrase (several phrases packed, or punctuation): dropped.",
         value=stats.unattributable,
     )
+    problems = CounterMetricFamily(
+        f"{NAMESPACE}_x_stream_problems",
+        "Error objects alone on a line of X's stream, never shown to viewers: partial errors "
+        "about a referenced post or user, and the others (stream-ending ones included).",
+        labels=["kind"],
+    )
+    problems.add_metric(["partial"], stats.partial_errors)
+    problems.add_metric(["other"], stats.problems - stats.partial_errors)
+    yield problems
     yield GaugeMetricFamily(
         f"{NAMESPACE}_x_rules", "Rules pats-trio keeps on X.", value=rules.rules
     )

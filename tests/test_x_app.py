@@ -20,6 +20,7 @@ from pats_trio.matching import matches_any, parse_track, tweet_terms
 from pats_trio.upstream.x import SAMPLE_UNAVAILABLE
 from tests.conftest import settings_for_tests
 from tests.support import Viewer, status
+from tests.test_x_upstream import PARTIAL_ERROR
 
 TIMEOUT = 20
 TOKEN = "app-test-token-0123456789"
@@ -71,6 +72,7 @@ async def test_a_refused_rule_is_told_to_its_viewers_and_nobody_else(nursery: tr
             assert "The term 'forbidden' is not allowed" in error["message"]
             assert (await both.next_of("error"))["code"] == "x_rule_rejected"
             await rules_carry(emulator, {"python", "trio"})
+            await emulator.wait_until(lambda e: bool(e.open_connections()))
             emulator.inject(status("python and trio", 1))
             assert (await python.tweets(1))[0]["id_str"] == "1"
             assert (await both.tweets(1))[0]["id_str"] == "1"
@@ -88,6 +90,7 @@ async def test_viewers_come_and_go_on_one_stream_and_get_exactly_their_posts(
             hello = await python.next_of("hello")
             assert (hello["source"], hello["mode"]) == ("x", "live")
             await rules_carry(emulator, {"python"})
+            await emulator.wait_until(lambda e: bool(e.open_connections()))
             async with open_websocket_url(ws(http_url, "trio rust")) as ws_trio:
                 trio_viewer = Viewer(ws_trio)
                 await rules_carry(emulator, {"python", "trio rust"})
@@ -140,6 +143,24 @@ async def test_metrics_count_posts_and_spend_and_never_show_the_token(
     assert "pats_x_rules 1.0" in text
     assert TOKEN not in text
     assert TOKEN not in ready
+
+
+async def test_a_partial_error_on_the_stream_never_reaches_a_viewer_and_is_counted(
+    nursery: trio.Nursery,
+) -> None:
+    emulator, http_url = await start(nursery)
+    with trio.fail_after(TIMEOUT):
+        async with open_websocket_url(ws(http_url, "python")) as ws_python:
+            python = Viewer(ws_python)
+            await rules_carry(emulator, {"python"})
+            await emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+            emulator.inject_error(PARTIAL_ERROR)
+            emulator.inject(status("python after the error line", 1))
+            assert (await python.tweets(1))[0]["id_str"] == "1"
+            async with httpx.AsyncClient() as client:
+                text = (await client.get(http_url + "/metrics")).text
+    assert not any(f["type"] == "error" for f in python.frames)
+    assert 'pats_x_stream_problems_total{kind="partial"} 1.0' in text
 
 
 async def test_without_a_token_the_built_in_v2_emulator_serves_the_demo(

@@ -71,13 +71,23 @@ async def test_rule_changes_past_the_window_get_429_with_the_reset(
         assert (await http.post(RULES, json={"delete": {"ids": []}})).status_code == 200
 
 
-async def test_the_stream_wants_the_token_allows_one_connection_and_sends_keepalives(
+async def test_the_stream_wants_the_token_and_a_rule_allows_one_connection_and_sends_keepalives(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     emulator, http = await started(nursery)
     with trio.fail_after(1000):
         refused = await httpx.AsyncClient(base_url=str(http.base_url)).get(STREAM)
         assert refused.status_code == 401
+        no_rules = await http.get(STREAM)
+        assert no_rules.status_code == 409, "X opens no filtered stream without rules"
+        assert no_rules.headers["content-type"] == "application/problem+json"
+        assert no_rules.json() == {
+            "title": "ConnectionException",
+            "detail": "This stream has no rules. Add at least one rule before connecting.",
+            "connection_issue": "RuleConfigurationIssue",
+            "type": "https://api.twitter.com/2/problems/streaming-connection",
+        }
+        emulator.add_rule("python")
         async with http.stream("GET", STREAM) as first:
             assert first.status_code == 200
             second = await http.get(STREAM)
@@ -87,7 +97,7 @@ async def test_the_stream_wants_the_token_allows_one_connection_and_sends_keepal
             chunks = first.aiter_raw()
             assert await anext(chunks) == b"\r\n"
             assert trio.current_time() - started_at == pytest.approx(20, abs=0.5)
-    assert [c.status for c in emulator.connections] == [401, 200, 429]
+    assert [c.status for c in emulator.connections] == [401, 409, 200, 429]
 
 
 async def test_posts_carry_the_rules_they_matched(nursery: trio.Nursery) -> None:

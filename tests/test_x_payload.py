@@ -13,6 +13,7 @@ from pats_trio.events import tweet_event
 from pats_trio.tweets import trim
 from pats_trio.upstream.x import cost as cost_module
 from pats_trio.upstream.x import payload as payload_module
+from pats_trio.upstream.x import problems
 from pats_trio.upstream.x.cost import DAY_SECONDS, DailyMeter, until_midnight
 from pats_trio.upstream.x.messages import LineDecoder, Post, Problem
 from pats_trio.upstream.x.payload import PayloadError, matching_rules, to_status
@@ -121,6 +122,12 @@ def test_the_emulators_posts_render_as_the_v1_statuses_they_were_written_from(se
             assert (nested in via_v2) == (nested in direct)
 
 
+def test_problem_kinds_are_told_by_type_then_title_as_the_docstring_shows() -> None:
+    result = doctest.testmod(problems)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
 def test_lines_keepalives_and_problems_are_told_apart() -> None:
     decoder = LineDecoder()
     out = decoder.feed(b'\r\n{"data":{"id":"1","text":"a"}}\r\n{"errors":[{"title":"operational-')
@@ -131,8 +138,14 @@ def test_lines_keepalives_and_problems_are_told_apart() -> None:
         b'"detail":"too many"}\r\n'
     )
     assert out == [
-        Problem("operational-disconnect", "bye", disconnects=True),
-        Problem("TooManyConnections", "too many", disconnects=True, rate_limited=True),
+        Problem("operational-disconnect", "bye", disconnects=True, kind="operational-disconnect"),
+        Problem(
+            "TooManyConnections",
+            "too many",
+            disconnects=True,
+            rate_limited=True,
+            kind="streaming-connection",
+        ),
     ]
     assert (decoder.stats.keepalives, decoder.stats.malformed) == (1, 1)
 

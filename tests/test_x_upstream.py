@@ -12,6 +12,7 @@ import trio.testing
 
 from pats_trio.credentials import BearerToken
 from pats_trio.emulator.xapi import (
+    NO_RULES,
     OPERATIONAL_DISCONNECT,
     TOO_MANY_CONNECTIONS,
     XEmulator,
@@ -23,6 +24,7 @@ from pats_trio.upstream.lifecycle import RepeatedEvent
 from pats_trio.upstream.x import SAMPLE_UNAVAILABLE, STALL_SECONDS, XUpstream
 from pats_trio.upstream.x.client import RulesClient, make_http_client
 from pats_trio.upstream.x.cost import DAY_SECONDS
+from pats_trio.upstream.x.manager import RULES_AUDIT_SECONDS
 from pats_trio.upstream.x.rules import TAG_PREFIX
 from tests.support import status
 
@@ -60,6 +62,7 @@ class Harness:
     emulator: XEmulator
     upstream: XUpstream
     recorder: Recorder
+    api_url: str = ""
 
     def want(self, track: str) -> None:
         self.upstream.demand("filter", active=bool(track), track=track)
@@ -96,7 +99,7 @@ async def start(
         **options,  # type: ignore[arg-type]
     )
     await nursery.start(upstream.run)
-    return Harness(emulator, upstream, recorder)
+    return Harness(emulator, upstream, recorder, url)
 
 
 @pytest.fixture
@@ -289,20 +292,136 @@ async def test_an_operational_disconnect_is_read_and_reconnected_at_once(
     assert x.upstream.stats.problems == 1
 
 
-async def test_an_error_object_that_does_not_disconnect_is_shown_and_read_past(
+PARTIAL_ERROR = {
+    "errors": [
+        {
+            "resource_id": "456",
+            "resource_type": "tweet",
+            "title": "Not Found Error",
+            "detail": "Could not find tweet with id: [456].",
+            "type": "https://api.x.com/2/problems/resource-not-found",
+        }
+    ]
+}
+"""X's partial error, as its response-codes page shows one, alone on a stream line."""
+
+
+async def test_error_objects_that_do_not_end_the_stream_are_counted_never_shown(
     x: Harness, autojump_clock: trio.testing.MockClock
 ) -> None:
+    """A partial error about a referenced post (and an error object of no known kind) is no
+    news for a viewer: counted, logged, read past, and never published."""
     with trio.fail_after(TIMEOUT):
         x.want("python")
         await x.emulator.wait_until(lambda e: len(e.open_connections()) == 1)
         await x.in_step()
+        x.emulator.inject_error(PARTIAL_ERROR)
         x.emulator.inject_error(
-            {"errors": [{"title": "RuleConfigurationIssue", "detail": "Rule 7 is misconfigured"}]}
+            {"errors": [{"title": "SomethingNew", "detail": "Rule 7 is misconfigured"}]}
         )
         x.emulator.inject(status("python still flows", 9))
         await x.recorder.wait_for(lambda: x.recorder.tweet_ids() == ["9"])
-    assert any("Rule 7 is misconfigured" in n.frame for n in x.recorder.notices())
+    assert x.recorder.notices() == []
+    assert (x.upstream.stats.problems, x.upstream.stats.partial_errors) == (2, 1)
     assert len(x.emulator.connections) == 1
+
+
+# X's 409: a stream without rules
+
+
+async def test_a_fresh_apps_first_viewer_gets_posts_without_a_refused_connect(
+    x: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """X answers 409 to a connect while the app has no rules: the stream waits for the first
+    rules rather than spend a connect on a 409 and 5 s on its backoff."""
+    assert x.emulator.rules == {}
+    with trio.fail_after(TIMEOUT):
+        x.want("python")
+        await x.emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+        connected_at = trio.current_time()
+        x.emulator.inject(status("python at last", 1))
+        await x.recorder.wait_for(lambda: x.recorder.tweet_ids() == ["1"])
+    assert [c.status for c in x.emulator.connections] == [200]
+    assert connected_at < 2.0, "the debounce (1 s) and a dry run, no 409 backoff"
+    assert x.recorder.retries() == []
+
+
+async def test_rules_deleted_by_another_tool_are_put_back_after_xs_409(
+    x: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT * 10):
+        x.want("python")
+        await x.emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+        await x.in_step()
+        await trio.sleep(60)  # a stable connection: its drop reconnects at once
+        async with make_http_client() as http:  # another tool using the same app
+            other = RulesClient(http, x.api_url, BearerToken(TOKEN))
+            await other.delete([rule.id for rule in await other.list()])
+        assert x.emulator.rules == {}
+        dropped_at = trio.current_time()
+        x.emulator.drop_streams()
+        await x.emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+        back_after = trio.current_time() - dropped_at
+        x.emulator.inject(status("python is back", 2))
+        await x.recorder.wait_for(lambda: x.recorder.tweet_ids() == ["2"])
+    assert [c.status for c in x.emulator.connections] == [200, 409, 200]
+    assert x.rule_values() == {"python"}
+    assert back_after < 3.0, "no HTTP-error backoff: the rules' debounce and an add"
+    assert x.recorder.retries() == []
+    assert x.upstream.stats.disconnects["no rules"] == 1
+
+
+async def test_rules_deleted_under_an_open_stream_are_put_back_by_the_audit(
+    x: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """X sends nothing, and says nothing, to a stream whose rules are gone: while viewers watch,
+    the manager lists the rules every 5 minutes and puts ours back, on the same connection."""
+    with trio.fail_after(TIMEOUT * 10):
+        x.want("python")
+        await x.emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+        await x.in_step()
+        async with make_http_client() as http:  # another tool using the same app
+            other = RulesClient(http, x.api_url, BearerToken(TOKEN))
+            await other.delete([rule.id for rule in await other.list()])
+        deleted_at = trio.current_time()
+        await x.emulator.wait_until(lambda e: x.rule_values() == {"python"})
+        back_after = trio.current_time() - deleted_at
+        x.emulator.inject(status("python is back", 3))
+        await x.recorder.wait_for(lambda: x.recorder.tweet_ids() == ["3"])
+    assert back_after <= RULES_AUDIT_SECONDS + 5
+    assert [c.status for c in x.emulator.connections] == [200]
+
+
+async def test_409s_in_a_row_wait_5s_each_never_longer(
+    x: Harness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """X listing our rules yet answering 409 is no fault waiting longer mends: the first 409
+    retries once the rules are listed again, each next one after 5 s, never doubled."""
+    x.emulator.fail_next(409, count=4, body=NO_RULES)
+    with trio.fail_after(TIMEOUT * 10):
+        x.want("python")
+        await x.emulator.wait_until(lambda e: len(e.open_connections()) == 1)
+    assert [c.status for c in x.emulator.connections] == [409, 409, 409, 409, 200]
+    assert x.recorder.retries() == [5.0, 5.0, 5.0]
+    assert not any(s.state == "error" for s in x.recorder.statuses())
+
+
+async def test_viewers_hear_when_the_stream_waits_long_for_its_rules(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    emulator = XEmulator(rate=0, filter_rate=0, seed=3, token=TOKEN, rule_changes_per_window=0)
+    with trio.fail_after(TIMEOUT * 10):
+        x = await start(nursery, emulator=emulator)
+        x.want("python")
+        await x.recorder.wait_for(
+            lambda: any("x_rules_pending" in n.frame for n in x.recorder.notices())
+        )
+        told_at = trio.current_time()
+    notice = next(n.frame for n in x.recorder.notices() if "x_rules_pending" in n.frame)
+    assert "Waiting for X to take the rules for these keywords" in notice
+    assert "HTTP 429" in notice
+    assert 10.0 <= told_at < 12.0
+    assert emulator.connections == [], "no connect is spent on a 409"
 
 
 async def test_a_stream_silent_past_the_keepalive_is_taken_for_dead(

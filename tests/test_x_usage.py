@@ -25,7 +25,7 @@ from pats_trio.credentials import BearerToken
 from pats_trio.emulator.xapi import STREAM_PATH, USAGE_PATH, XEmulator, serve_xapi
 from pats_trio.redis_url import parse_redis_url
 from pats_trio.upstream.tally import SHARED_TALLY
-from pats_trio.upstream.x import cost, usage
+from pats_trio.upstream.x import cost, messages, usage
 from pats_trio.upstream.x.client import get_usage
 from pats_trio.upstream.x.ledger import TALLY_NAME, USAGE_INTERVAL
 from pats_trio.upstream.x.usage import read_usage
@@ -340,6 +340,41 @@ async def test_x_refusing_the_stream_for_the_project_cap_is_told_in_plain_words(
         retry = x.recorder.retries()[-1]
     assert [r.status for r in emulator.connections] == [429]
     assert retry >= USAGE_INTERVAL
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        # X's current pages write types on api.x.com, and title nothing "UsageCapExceeded".
+        {
+            "title": "Usage Capped",
+            "detail": "Usage cap exceeded: Monthly product cap",
+            "type": "https://api.x.com/2/problems/usage-capped",
+        },
+        {"type": "https://api.twitter.com/2/problems/usage-capped", "title": "Too Many Requests"},
+    ],
+)
+async def test_the_project_cap_is_known_by_the_problem_s_type_not_its_title(
+    problem: dict[str, str], nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    emulator = XEmulator(rate=0, filter_rate=0, seed=3, token=TOKEN)
+    emulator.fail_next(429, count=1000, body=problem)
+    with trio.fail_after(TIMEOUT * 100):
+        x = await start(nursery, emulator=emulator)
+        x.want("python")
+        await x.recorder.wait_for(
+            lambda: any("x_project_cap" in n.frame for n in x.recorder.notices())
+        )
+        retry = x.recorder.retries()[-1]
+    assert retry >= USAGE_INTERVAL, "checked again with the usage, not a 60 s rate-limit wait"
+    assert [r.status for r in emulator.connections] == [429]
+
+
+def test_a_usage_capped_problem_on_the_stream_ends_it() -> None:
+    line = b'{"errors":[{"title":"x","detail":"capped","type":"https://api.x.com/2/problems/usage-capped"}]}'
+    (problem,) = messages.LineDecoder().feed(line + b"\r\n")
+    assert isinstance(problem, messages.Problem)
+    assert (problem.kind, problem.disconnects) == ("usage-capped", True)
 
 
 # the usage endpoint failing

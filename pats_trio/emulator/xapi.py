@@ -7,7 +7,8 @@ Routes, as ``api.x.com`` has them, with pay-per-use's limits:
   15-minute window (then 429 with ``x-rate-limit-*`` headers). NDJSON posts (``data``,
   ``includes.users``, ``includes.tweets``, ``matching_rules``), a ``\\r\\n`` keep-alive every
   `keepalive_interval` seconds. Once the month's reads reach `project_cap`, a connect gets 429
-  with X's ``UsageCapExceeded`` problem.
+  with X's ``UsageCapExceeded`` problem; while the app has no rules, 409 (`NO_RULES`). What X
+  does to an open stream whose rules are all deleted is not documented: here it stays open.
 * ``GET /2/tweets/search/stream/rules``: the app's rules.
 * ``POST /2/tweets/search/stream/rules``: ``{"add": [...]}`` or ``{"delete": {"ids": [...]}}``,
   ``?dry_run=true`` to check only; `max_rules` rules of `max_rule_chars` characters at most;
@@ -126,6 +127,16 @@ USAGE_CAPPED = {
     "period": "Monthly",
     "scope": "Product",
 }
+NO_RULES = {
+    "title": "ConnectionException",
+    "detail": "This stream has no rules. Add at least one rule before connecting.",
+    "connection_issue": "RuleConfigurationIssue",
+    "type": "https://api.twitter.com/2/problems/streaming-connection",
+}
+"""X's pages say a connect to a filtered stream without rules gets "409 Connection Exception"
+(now "409 Conflict: Stream has no rules") and give no body; this is the spec's
+``ConnectionExceptionProblem``, with the ``connection_issue`` of its enum that names the rules.
+The ``detail`` is ours."""
 OPERATIONAL_DISCONNECT = {
     "errors": [
         {
@@ -721,6 +732,10 @@ class XEmulator:
         if self.project_capped():
             self._record(query, authorization, 429)
             await _json(send, 429, USAGE_CAPPED, PROBLEM_JSON)
+            return
+        if not self.rules:
+            self._record(query, authorization, 409)
+            await _json(send, 409, NO_RULES, PROBLEM_JSON)
             return
         if len(self._streams) >= self.max_connections:
             self._record(query, authorization, 429)

@@ -22,9 +22,11 @@ DISCONNECT_REASONS = (
     "fatal",
     "disconnect",
     "handover",
+    "no rules",
 )
 """Reason classes for `SourceStats.disconnects`; "fatal" is anything that needs a person;
-"handover" is an old connection the upstream closed because its replacement opened."""
+"handover" is an old connection the upstream closed because its replacement opened; "no rules"
+an X stream refused (409) because the app had no rules."""
 
 
 @dataclass

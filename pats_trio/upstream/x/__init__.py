@@ -18,6 +18,19 @@ then network errors 250 ms linear to 16 s, HTTP errors 5 s doubling to 320 s, 42
 in-stream ``TooManyConnections``) from 60 s doubling, never sooner than ``x-rate-limit-reset``.
 X sends a ``\\r\\n`` keep-alive every 20 s; `STALL_SECONDS` of silence is a dead stream.
 
+X answers a connect with 409 while the app has no rules, so the stream is opened only once the
+rule manager has ours in place (`RuleManager.ready_for_stream`): a fresh app's first viewer
+waits for the first rules (the debounce and a dry run), not for a 409's backoff. A 409 all the
+same (every rule deleted by another tool) is no HTTP error: the manager lists and puts ours
+back, and the stream reconnects once they are in, at once the first time and every
+`NO_RULES_RETRY_SECONDS` after, never more slowly. Viewers hear if the rules take longer than
+`RULES_NOTICE_SECONDS`.
+
+X's problems are told apart by kind (`problems`), never by title: ``usage-capped`` is the
+project's cap, ``streaming-connection`` and ``operational-disconnect`` end the stream; an error
+object about a referenced post or user is counted (`XStats.partial_errors`) and logged, and no
+other error object on the stream is shown to viewers either.
+
 The cost guard (`cost.DailyMeter`) counts the posts read per UTC day; at the cap the stream is
 closed and viewers are told, in plain words, that posts resume after midnight UTC. The count
 outlives the process (`ledger.PostLedger`): it is seeded from X's usage endpoint and from the
@@ -73,6 +86,7 @@ from pats_trio.upstream.x.cost import DailyMeter, until_midnight
 from pats_trio.upstream.x.ledger import USAGE_INTERVAL, PostLedger
 from pats_trio.upstream.x.manager import DEBOUNCE_SECONDS, RuleManager
 from pats_trio.upstream.x.payload import PayloadError, matching_rules, to_status
+from pats_trio.upstream.x.problems import REFERENCE_KINDS, USAGE_CAPPED
 from pats_trio.upstream.x.rules import TAG_PREFIX, ours, vouched_phrase
 from pats_trio.upstream.x.usage import USAGE_DAYS, USAGE_FIELDS
 
@@ -85,6 +99,14 @@ the 50 a 15-minute window allows)."""
 CONNECTS_PER_WINDOW = 50
 CONNECT_WINDOW_SECONDS = 900.0
 DEDUP_WINDOW = 10_000
+NO_RULES_STATUS = 409
+"""X's answer to a stream connect while the app has no rules."""
+NO_RULES_RETRY_SECONDS = 5.0
+"""The wait after a second 409 in a row (the first reconnects once the rules are back): X's
+first HTTP-error step, never doubled, since X listing rules yet refusing the stream for having
+none is no fault of ours that waiting longer would mend."""
+RULES_NOTICE_SECONDS = 10.0
+"""How long the stream waits for the first rules before viewers are told why nothing comes."""
 SAMPLE_UNAVAILABLE = (
     "X offers its sampled stream only on Enterprise plans, so there is no unfiltered view on X. "
     "Type keywords to watch the posts that match them."
@@ -107,10 +129,6 @@ class ProjectCapReachedError(Exception):
     """X says the project's monthly cap of posts is reached: it delivers none until it resets."""
 
 
-USAGE_CAPPED = "UsageCapExceeded"
-"""The problem X answers a connect with once the project's monthly cap is reached."""
-
-
 @dataclass
 class XStats(SourceStats):
     """`SourceStats`, and what X's posts cost and which rules they matched."""
@@ -130,7 +148,10 @@ class XStats(SourceStats):
     """Posts X said matched one of our rules that no viewer's phrase matches as delivered, and
     whose rules name no one phrase (packed, or a phrase with punctuation): dropped."""
     problems: int = 0
-    """Error objects read on the stream."""
+    """Error objects read on the stream, alone on their line."""
+    partial_errors: int = 0
+    """Of those, the ones about a post or user a post refers to (`problems.REFERENCE_KINDS`):
+    logged, never shown."""
 
 
 class XUpstream:
@@ -179,6 +200,7 @@ class XUpstream:
         self._phrases: tuple[Phrase, ...] = ()
         self._seen = DedupWindow[str](DEDUP_WINDOW)
         self._capped_told = False
+        self._no_rules_in_a_row = 0
         self._lifecycle = Lifecycle[None, AsyncIterator[bytes]](
             "x",
             self,
@@ -214,6 +236,7 @@ class XUpstream:
             # When the last viewer leaves, the rules stay as they are: X bills posts, not rules,
             # and a reload or the next viewer with the same keywords then costs no rule change.
             self.rules.want(phrase.text for phrase in self._phrases)
+        self.rules.watch(active and bool(self._phrases))
         self._lifecycle.demand(active=active and bool(self._phrases), target=None)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -253,7 +276,9 @@ class XUpstream:
 
     @asynccontextmanager
     async def _open(self) -> AsyncIterator[AsyncIterator[bytes]]:
-        """The stream, once the day's count is known (`PostLedger.ready`) and within both caps."""
+        """The stream, once our rules are in place (`_rules_in_place`), the day's count is
+        known (`PostLedger.ready`), and within both caps."""
+        await self._rules_in_place()
         await self.ledger.ready()
         if self.ledger.project_capped:
             await self.ledger.recheck()
@@ -267,7 +292,30 @@ class XUpstream:
         async with open_stream(self._http, self._base_url, self._token) as chunks:
             yield chunks
 
+    async def _rules_in_place(self) -> None:
+        """Until the rules are such that X takes a connect (not 409) for posts viewers want;
+        viewers hear it if that takes longer than `RULES_NOTICE_SECONDS`."""
+        rules = self.rules
+        with trio.move_on_after(RULES_NOTICE_SECONDS):
+            await rules.updated.wait_until(rules.ready_for_stream)
+            return
+        if not rules.waits_for_nothing():
+            why = f" (X answered: {rules.last_error})" if rules.last_error else ""
+            LOGGER.warning("x: the stream waits for the rules to be in place%s", why)
+            self._publish(
+                "filter",
+                NoticeEvent(
+                    frames.error(
+                        "x_rules_pending",
+                        "Waiting for X to take the rules for these keywords: X opens no stream "
+                        f"without rules{why}. Posts start as soon as it has.",
+                    )
+                ),
+            )
+        await rules.updated.wait_until(rules.ready_for_stream)
+
     async def read(self, chunks: AsyncIterator[bytes], link: Link[None]) -> None:
+        self._no_rules_in_a_row = 0
         LOGGER.info(
             "x: connected; %d rules carry %d phrases",
             len(self.rules.rules),
@@ -311,12 +359,23 @@ class XUpstream:
         if isinstance(exc, ProjectCapReachedError):
             self._tell_project_capped(str(exc))
             return Retry(str(exc), "disconnect", USAGE_INTERVAL)
-        if isinstance(exc, XHTTPError) and exc.problem == USAGE_CAPPED:
+        if isinstance(exc, XHTTPError) and exc.status_code == NO_RULES_STATUS:
+            # Someone deleted every rule: the manager lists and puts ours back, and the next
+            # connect waits for that (`_rules_in_place`). No HTTP error: the ladder stays put.
+            self.rules.rules_gone()
+            self._no_rules_in_a_row += 1
+            delay = 0.0 if self._no_rules_in_a_row == 1 else NO_RULES_RETRY_SECONDS
+            return Retry(f"X says the app has no rules ({exc.reason})", "no rules", delay)
+        if isinstance(exc, XHTTPError) and exc.kind == USAGE_CAPPED:
             reason = self._project_cap_reason()
             self._tell_project_capped(reason)
             return Retry(reason, "http", max(USAGE_INTERVAL, backoff.after_http_error(429)))
         if isinstance(exc, StreamStalledError):
             return Retry(str(exc), "stall", link.after_drop())
+        if isinstance(exc, StreamProblemError) and exc.problem.kind == USAGE_CAPPED:
+            reason = self._project_cap_reason()
+            self._tell_project_capped(reason)
+            return Retry(reason, "disconnect", USAGE_INTERVAL)
         if isinstance(exc, StreamProblemError):
             reason = f"X ended the stream: {exc.problem.detail} ({exc.problem.name})"
             if exc.problem.rate_limited:
@@ -389,13 +448,20 @@ class XUpstream:
         return frozenset(terms)
 
     def _problem(self, problem: messages.Problem) -> None:
+        """An error object alone on its line: one that ends the stream ends it (viewers see the
+        reconnect); any other is counted and logged, never shown (see `problems`)."""
         self.stats.problems += 1
         if problem.disconnects:
             raise StreamProblemError(problem)
-        LOGGER.warning("x: the stream reported %s: %s", problem.name, problem.detail)
-        self._publish(
-            "filter",
-            NoticeEvent(frames.error("x_stream_problem", f"X reported: {problem.detail}")),
+        if problem.kind in REFERENCE_KINDS:
+            self.stats.partial_errors += 1
+            LOGGER.debug("x: X could not send a referenced item: %s", problem.detail)
+            return
+        LOGGER.warning(
+            "x: the stream reported %s (%s): %s",
+            problem.name,
+            problem.kind or "no type",
+            problem.detail,
         )
 
     def _tell_capped(self) -> None:

@@ -12,9 +12,11 @@ the rate-limit window resets (``x-rate-limit-reset``); a transport failure raise
 X's error bodies are RFC 7807 problems, as the ``Problem`` schemas of X's OpenAPI spec define
 them (https://github.com/xdevplatform/docs, ``openapi.json``): ``type`` (a URI naming the kind,
 ``https://api.twitter.com/2/problems/...``, or ``api.x.com`` in newer documents, so only its
-last segment is compared), ``title`` and ``detail``; a ``ConnectionExceptionProblem`` adds
-``connection_issue`` (``TooManyConnections``), a ``DuplicateRuleProblem`` ``id`` and ``value``;
-a 429 past a rate limit is a ``GenericProblem`` (``about:blank``). A rules change that fails
+last segment is compared: `problems.kind_of`), ``title`` and ``detail``; a
+``ConnectionExceptionProblem`` adds ``connection_issue`` (``TooManyConnections``; with a 409, the
+app has no rules), a ``DuplicateRuleProblem`` ``id`` and ``value``; a 429 past a rate limit is a
+``GenericProblem`` (``about:blank``). `XHTTPError` carries the kind and the issue, so that callers
+tell problems apart by kind, never by title. A rules change that fails
 in part answers 200 with one problem per refused rule in ``errors``, each with its ``value``
 (and, for an invalid rule, X's ``details``).
 """
@@ -34,6 +36,7 @@ import trio
 from pats_trio import __version__
 from pats_trio.credentials import BearerToken
 from pats_trio.upstream.http_stream import RawChunks, describe_transport_error
+from pats_trio.upstream.x.problems import kind_of
 from pats_trio.upstream.x.rules import Rule
 
 LOGGER = logging.getLogger(__name__)
@@ -68,15 +71,24 @@ class XHTTPError(XError):
     """A non-2xx answer: its status, the reason X gave, and for 429 when to try again."""
 
     def __init__(
-        self, status_code: int, reason: str, *, reset_at: float | None = None, problem: str = ""
+        self,
+        status_code: int,
+        reason: str,
+        *,
+        reset_at: float | None = None,
+        kind: str = "",
+        issue: str = "",
     ) -> None:
         super().__init__(f"HTTP {status_code}: {reason}")
         self.status_code = status_code
         self.reason = reason
         self.reset_at = reset_at
         """``x-rate-limit-reset``: seconds since the epoch when the window resets, if given."""
-        self.problem = problem
-        """The problem's ``connection_issue`` or ``title`` (``TooManyConnections``, ...)."""
+        self.kind = kind
+        """The problem's kind (`problems.kind_of`: ``usage-capped``, ``streaming-connection``,
+        ...), or empty."""
+        self.issue = issue
+        """A ``ConnectionExceptionProblem``'s ``connection_issue`` (``TooManyConnections``)."""
 
 
 class XNetworkError(XError):
@@ -95,8 +107,9 @@ class RuleRejection:
     ``.../rule-cap``)."""
 
     def kind(self) -> str:
-        """The last segment of `type`: ``duplicate-rules``, ``invalid-rules``, ``rule-cap``."""
-        return self.type.rstrip("/").rpartition("/")[2]
+        """``duplicate-rules``, ``invalid-rules``, ``rule-cap``: by `type`, else `title`
+        (`problems.kind_of`)."""
+        return kind_of({"type": self.type, "title": self.title})
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,23 +145,35 @@ def _reset_at(response: httpx.Response) -> float | None:
         return None
 
 
-def problem_reason(payload: Any) -> tuple[str, str]:
-    """A short reason and the problem's name from an X error body (a v2 problem, an
+@dataclass(frozen=True, slots=True)
+class ProblemSummary:
+    """What an error body says: a short reason, and the first problem's kind and issue."""
+
+    reason: str
+    kind: str = ""
+    issue: str = ""
+
+
+def summarize_problem(payload: Any) -> ProblemSummary:
+    """The reason, kind and ``connection_issue`` of an X error body (a v2 problem, an
     ``errors`` list, or v1.1's ``{"errors":[{"message"}]}``)."""
     problems: list[Any] = []
     if isinstance(payload, dict):
         errors = payload.get("errors")
         problems = errors if isinstance(errors, list) and errors else [payload]
-    texts, name = [], ""
+    texts: list[str] = []
+    kind = issue = ""
     for problem in problems:
         if not isinstance(problem, dict):
             continue
-        name = name or str(problem.get("connection_issue") or problem.get("title") or "")
+        if not texts:
+            kind = kind_of(problem)
+            issue = str(problem.get("connection_issue") or "")
         for key in ("detail", "message", "title"):
             if isinstance(problem.get(key), str):
                 texts.append(problem[key])
                 break
-    return "; ".join(texts), name
+    return ProblemSummary("; ".join(texts), kind, issue)
 
 
 async def _http_error(response: httpx.Response, token: BearerToken) -> XHTTPError:
@@ -163,15 +188,16 @@ async def _http_error(response: httpx.Response, token: BearerToken) -> XHTTPErro
             pass
     text = bytes(data[:MAX_REASON_BYTES]).decode("utf-8", errors="replace")
     try:
-        reason, name = problem_reason(orjson.loads(text))
+        summary = summarize_problem(orjson.loads(text))
     except orjson.JSONDecodeError:
-        reason, name = " ".join(text.split()), ""
-    reason = token.redact(reason or response.reason_phrase or "no reason given")
+        summary = ProblemSummary(" ".join(text.split()))
+    reason = token.redact(summary.reason or response.reason_phrase or "no reason given")
     return XHTTPError(
         response.status_code,
         reason[:MAX_REASON_CHARS],
         reset_at=_reset_at(response),
-        problem=name,
+        kind=summary.kind,
+        issue=summary.issue,
     )
 
 

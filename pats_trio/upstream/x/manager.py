@@ -6,6 +6,13 @@ alone. Then, each time the wanted phrases change and stay put for `debounce` sec
 the difference into rules (`rules.plan`), checks the new ones with ``dry_run``, adds them, and
 only then deletes what they replace, so no phrase that stays wanted is ever uncovered.
 
+X refuses a stream connect with 409 while the app has no rules, so the stream waits for
+`ready_for_stream`: listed, some rule in place, and ours carrying the wanted phrases (or at least
+one of them, the rest on their way). A 409 after all (someone deleted every rule) is told to
+`rules_gone`: the manager lists and puts ours back. While viewers watch, the rules are listed
+again every `audit` seconds (`RULES_AUDIT_SECONDS`): ours deleted by another tool under an open
+stream are put back too, since X then sends nothing and says nothing until the next connect.
+
 A rule X refuses is narrowed down to its phrases (a second dry run, one phrase a rule), and each
 refused phrase becomes an error for the viewers who follow it, and nobody else; it is not asked
 for again until it stops being wanted. Rule changes are paced by a `ConnectionBudget` (X allows
@@ -29,6 +36,7 @@ from pats_trio.upstream.backoff import ConnectionBudget, doubling
 from pats_trio.upstream.lifecycle import DEBOUNCE_MAX_FACTOR, RepeatedEvent
 from pats_trio.upstream.source import Publish
 from pats_trio.upstream.x.client import RuleRejection, RulesClient, XError, XHTTPError
+from pats_trio.upstream.x.problems import DUPLICATE_RULES, RULE_CAP
 from pats_trio.upstream.x.rules import (
     MAX_RULE_CHARS,
     TAG_PREFIX,
@@ -46,12 +54,11 @@ T = TypeVar("T")
 RULE_CHANGES_PER_WINDOW = 100
 RULE_WINDOW_SECONDS = 900.0
 DEBOUNCE_SECONDS = 1.0
+RULES_AUDIT_SECONDS = 300.0
+"""Three of the 450 rule listings X allows an app in 15 minutes."""
 RETRY_FIRST_SECONDS = 5.0
 RETRY_CAP_SECONDS = 320.0
 RATE_LIMITED_SECONDS = 60.0
-DUPLICATE_RULE = "DuplicateRule"
-DUPLICATE_RULES_TYPE = "duplicate-rules"
-"""A ``DuplicateRuleProblem`` is told by its ``type``; X titles it ``DuplicateRule``."""
 
 
 @dataclass
@@ -83,6 +90,7 @@ class RuleManager:
         debounce: float = DEBOUNCE_SECONDS,
         budget: ConnectionBudget | None = None,
         wall: Callable[[], float] = time.time,
+        audit: float = RULES_AUDIT_SECONDS,
     ) -> None:
         self.client = client
         self._publish = publish
@@ -93,6 +101,9 @@ class RuleManager:
             min_interval=0.0, max_per_window=RULE_CHANGES_PER_WINDOW, window=RULE_WINDOW_SECONDS
         )
         self._wall = wall
+        self._audit_every = audit
+        self.watched = False
+        """Whether viewers watch now (`watch`): the rules are audited only then."""
         self._wanted: frozenset[str] = frozenset()
         self._changed = RepeatedEvent()
         self.rules: dict[str, tuple[Rule, tuple[str, ...]]] = {}
@@ -110,6 +121,12 @@ class RuleManager:
         """Set once the app's rules were listed at start."""
         self.in_step = RepeatedEvent()
         """Set each time the rules carry what is wanted (for tests and the log)."""
+        self.updated = RepeatedEvent()
+        """Set at every change of what is wanted or carried: `ready_for_stream` may differ."""
+        self.last_error: str | None = None
+        """Why the last request failed, while the manager retries it; else None."""
+        self.list_failed = False
+        """The last listing failed: what rules X has is not known."""
 
     @property
     def carried(self) -> frozenset[str]:
@@ -126,12 +143,47 @@ class RuleManager:
                 del self.rejected[phrase]
             self.duplicates &= wanted
             self._changed.set()
+            self.updated.set()
+
+    def watch(self, active: bool) -> None:
+        """Say whether viewers watch now: while they do, the rules are audited."""
+        self.watched = active
 
     def _target(self) -> frozenset[str]:
         return self._wanted - set(self.rejected) - self.duplicates
 
     def is_in_step(self) -> bool:
         return self.listed.is_set() and self.carried == self._target()
+
+    def ready_for_stream(self) -> bool:
+        """Whether to try a stream connect now: the rules are listed, some rule exists (else X
+        answers 409), and ours carry the wanted phrases (all, or some while the rest are on
+        their way). Also when listing failed: then the stream's own failure (and its backoff)
+        tells viewers what is wrong with X."""
+        if self.list_failed:
+            return True
+        return (
+            self.listed.is_set()
+            and bool(self.rules or self.foreign)
+            and (self.is_in_step() or bool(self.carried & self._wanted))
+        )
+
+    def waits_for_nothing(self) -> bool:
+        """Whether no rule of ours is on its way: every wanted phrase is refused or covered."""
+        return not self._target()
+
+    def rules_gone(self) -> None:
+        """X refused the stream for having no rules (409): someone deleted them all. Forget
+        what we thought X had, list again, and put ours back."""
+        LOGGER.warning("x rules: X says the app has no rules; listing them again")
+        self.rules = {}
+        self.foreign = ()
+        self.duplicates = set()
+        self._listing_stale = True
+        self._version += 1  # a change under way is overtaken, not failed
+        self.stats.rules = self.stats.foreign = 0
+        self._changed.set()
+        self.updated.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """List the rules, then keep them in step with `want` until cancelled."""
@@ -141,9 +193,25 @@ class RuleManager:
         while True:
             if self.is_in_step():
                 self.in_step.set()
-                await self._changed.wait_until(lambda: not self.is_in_step())
+                with trio.move_on_after(self._audit_every):
+                    await self._changed.wait_until(lambda: not self.is_in_step())
+                if self.is_in_step():
+                    if self.watched:
+                        await self._audit()
+                    continue
             await self._quiet_period()
             await self._retrying(self._apply)
+
+    async def _audit(self) -> None:
+        """List the rules again, once: a failure waits for the next audit rather than hold up
+        the changes viewers ask for meanwhile."""
+        try:
+            await self._list()
+        except XError as exc:
+            self.stats.failures += 1
+            LOGGER.warning(
+                "x rules: could not list the rules (%s); next look in %.0fs", exc, self._audit_every
+            )
 
     async def _quiet_period(self) -> None:
         """Until the wanted phrases stay put for `debounce` seconds (bounded), so that a burst
@@ -162,10 +230,12 @@ class RuleManager:
         while True:
             try:
                 await step()
+                self.last_error = None
                 return
             except XError as exc:
                 failures += 1
                 self.stats.failures += 1
+                self.last_error = str(exc)
                 delay = doubling(RETRY_FIRST_SECONDS, RETRY_CAP_SECONDS, failures - 1)
                 if isinstance(exc, XHTTPError) and exc.status_code == 429:
                     delay = RATE_LIMITED_SECONDS
@@ -175,13 +245,31 @@ class RuleManager:
                 await trio.sleep(delay)
 
     async def _list(self) -> None:
-        found = reconcile(await self.client.list(), self.prefix)
+        try:
+            found = reconcile(await self.client.list(), self.prefix)
+        except XError:
+            self.list_failed = True
+            self.updated.set()
+            raise
+        self.list_failed = False
         self._listing_stale = False
+        first = not self.listed.is_set()
+        gone = set(self.rules) - set(found.ours)
+        news = first or bool(gone) or found.foreign != self.foreign or bool(found.unreadable)
         self.rules = dict(found.ours)
         self.duplicates -= self.carried
         self.foreign = found.foreign
         self.stats.foreign = len(found.foreign)
         self.stats.rules = len(self.rules)
+        self.updated.set()
+        if gone:
+            LOGGER.warning(
+                "x rules: %d of ours are gone from X (deleted by another tool?); putting back "
+                "what is wanted",
+                len(gone),
+            )
+        if not news:
+            return
         if found.foreign:
             LOGGER.warning(
                 "x rules: the app has %d rules pats-trio did not make (tag not %r*); left alone, "
@@ -233,6 +321,7 @@ class RuleManager:
                 self.rules.pop(rule_id, None)
         self.stats.applied += 1
         self.stats.rules = len(self.rules)
+        self.updated.set()
         if version == self._version and not self.is_in_step():
             # X answered without doing all it was asked, and without saying why: back off
             # rather than ask again at once.
@@ -264,20 +353,23 @@ class RuleManager:
     def _refused(
         self, rejections: Iterable[RuleRejection], carried: dict[str, tuple[str, ...]]
     ) -> list[str]:
-        """Take in what X refused: a duplicate of a rule the app already has is covered by it;
-        a refused rule of one phrase refuses the phrase. Returns the phrases of refused rules
-        of several phrases, which are not known to be at fault yet."""
+        """Take in what X refused, by kind: a duplicate of a rule the app already has is
+        covered by it; a rule past the app's cap of rules refuses its phrases (more, smaller
+        rules would not fit either); a refused rule of one phrase refuses the phrase. Returns
+        the phrases of other refused rules of several phrases, not known to be at fault yet."""
         suspects: list[str] = []
         refused: dict[str, str] = {}
         for rejection in rejections:
             phrases = carried.get(rejection.value, ())
-            if rejection.kind() == DUPLICATE_RULES_TYPE or rejection.title == DUPLICATE_RULE:
+            kind = rejection.kind()
+            if kind == DUPLICATE_RULES:
                 # Another rule has this value: foreign, or ours made by an owner we took over
                 # from after we listed. The next change lists again to tell which.
                 self.duplicates.update(phrases)
                 self._listing_stale = True
-            elif len(phrases) == 1:
-                refused[phrases[0]] = rejection.detail or rejection.title
+            elif kind == RULE_CAP or len(phrases) == 1:
+                for phrase in phrases:
+                    refused[phrase] = rejection.detail or rejection.title
             else:
                 suspects.extend(phrases)
         self._reject(refused)

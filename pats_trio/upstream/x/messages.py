@@ -3,8 +3,9 @@
 Pure: `LineDecoder.feed` takes bytes and returns what they complete. A blank line is a
 keep-alive. A line with ``data`` is a post (its ``errors``, if any, say which referenced posts
 X could not send, and are not the stream's business). A line with only ``errors`` (or a bare
-problem, as X documents ``ConnectionException``) is a problem: a disconnect ends the
-connection, anything else is shown and read past. The shapes are the ``Problem`` schemas of X's
+problem, as X documents ``ConnectionException``) is a problem, told by its kind
+(`problems.kind_of`): a kind of `problems.STREAM_ENDING` ends the connection, anything else is
+read past (what a viewer sees of each: `problems`). The shapes are the ``Problem`` schemas of X's
 OpenAPI spec (https://github.com/xdevplatform/docs, ``openapi.json``): an
 ``OperationalDisconnectProblem`` (type ``.../problems/operational-disconnect``, title
 ``operational-disconnect``, a ``disconnect_type``) and a ``ConnectionExceptionProblem`` (type
@@ -19,9 +20,10 @@ from typing import Any
 
 import orjson
 
+from pats_trio.upstream.x.problems import STREAM_ENDING, TOO_MANY_CONNECTIONS, kind_of
+
 MAX_LINE_BYTES = 1024 * 1024
 """A post with its expansions is a few kilobytes; a longer line is junk and is skipped."""
-DISCONNECT_TITLES = frozenset({"operational-disconnect", "ConnectionException"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +33,14 @@ class Post:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """An error object on the stream: `name` is its ``connection_issue`` or ``title``."""
+    """An error object on the stream: `name` is its ``connection_issue`` or ``title``, `kind`
+    its kind (`problems.kind_of`)."""
 
     name: str
     detail: str
     disconnects: bool
     rate_limited: bool = False
+    kind: str = ""
 
 
 Message = Post | Problem
@@ -56,22 +60,22 @@ def classify(payload: Any) -> Message | None:
     if isinstance(payload.get("data"), dict):
         return Post(payload)
     errors = payload.get("errors")
-    problems = errors if isinstance(errors, list) else [payload] if "title" in payload else []
+    bare = "type" in payload or "title" in payload
+    problems = errors if isinstance(errors, list) else [payload] if bare else []
     for problem in problems:
         if not isinstance(problem, dict):
             continue
         title = str(problem.get("title") or "")
-        issue = str(problem.get("connection_issue") or problem.get("disconnect_type") or "")
+        connection_issue = str(problem.get("connection_issue") or "")
+        issue = connection_issue or str(problem.get("disconnect_type") or "")
         detail = str(problem.get("detail") or problem.get("message") or title)
-        kind = str(problem.get("type") or "")
-        disconnects = title in DISCONNECT_TITLES or kind.endswith(
-            ("/operational-disconnect", "/streaming-connection")
-        )
+        kind = kind_of(problem)
         return Problem(
-            issue or title or "unknown",
+            issue or title or kind or "unknown",
             detail,
-            disconnects,
-            rate_limited=issue == "TooManyConnections",
+            kind in STREAM_ENDING,
+            rate_limited=connection_issue == TOO_MANY_CONNECTIONS,
+            kind=kind,
         )
     return None
 
