@@ -129,10 +129,9 @@ and a command costs the worker about 0.2 ms of CPU through glide's trio shim: at
 census alone cost every worker about 0.6 % of a core with nobody watching."""
 GATHER_SECONDS = 0.02
 """After a read that returned entries, the reader waits this long before the next one, and the
-owner as long after each publish: whatever arrived meanwhile goes in one command and one routing
+owner as long after each publish: what arrived meanwhile goes in one command and one routing
 pass. A command costs about 0.2 ms of CPU, and tweets routed together reach a viewer in one
-write; a tweet waits at most
-this long, and at a few tweets/s none waits at all."""
+write. A tweet waits at most this long at each step; one that arrives alone does not wait."""
 TAKING_OVER = "A worker takes over the upstream"
 NO_OWNER = "Waiting for the upstream owner"
 OWNER_SILENT = "The worker that runs the upstream stopped answering; another takes over soon"
