@@ -1327,6 +1327,8 @@ REDIS_OVERHEAD_RATE = 200.0
 """The per-tweet step: one viewer per worker, so what is measured is what a tweet costs each
 process whoever watches (read, publish, XREAD, decode, route), not its deliveries."""
 REDIS_READY_TIMEOUT = 30.0
+REDIS_COMPARABLE = 0.99
+"""Below this share delivered in either setup, a ratio of CPU per delivery is not a result."""
 
 
 @dataclass
@@ -1441,6 +1443,12 @@ class DeploymentStep:
     @property
     def delivered_share(self) -> float:
         return self.delivered / self.expected if self.expected else 0.0
+
+    @property
+    def worst_wait(self) -> float:
+        """The longest any worker waited for a CPU, as a share of the window: other load."""
+        waits = [v for k, v in self.waited.items() if k.startswith("worker")]
+        return max(waits, default=0.0) / self.seconds
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -1608,6 +1616,7 @@ def report_redis(run: Run, rounds: Sequence[dict[str, list[DeploymentStep]]]) ->
     base, one, two = (label for label, _ in REDIS_SETUPS)
     table = []
     worst: dict[str, float] = {}
+    incomparable: dict[str, str] = {}
     for number, found in enumerate(rounds, 1):
         for index, rate in enumerate(rates):
             if rate == REDIS_OVERHEAD_RATE:
@@ -1617,6 +1626,14 @@ def report_redis(run: Run, rounds: Sequence[dict[str, list[DeploymentStep]]]) ->
                 if step.cpu_per_1000 is not None and a.cpu_per_1000:
                     key = f"{versus} at {rate:.0f}/s"
                     worst[key] = max(worst.get(key, 0.0), step.cpu_per_1000 / a.cpu_per_1000)
+                    # Batching makes a delivery cheaper the later it is: a setup that fell
+                    # behind (other load starved it) looks cheap, so its figure says nothing.
+                    short = min(a.delivered_share, step.delivered_share)
+                    if short < REDIS_COMPARABLE:
+                        incomparable[key] = (
+                            f"not comparable in round {number}: delivered "
+                            f"{a.delivered_share:.1%} vs {step.delivered_share:.1%}"
+                        )
             table.append(
                 [
                     str(number),
@@ -1626,6 +1643,7 @@ def report_redis(run: Run, rounds: Sequence[dict[str, list[DeploymentStep]]]) ->
                     ratio(c.cpu_per_1000, a.cpu_per_1000),
                     " / ".join(fmt(s.delivered_share * 100, ".1f", "%") for s in (a, b, c)),
                     " / ".join(fmt(s.p99_ms) for s in (a, b, c)),
+                    " / ".join(fmt(s.worst_wait * 100, ".0f", "%") for s in (a, b, c)),
                     " / ".join(
                         fmt(sum(s.client_busy) / max(len(s.client_busy), 1) * 100, ".0f", "%")
                         for s in (a, b, c)
@@ -1642,6 +1660,7 @@ def report_redis(run: Run, rounds: Sequence[dict[str, list[DeploymentStep]]]) ->
             "c / a",
             "delivered",
             "p99 ms",
+            "worker waited",
             "viewer procs busy",
         ),
         table,
@@ -1653,8 +1672,8 @@ def report_redis(run: Run, rounds: Sequence[dict[str, list[DeploymentStep]]]) ->
         if key.startswith(two):
             run.target(
                 f"{key}: deployment CPU per delivery <= 1.2x one process (worst round)",
-                value <= 1.2,
-                f"{value:.2f}x",
+                None if key in incomparable else value <= 1.2,
+                f"{value:.2f}x" + (f" ({incomparable[key]})" if key in incomparable else ""),
             )
     run.results["redis"] = {
         "rounds": [
