@@ -1445,12 +1445,6 @@ class DeploymentStep:
         return self.delivered / self.expected if self.expected else 0.0
 
     @property
-    def tweets_per_frame(self) -> float | None:
-        """Batching: the later a setup runs, the more tweets share a frame, and the cheaper."""
-        frames = sum(w["frames"] for w in self.per_worker)
-        return self.delivered / frames if frames else None
-
-    @property
     def worst_wait(self) -> float:
         """The longest any worker waited for a CPU, as a share of the window: other load."""
         waits = [v for k, v in self.waited.items() if k.startswith("worker")]
@@ -1649,7 +1643,6 @@ def report_redis(run: Run, rounds: Sequence[dict[str, list[DeploymentStep]]]) ->
                     ratio(c.cpu_per_1000, a.cpu_per_1000),
                     " / ".join(fmt(s.delivered_share * 100, ".1f", "%") for s in (a, b, c)),
                     " / ".join(fmt(s.p99_ms) for s in (a, b, c)),
-                    " / ".join(fmt(s.tweets_per_frame, ".1f") for s in (a, b, c)),
                     " / ".join(fmt(s.worst_wait * 100, ".0f", "%") for s in (a, b, c)),
                     " / ".join(
                         fmt(sum(s.client_busy) / max(len(s.client_busy), 1) * 100, ".0f", "%")
@@ -1667,7 +1660,6 @@ def report_redis(run: Run, rounds: Sequence[dict[str, list[DeploymentStep]]]) ->
             "c / a",
             "delivered",
             "p99 ms",
-            "tweets/frame",
             "worker waited",
             "viewer procs busy",
         ),
