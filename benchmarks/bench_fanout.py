@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -336,16 +336,6 @@ def start_pats(
         argv += ["--profile", str(profile)]
     proc = start(label, argv, port, workdir, pats_env(emulator))
     return Server(label, proc, stats)
-
-
-def start_pats_workers(
-    emulator: Emulator, workdir: Path, workers: int, redis_url: str, label: str
-) -> Server:
-    port = free_port()
-    argv = [sys.executable, "-m", "hypercorn", "--worker-class", "trio"]
-    argv += ["--workers", str(workers), "--bind", f"{HOST}:{port}", "pats_trio.app:app"]
-    env = pats_env(emulator, {"REDIS_URL": redis_url, "PATS_PORT": str(port)})
-    return Server(label, start(label, argv, port, workdir, env))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1364,111 +1354,396 @@ def scenario_profile(run: Run) -> None:
     run.results["profile"] = {"step": step.as_json(), "top": rows[:PROFILE_TOP]}
 
 
-def redis_ping(port: int) -> int:
-    """connected_clients from a redis-server, over a plain socket (no client library needed)."""
-    with socket.create_connection((HOST, port), timeout=2) as sock:
-        sock.sendall(b"INFO clients\r\n")
-        time.sleep(0.2)
-        text = sock.recv(65536).decode("latin-1")
-    for line in text.splitlines():
-        if line.startswith("connected_clients:"):
-            return int(line.split(":")[1]) - 1  # not counting this connection
-    return 0
+# The redis scenario: what a deployment of workers sharing one upstream through Redis costs, every
+# process counted, against one process alone.
+
+REDIS_SETUPS: tuple[tuple[str, int], ...] = (
+    ("one process", 0),
+    ("1 worker + redis", 1),
+    ("2 workers + redis", 2),
+)
+"""(a), (b), (c): label and Redis workers (0: no Redis, `pats-trio serve` alone)."""
+REDIS_OVERHEAD_RATE = 200.0
+"""The per-tweet step: one viewer per worker, so what is measured is what a tweet costs each
+process whoever watches (read, publish, XREAD, decode, route), not its deliveries."""
+REDIS_READY_TIMEOUT = 30.0
+REDIS_COMPARABLE = 0.99
+"""Below this share delivered in either setup, a ratio of CPU per delivery is not a result."""
 
 
-@contextlib.contextmanager
-def redis_server(url: str, workdir: Path) -> Iterator[str | None]:
-    """An existing URL as it is; "auto" starts redis-server on a free loopback port."""
-    if url != "auto":
-        yield url
-        return
+@dataclass
+class Deployment:
+    """One setup's processes: the workers (the first one alone without Redis) and redis-server."""
+
+    label: str
+    workers: list[Server]
+    redis: Proc | None = None
+
+    def stop(self) -> None:
+        for server in self.workers:
+            server.stop()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def start_redis_server(workdir: Path, name: str) -> Proc | None:
+    """A private redis-server on a free loopback port, nothing saved; None if there is none."""
     binary = shutil.which("redis-server")
     if binary is None:
-        yield None
-        return
+        return None
     port = free_port()
     argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-    proc = start("redis", argv, port, workdir)
-    try:
-        yield f"redis://{HOST}:{port}/0"
-    finally:
-        proc.stop()
+    return start(name, argv, port, workdir)
 
 
-def server_has_broker(server: Server, redis_port: int | None) -> tuple[bool, str]:
+def readyz(server: Server) -> dict[str, Any]:
     with contextlib.suppress(httpx.HTTPError, ValueError):
-        ready = httpx.get(f"http://{HOST}:{server.port}/readyz", timeout=5).json()
-        if isinstance(ready, dict) and "broker" in ready:
-            return True, f"/readyz reports broker {ready['broker']!r}"
-    if redis_port is not None:
-        with contextlib.suppress(OSError):
-            clients = redis_ping(redis_port)
-            if clients > 0:
-                return True, f"{clients} connections to redis"
-    return False, "no broker in /readyz and no connection to redis: REDIS_URL is not supported"
+        body = httpx.get(f"http://{HOST}:{server.port}/readyz", timeout=5).json()
+        if isinstance(body, dict):
+            return body
+    return {}
+
+
+def start_deployment(run: Run, label: str, workers: int) -> Deployment:
+    """`serve_pats.py` (as `pats-trio serve` runs the app) once without Redis, or `workers`
+    times with this setup's own redis-server, each worker on its own port so the viewers split
+    exactly; returns once one worker owns the upstream and every one reads the stream."""
+    deployment = Deployment(label, [])
+    try:
+        extra: dict[str, str] = {}
+        if workers:
+            deployment.redis = start_redis_server(run.workdir, f"redis-{workers}")
+            if deployment.redis is None:
+                raise RuntimeError("no redis-server on PATH")
+            extra["REDIS_URL"] = f"redis://{HOST}:{deployment.redis.port}/0"
+        for index in range(max(workers, 1)):
+            port = free_port()
+            name = f"{label.replace(' ', '-')}-w{index}"
+            argv = [sys.executable, str(HERE / "serve_pats.py"), "--port", str(port)]
+            env = pats_env(run.emulator, extra)
+            deployment.workers.append(Server(name, start(name, argv, port, run.workdir, env)))
+        if workers:
+            deadline = time.monotonic() + REDIS_READY_TIMEOUT
+            while time.monotonic() < deadline:
+                states = [readyz(server) for server in deployment.workers]
+                brokers = [state.get("broker", {}) for state in states]
+                if all(state.get("ready") for state in states) and any(
+                    broker.get("owner") for broker in brokers
+                ):
+                    break
+                time.sleep(0.5)
+            else:
+                raise RuntimeError(f"{label}: no worker owned the upstream after the timeout")
+    except BaseException:
+        deployment.stop()
+        raise
+    return deployment
+
+
+def owner_index(deployment: Deployment) -> int | None:
+    """Which worker holds the upstream lease now (/readyz), if the deployment uses Redis."""
+    for index, server in enumerate(deployment.workers):
+        if readyz(server).get("broker", {}).get("owner"):
+            return index
+    return None
+
+
+@dataclass
+class DeploymentStep:
+    """One window over a whole deployment: every process's CPU, the viewers' deliveries."""
+
+    setup: str
+    rate: float
+    seconds: int
+    offered: int
+    clients: int
+    delivered: int
+    expected: int
+    p50_ms: float | None
+    p99_ms: float | None
+    cpu: dict[str, float]
+    """CPU seconds (user + system, /proc) in the window, per process: the workers by name
+    (the owner's marked), redis-server, the emulator."""
+    waited: dict[str, float]
+    """Seconds each process was runnable but waiting for a CPU (other load's mark)."""
+    client_busy: list[float]
+    """Each viewer process's CPU share of one core in the window."""
+    host_busy: float | None
+    per_worker: list[dict[str, Any]]
+
+    @property
+    def deployment_cpu(self) -> float:
+        """The workers and redis-server: the emulator stands in for the upstream, not ours."""
+        return sum(v for k, v in self.cpu.items() if k != "emulator")
+
+    @property
+    def cpu_per_1000(self) -> float | None:
+        return self.deployment_cpu / self.delivered * 1000 if self.delivered else None
+
+    @property
+    def delivered_share(self) -> float:
+        return self.delivered / self.expected if self.expected else 0.0
+
+    @property
+    def worst_wait(self) -> float:
+        """The longest any worker waited for a CPU, as a share of the window: other load."""
+        waits = [v for k, v in self.waited.items() if k.startswith("worker")]
+        return max(waits, default=0.0) / self.seconds
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "setup": self.setup,
+            "rate": self.rate,
+            "seconds": self.seconds,
+            "offered_tweets": self.offered,
+            "clients": self.clients,
+            "delivered": self.delivered,
+            "expected_deliveries": self.expected,
+            "delivered_share": round(self.delivered_share, 4),
+            "latency_ms": {"p50": self.p50_ms, "p99": self.p99_ms},
+            "cpu_seconds": {k: round(v, 3) for k, v in self.cpu.items()},
+            "run_queue_seconds": {k: round(v, 3) for k, v in self.waited.items()},
+            "deployment_cpu_seconds": round(self.deployment_cpu, 3),
+            "deployment_cpu_per_1000_deliveries": (
+                None if self.cpu_per_1000 is None else round(self.cpu_per_1000, 5)
+            ),
+            "client_process_busy": [round(b, 3) for b in self.client_busy],
+            "host_cpu_busy_share": None if self.host_busy is None else round(self.host_busy, 3),
+            "per_worker": self.per_worker,
+        }
+
+
+def deployment_procs(run: Run, deployment: Deployment) -> dict[str, Proc]:
+    owner = owner_index(deployment)
+    procs: dict[str, Proc] = {}
+    for index, server in enumerate(deployment.workers):
+        role = " (owner)" if index == owner else ""
+        procs[f"worker {index}{role}"] = server.proc
+    if deployment.redis is not None:
+        procs["redis-server"] = deployment.redis
+    procs["emulator"] = run.emulator.proc
+    return procs
+
+
+def measure_deployment(
+    run: Run, deployment: Deployment, arms: Sequence[Arm], rate: float
+) -> DeploymentStep:
+    """As `measure`, over every process of the deployment and each viewer process."""
+    quiesce(run, arms)
+    run.emulator.set_rate(rate)
+    time.sleep(run.args.settle)
+    procs = deployment_procs(run, deployment)
+    clients = [proc.pid for proc in run.pool.procs if proc.pid is not None]
+    first = int(time.time()) + 1
+    end = first + run.seconds
+    time.sleep(max(0.0, first - time.time()))
+    cpu0 = {name: proc.cpu() for name, proc in procs.items()}
+    wait0 = {name: proc.waited() for name, proc in procs.items()}
+    client0 = [cpu_seconds(pid) for pid in clients]
+    host0 = host_cpu_times()
+    time.sleep(max(0.0, end - time.time()))
+    host_busy = host_busy_share(host0, host_cpu_times())
+    cpu = {name: proc.cpu() - cpu0[name] for name, proc in procs.items()}
+    waited = {name: proc.waited() - wait0[name] for name, proc in procs.items()}
+    busy = [(cpu_seconds(pid) - c0) / run.seconds for pid, c0 in zip(clients, client0, strict=True)]
+    time.sleep(run.args.drain)
+    offered = run.emulator.generated(first * 1000, end * 1000)
+    latency: Counter[int] = Counter()
+    per_worker: list[dict[str, Any]] = []
+    for arm in arms:
+        window = run.pool.window(arm.group, first, end)
+        latency.update(window["latency"])
+        connected = int(window["connected"])
+        per_worker.append(
+            {
+                "worker": arm.server.label,
+                "clients": connected,
+                "delivered": int(window["tweets"]),
+                "expected": offered * connected,
+                "frames": int(window["frames"]),
+                "p99_ms": percentile(window["latency"], 0.99),
+            }
+        )
+    return DeploymentStep(
+        setup=deployment.label,
+        rate=rate,
+        seconds=run.seconds,
+        offered=offered,
+        clients=sum(w["clients"] for w in per_worker),
+        delivered=sum(w["delivered"] for w in per_worker),
+        expected=sum(w["expected"] for w in per_worker),
+        p50_ms=percentile(latency, 0.50),
+        p99_ms=percentile(latency, 0.99),
+        cpu=cpu,
+        waited=waited,
+        client_busy=busy,
+        host_busy=host_busy,
+        per_worker=per_worker,
+    )
+
+
+def run_setup(run: Run, label: str, workers: int) -> list[DeploymentStep]:
+    """One setup, alone: its viewers at each rate, then one viewer per worker (per-tweet costs)."""
+    clients = run.args.clients
+    deployment = start_deployment(run, label, workers)
+    steps: list[DeploymentStep] = []
+    try:
+        shares = len(deployment.workers)
+        print(f"-- {label}: {clients:,} sample viewers over {shares} worker(s)")
+        arms = [
+            connect_viewers(run.pool, server, ["/ws"] * (clients // shares))[0]
+            for server in deployment.workers
+        ]
+        for rate in run.args.redis_rates:
+            steps.append(measure_deployment(run, deployment, arms, rate))
+            print_deployment_step(steps[-1])
+        for arm in arms:
+            run.pool.close(arm.group)
+        arms = [connect_viewers(run.pool, server, ["/ws"])[0] for server in deployment.workers]
+        steps.append(measure_deployment(run, deployment, arms, REDIS_OVERHEAD_RATE))
+        print_deployment_step(steps[-1])
+        for arm in arms:
+            run.pool.close(arm.group)
+    finally:
+        run.emulator.set_rate(0)
+        deployment.stop()
+    return steps
+
+
+def print_deployment_step(step: DeploymentStep) -> None:
+    rows = [
+        [
+            name,
+            fmt(seconds, ".3f"),
+            fmt(seconds / step.seconds * 100, ".1f", "%"),
+            fmt(step.waited[name] / step.seconds * 100, ".0f", "%"),
+        ]
+        for name, seconds in step.cpu.items()
+    ]
+    print(
+        f"  {step.setup} at {step.rate:.0f}/s: {step.clients:,} viewers, delivered "
+        f"{step.delivered_share * 100:.1f}%, p50 {fmt(step.p50_ms)} ms, p99 {fmt(step.p99_ms)} "
+        f"ms, deployment {fmt(step.cpu_per_1000, '.4f')} CPU s per 1k deliveries; viewer "
+        f"processes {' / '.join(f'{b * 100:.0f}%' for b in step.client_busy)} busy, host "
+        f"{fmt(None if step.host_busy is None else step.host_busy * 100, '.0f', '%')}"
+    )
+    print_table(("process", "cpu s", "of a core", "waited"), rows)
 
 
 def scenario_redis(run: Run) -> None:
-    """Two workers sharing the upstream through Redis against one worker: capacity."""
+    """Every process of a Redis deployment against one process, each setup alone in turn:
+    (a) one process, (b) one worker with Redis, (c) two workers with Redis, the same stream
+    and viewers (split evenly over the workers), `--redis-rounds` times over."""
     if run.args.redis_url == "off":
         print("-- redis: skipped (--redis-url off)")
         run.results["redis"] = {"skipped": "--redis-url off"}
         return
-    clients = run.args.clients
-    with redis_server(run.args.redis_url, run.workdir) as url:
-        if url is None:
-            reason = "no redis-server on PATH"
-            print(f"-- redis: skipped ({reason})")
-            run.results["redis"] = {"skipped": reason}
-            run.target("2 workers with Redis >= 1.6x one worker", None, reason)
-            return
-        redis_port = int(url.rsplit(":", 1)[1].split("/")[0]) if url.count(":") >= 2 else None
-        out: dict[str, Any] = {}
-        for workers in (1, 2):
-            label = f"pats-trio x{workers}"
-            try:
-                server = start_pats_workers(run.emulator, run.workdir, workers, url, label)
-            except RuntimeError as error:
-                reason = f"{label} with REDIS_URL did not start: {error}"
-                print(f"-- redis: skipped ({reason})")
-                run.results["redis"] = {"skipped": reason}
-                run.target("2 workers with Redis >= 1.6x one worker", None, reason)
-                return
-            try:
-                time.sleep(2.0)
-                supported, how = server_has_broker(server, redis_port)
-                if not supported:
-                    print(f"-- redis: skipped ({how})")
-                    run.results["redis"] = {"skipped": how}
-                    run.target("2 workers with Redis >= 1.6x one worker", None, how)
-                    return
-                print(f"-- {label} with Redis ({how}): {clients:,} sample viewers")
-                arm, _, _ = connect_viewers(run.pool, server, ["/ws"] * clients)
-                (cap,), searched = saturate(run, [arm])
-                search = [row[0] for row in searched]
-                run.pool.close(arm.group)
-            finally:
-                run.emulator.set_rate(0)
-                server.stop()
-            at_cap = next((s for s in search if s.rate == cap), None)
-            out[label] = {
-                "capacity_tweets_per_s": cap,
-                "host_cpu_busy_share_at_capacity": None if at_cap is None else at_cap.host_busy,
-                "search": [s.as_json() for s in search],
-            }
-        one = out["pats-trio x1"]["capacity_tweets_per_s"]
-        two = out["pats-trio x2"]["capacity_tweets_per_s"]
-        busy = out["pats-trio x1"]["host_cpu_busy_share_at_capacity"]
-        # A second worker can only add deliveries if the machine has CPU left at one worker's
-        # capacity; the viewers' processes share it, so say how much there was.
-        run.target(
-            "2 workers with Redis >= 1.6x one worker",
-            None if one is None or two is None else two >= 1.6 * one,
-            f"{fmt(two, '.1f')} vs {fmt(one, '.1f')} tweets/s = {ratio(two, one)}; "
-            f"host CPU {fmt(None if busy is None else busy * 100, '.0f', '%')} busy "
-            "at one worker's capacity",
-        )
-        run.results["redis"] = out
+    if shutil.which("redis-server") is None:
+        reason = "no redis-server on PATH"
+        print(f"-- redis: skipped ({reason})")
+        run.results["redis"] = {"skipped": reason}
+        run.target("2 workers + redis: CPU per delivery <= 1.2x one process", None, reason)
+        return
+    rounds: list[dict[str, list[DeploymentStep]]] = []
+    for number in range(run.args.redis_rounds):
+        print(f"-- redis round {number + 1} of {run.args.redis_rounds}")
+        rounds.append({label: run_setup(run, label, workers) for label, workers in REDIS_SETUPS})
+    report_redis(run, rounds)
+
+
+def report_redis(run: Run, rounds: Sequence[dict[str, list[DeploymentStep]]]) -> None:
+    rates = [*run.args.redis_rates, REDIS_OVERHEAD_RATE]
+    base, one, two = (label for label, _ in REDIS_SETUPS)
+    table = []
+    worst: dict[str, float] = {}
+    incomparable: dict[str, str] = {}
+    for number, found in enumerate(rounds, 1):
+        for index, rate in enumerate(rates):
+            if rate == REDIS_OVERHEAD_RATE:
+                continue
+            a, b, c = (found[label][index] for label in (base, one, two))
+            for step, versus in ((b, one), (c, two)):
+                if step.cpu_per_1000 is not None and a.cpu_per_1000:
+                    key = f"{versus} at {rate:.0f}/s"
+                    worst[key] = max(worst.get(key, 0.0), step.cpu_per_1000 / a.cpu_per_1000)
+                    # Batching makes a delivery cheaper the later it is: a setup that fell
+                    # behind (other load starved it) looks cheap, so its figure says nothing.
+                    short = min(a.delivered_share, step.delivered_share)
+                    if short < REDIS_COMPARABLE:
+                        incomparable[key] = (
+                            f"not comparable in round {number}: delivered "
+                            f"{a.delivered_share:.1%} vs {step.delivered_share:.1%}"
+                        )
+            table.append(
+                [
+                    str(number),
+                    fmt(rate, ".0f"),
+                    " / ".join(fmt(s.cpu_per_1000, ".4f") for s in (a, b, c)),
+                    ratio(b.cpu_per_1000, a.cpu_per_1000),
+                    ratio(c.cpu_per_1000, a.cpu_per_1000),
+                    " / ".join(fmt(s.delivered_share * 100, ".1f", "%") for s in (a, b, c)),
+                    " / ".join(fmt(s.p99_ms) for s in (a, b, c)),
+                    " / ".join(fmt(s.worst_wait * 100, ".0f", "%") for s in (a, b, c)),
+                    " / ".join(
+                        fmt(sum(s.client_busy) / max(len(s.client_busy), 1) * 100, ".0f", "%")
+                        for s in (a, b, c)
+                    ),
+                ]
+            )
+    print("Deployment CPU (workers + redis-server) per 1,000 deliveries: (a) / (b) / (c)")
+    print_table(
+        (
+            "round",
+            "rate/s",
+            "cpu s/1k a / b / c",
+            "b / a",
+            "c / a",
+            "delivered",
+            "p99 ms",
+            "worker waited",
+            "viewer procs busy",
+        ),
+        table,
+    )
+    costs = redis_unit_costs(rounds)
+    print("Per-tweet costs at one viewer per worker, ms of CPU per tweet (median of rounds):")
+    print_table(("cost", "ms per tweet"), [[k, fmt(v, ".3f")] for k, v in costs.items()])
+    for key, value in worst.items():
+        if key.startswith(two):
+            run.target(
+                f"{key}: deployment CPU per delivery <= 1.2x one process (worst round)",
+                None if key in incomparable else value <= 1.2,
+                f"{value:.2f}x" + (f" ({incomparable[key]})" if key in incomparable else ""),
+            )
+    run.results["redis"] = {
+        "rounds": [
+            {label: [s.as_json() for s in steps] for label, steps in found.items()}
+            for found in rounds
+        ],
+        "worst_ratio_to_one_process": {k: round(v, 3) for k, v in worst.items()},
+        "per_tweet_ms": costs,
+    }
+
+
+def redis_unit_costs(rounds: Sequence[dict[str, list[DeploymentStep]]]) -> dict[str, float]:
+    """From the one-viewer-per-worker steps: what one tweet costs each kind of process."""
+    samples: dict[str, list[float]] = {}
+
+    def add(name: str, seconds: float, step: DeploymentStep) -> None:
+        if step.offered:
+            samples.setdefault(name, []).append(seconds / step.offered * 1000)
+
+    for found in rounds:
+        a, b, c = (found[label][-1] for label, _ in REDIS_SETUPS)
+        add("one process (upstream, route)", a.cpu["worker 0"], a)
+        add("emulator, per tweet generated", a.cpu["emulator"], a)
+        for step, setup in ((b, "1 worker"), (c, "2 workers")):
+            for name, seconds in step.cpu.items():
+                if name.startswith("worker"):
+                    role = "owner" if "owner" in name else "subscriber"
+                    add(f"{setup}: {role} (read, decode, route)", seconds, step)
+            add(f"{setup}: redis-server", step.cpu.get("redis-server", 0.0), step)
+    return {k: round(sorted(v)[len(v) // 2], 4) for k, v in samples.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1494,7 +1769,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rates", type=float, nargs="+", default=[5.0, 20.0, 50.0], help="sample steps"
     )
     parser.add_argument(
-        "--redis-url", default="auto", help='"auto" (own redis-server), a URL, or "off"'
+        "--redis-url",
+        default="auto",
+        choices=("auto", "off"),
+        help='the redis scenario: "auto" (a redis-server of its own per setup) or "off"',
+    )
+    parser.add_argument(
+        "--redis-rates",
+        type=float,
+        nargs="+",
+        default=[5.0, 50.0],
+        help="the redis scenario's rates (5 50)",
+    )
+    parser.add_argument(
+        "--redis-rounds", type=int, default=1, help="the redis scenario's setups, n times (1)"
     )
     parser.add_argument(
         "--pin-server", metavar="CPUS", help="run every server under `taskset -c CPUS`"
