@@ -53,6 +53,29 @@ async def redis() -> AsyncIterator[RedisServer]:
         await server.stop()
 
 
+async def start_x_worker(
+    nursery: trio.Nursery,
+    api_url: str,
+    redis: RedisServer,
+    name: str,
+    *,
+    token: str = TOKEN,
+    **settings: object,
+) -> Worker:
+    """One worker of an X deployment on `redis`, with a lease short enough for takeover tests."""
+    config = settings_for_tests(
+        source_setting="x",
+        x_api_url=api_url,
+        x_bearer_token=token,
+        redis_url=redis.url,
+        redis_lease_seconds=2.0,
+        redis_heartbeat_seconds=0.2,
+        **settings,
+    )
+    worker: Worker = await nursery.start(_serve, create_app(config, worker_id=name))
+    return worker
+
+
 async def wait_for(predicate: Callable[[], bool]) -> None:
     """Ownership changes inside the broker, which wakes no one: poll it."""
     while True:
@@ -85,21 +108,11 @@ async def test_two_workers_keep_one_stream_and_one_rule_set_through_a_takeover(
     emulator.reject_terms = {"forbidden"}
     api_url = await nursery.start(serve_xapi, emulator)
 
-    async def add_worker(name: str) -> Worker:
-        settings = settings_for_tests(
-            source_setting="x",
-            x_api_url=api_url,
-            x_bearer_token=TOKEN,
-            redis_url=redis.url,
-            redis_lease_seconds=2.0,
-            redis_heartbeat_seconds=0.2,
-            redis_prefix="xtest",
-        )
-        worker: Worker = await nursery.start(_serve, create_app(settings, worker_id=name))
-        return worker
-
     with trio.fail_after(TIMEOUT):
-        first, second = await add_worker("x1"), await add_worker("x2")
+        first, second = [
+            await start_x_worker(nursery, api_url, redis, name, redis_prefix="xtest")
+            for name in ("x1", "x2")
+        ]
         async with (
             open_websocket_url(first.ws_url + "?filter=python") as ws_python,
             open_websocket_url(second.ws_url + "?filter=trio") as ws_trio,

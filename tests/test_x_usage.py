@@ -33,7 +33,7 @@ from tests.conftest import settings_for_tests
 from tests.redis_server import RedisServer
 from tests.support import Viewer, free_port, status
 from tests.test_x_app import rules_carry
-from tests.test_x_scaling import Worker, _serve, wait_for
+from tests.test_x_scaling import Worker, _serve, start_x_worker, wait_for
 from tests.test_x_upstream import TOKEN, Harness, start
 
 TIMEOUT = 30
@@ -224,22 +224,19 @@ async def test_a_new_owner_after_a_takeover_counts_on_from_the_deployments_count
     emulator.fail_usage(503, count=1000)  # only Redis can tell the new owner what was read
     api_url = await nursery.start(serve_xapi, emulator)
 
-    async def add_worker(name: str) -> Worker:
-        settings = settings_for_tests(
-            source_setting="x",
-            x_api_url=api_url,
-            x_bearer_token=TOKEN,
-            x_max_posts_per_day=5,
-            redis_url=redis.url,
-            redis_lease_seconds=2.0,
-            redis_heartbeat_seconds=0.2,
-            redis_prefix="xcost",
-        )
-        worker: Worker = await nursery.start(_serve, create_app(settings, worker_id=name))
-        return worker
-
     with trio.fail_after(TIMEOUT):
-        first, second = await add_worker("x1"), await add_worker("x2")
+        first, second = [
+            await start_x_worker(
+                nursery,
+                api_url,
+                redis,
+                name,
+                token=TOKEN,
+                x_max_posts_per_day=5,
+                redis_prefix="xcost",
+            )
+            for name in ("x1", "x2")
+        ]
         await wait_for(lambda: first.owner or second.owner)
         owner, other = (first, second) if first.owner else (second, first)
         async with open_websocket_url(other.ws_url + "?filter=python") as ws:

@@ -75,14 +75,33 @@ async def answer_control(
     await respond(send, 200, orjson.dumps(result), content_type=JSON)
 
 
-def _dispatch(emulator: Emulator, scope: Mapping[str, Any], body: bytes) -> Any:
-    path = scope["path"].removeprefix(CONTROL_PREFIX)
-    method = scope["method"]
-    routes = {"/inject": "POST", "/raw": "POST", "/connections": "GET", "/clock": "GET"}
-    if path not in routes:
+def control_path(scope: Mapping[str, Any], methods: Mapping[str, tuple[str, ...]]) -> str:
+    """The endpoint a request names under ``/_control``, or a 404 or 405 `ControlError`:
+    `methods` maps each endpoint to the methods it takes."""
+    path: str = scope["path"].removeprefix(CONTROL_PREFIX)
+    if path not in methods:
         raise ControlError(404, f"no control endpoint {scope['path']}")
-    if method != routes[path]:
-        raise ControlError(405, f"{scope['path']} takes {routes[path]}")
+    if scope["method"] not in methods[path]:
+        raise ControlError(405, f"{scope['path']} takes {' or '.join(methods[path])}")
+    return path
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object, or a 400 `ControlError`."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ControlError(400, f"body is not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ControlError(400, "body must be a JSON object")
+    return value
+
+
+ROUTES = {"/inject": ("POST",), "/raw": ("POST",), "/connections": ("GET",), "/clock": ("GET",)}
+
+
+def _dispatch(emulator: Emulator, scope: Mapping[str, Any], body: bytes) -> Any:
+    path = control_path(scope, ROUTES)
     if path == "/inject":
         return {"injected": _inject(emulator, body)}
     if path == "/raw":

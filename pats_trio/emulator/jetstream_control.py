@@ -29,11 +29,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
 import trio
 
 from pats_trio.emulator.asgi import Receive, Send
-from pats_trio.emulator.control import CONTROL_PREFIX, ControlError, answer_control
+from pats_trio.emulator.control import ControlError, answer_control, control_path, json_object
 from pats_trio.emulator.jetstream import JetstreamConnection, JetstreamEmulator, RichText
 
 LOGGER = logging.getLogger(__name__)
@@ -55,26 +54,11 @@ async def serve_jetstream_control(
 
 
 def _dispatch(emulator: JetstreamEmulator, scope: Mapping[str, Any], body: bytes) -> Any:
-    path = scope["path"].removeprefix(CONTROL_PREFIX)
-    route = ROUTES.get(path)
-    if route is None:
-        raise ControlError(404, f"no control endpoint {scope['path']}")
-    method, handler = route
-    if scope["method"] != method:
-        raise ControlError(405, f"{scope['path']} takes {method}")
+    path = control_path(scope, {name: (method,) for name, (method, _) in ROUTES.items()})
+    method, handler = ROUTES[path]
     if method == "GET":
         return handler(emulator, {})
-    return handler(emulator, _object(body))
-
-
-def _object(body: bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise ControlError(400, f"body is not JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise ControlError(400, "body must be a JSON object")
-    return value
+    return handler(emulator, json_object(body))
 
 
 def _fields(

@@ -22,10 +22,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from pats_trio.emulator.asgi import Receive, Send
-from pats_trio.emulator.control import CONTROL_PREFIX, ControlError, answer_control
+from pats_trio.emulator.control import ControlError, answer_control, control_path, json_object
 
 if TYPE_CHECKING:
     from pats_trio.emulator.xapi import XEmulator
@@ -42,14 +40,10 @@ async def serve_x_control(
 
 
 def _dispatch(emulator: XEmulator, scope: Mapping[str, Any], body: bytes) -> Any:
-    path = scope["path"].removeprefix(CONTROL_PREFIX)
-    if path not in ROUTES:
-        raise ControlError(404, f"no control endpoint {scope['path']}")
-    if scope["method"] not in ROUTES[path]:
-        raise ControlError(405, f"{scope['path']} takes {' or '.join(ROUTES[path])}")
+    path = control_path(scope, ROUTES)
     if scope["method"] == "GET":
         return _usage(emulator)
-    spec = _object(body)
+    spec = json_object(body)
     if path == "/usage":
         count, day, cap = spec.get("count", -1), spec.get("day"), spec.get("project_cap")
         if not all(_count(value) for value in (count, 0 if day is None else day, cap or 0)):
@@ -66,16 +60,6 @@ def _dispatch(emulator: XEmulator, scope: Mapping[str, Any], body: bytes) -> Any
         raise ControlError(400, "body is a string")
     emulator.fail_usage(status, times, None if text is None else text.encode())
     return {"failing": times}
-
-
-def _object(body: bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as error:
-        raise ControlError(400, f"body is not JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise ControlError(400, "body must be a JSON object")
-    return value
 
 
 def _count(value: Any) -> bool:
