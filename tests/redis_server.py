@@ -70,6 +70,30 @@ class RedisServer:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
 
+    async def monitor(self, seconds: float) -> list[str]:
+        """The commands clients sent over `seconds` (not those run inside scripts), by name,
+        as `MONITOR` saw them."""
+        process = await trio.lowlevel.open_process(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "MONITOR"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert process.stdout is not None
+        seen = bytearray()
+        try:
+            with trio.move_on_after(seconds):
+                async for chunk in process.stdout:
+                    seen += chunk
+        finally:
+            process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+        # 1700000000.123456 [0 127.0.0.1:50000] "EVALSHA" "..." (a script's own: [0 lua])
+        lines = seen.decode(errors="replace").splitlines()
+        return [
+            line.split('"', 2)[1].lower() for line in lines if '"' in line and " lua]" not in line
+        ]
+
     async def cli(self, *args: str) -> str:
         """One command through redis-cli; its reply as text, or "" when the server is down."""
         result = await trio.run_process(

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -64,7 +65,7 @@ from glide import (
     TrimByMaxLen,
 )
 
-from pats_trio.broker import DeploymentStats, Sink, lease
+from pats_trio.broker import DeploymentStats, Sink, demands, lease
 from pats_trio.broker.codec import EntryError, decode, encode
 from pats_trio.broker.lease import Held, Taken, Term
 from pats_trio.broker.pacing import DeploymentPacing
@@ -127,9 +128,10 @@ UNION_POLL = 0.25
 """How often the owner reads every worker's demand: a phrase asked for on another worker reaches
 the upstream at most this much later."""
 CENSUS_POLL = 1.0
-"""How often a worker reads the other workers' phrases for admission. Each poll is two commands,
-and a command costs the worker about 0.2 ms of CPU through glide's trio shim: at `UNION_POLL` the
-census alone cost every worker about 0.6 % of a core with nobody watching."""
+"""How often a worker reads the other workers' phrases for admission. A command costs the worker
+about 0.2 ms of CPU through glide's trio shim: at `UNION_POLL`, with two commands a read, the
+census alone cost every worker about 0.6 % of a core with nobody watching. The owner's census
+takes the union's fresher reading instead of its own."""
 GATHER_SECONDS = 0.02
 """After a read that returned entries, the reader waits this long before the next one, and the
 owner as long after each publish: what arrived meanwhile goes in one command and one routing
@@ -200,6 +202,8 @@ class RedisBroker:
         """Set once the reader has primed the history, or found Redis unreachable."""
         self._counted = trio.Event()
         """Set once the census has read the other workers' phrases, or failed to."""
+        self._union_read_at = -math.inf
+        """When the owner's union last read every worker's demand (and with it `_elsewhere`)."""
         self._told_unreachable = False
         self._told_silent = False
         """Whether this worker's viewers were told that the owner stopped answering."""
@@ -742,22 +746,25 @@ class RedisBroker:
         or was deleted (Redis has been up longer than a key lives) is gone at once."""
         seen: dict[bytes, tuple[float, dict[str, Any]]] = {}
         key_life = self._heartbeat * 3
+        own = self._demand_key(self.worker_id).encode()
         while True:
             try:
-                found = await self._read_demands(client)
+                found = await demands.read(client, self._demand_key("*"))
                 vanished = [key for key in seen if key not in found]
                 restarted = bool(vanished) and await _uptime(client) < key_life
             except GlideError as exc:
                 LOGGER.debug("could not read demand: %s", exc)
             else:
                 now = trio.current_time()
-                seen.update((key, (now, demand)) for key, demand in found.items())
+                self._elsewhere = _phrases(d for key, d in found.items() if key != own)
+                self._union_read_at = now
+                seen.update((key, (now, wanted)) for key, wanted in found.items())
                 for key in vanished:
                     if not restarted or now - seen[key][0] > key_life:
                         del seen[key]
-                demands = [demand for _, demand in seen.values()]
-                sample = any(d.get("sample", [False])[0] for d in demands)
-                phrases = _union(d.get("filter", [False, ""]) for d in demands)
+                wanted_now = [wanted for _, wanted in seen.values()]
+                sample = any(d.get("sample", [False])[0] for d in wanted_now)
+                phrases = _union(d.get("filter", [False, ""]) for d in wanted_now)
                 upstream.demand("sample", active=sample)
                 upstream.demand("filter", active=bool(phrases), track=",".join(phrases))
             await trio.sleep(UNION_POLL)
@@ -766,49 +773,23 @@ class RedisBroker:
         """Other workers' phrases, kept fresh for admission: a viewer is refused when the whole
         deployment's union would pass the limit, not only this worker's. Two workers admitting
         within one poll can still pass it together; the owner then sends the first
-        `MAX_PHRASES` and logs the rest."""
+        `MAX_PHRASES` and logs the rest. While this worker's union reads every demand (it owns
+        the upstream), the census reads nothing: the union keeps `_elsewhere` fresher."""
         client = await self._client("census")
-        own = self._demand_key(self.worker_id).encode()
+        own = self._demand_key(self.worker_id)
         try:
             while True:
-                try:
-                    demands = await self._read_demands(client, skip=own)
-                except GlideError as exc:
-                    LOGGER.debug("could not read other workers' demand: %s", exc)
-                else:
-                    self._elsewhere = frozenset(
-                        _union((d.get("filter", [False, ""]) for d in demands.values()), cap=None)
-                    )
+                if trio.current_time() - self._union_read_at >= CENSUS_POLL:
+                    try:
+                        others = await demands.read(client, self._demand_key("*"), skip=own)
+                    except GlideError as exc:
+                        LOGGER.debug("could not read other workers' demand: %s", exc)
+                    else:
+                        self._elsewhere = _phrases(others.values())
                 self._counted.set()
                 await trio.sleep(CENSUS_POLL)
         finally:
             await _close(client)
-
-    async def _read_demands(
-        self, client: GlideClient, *, skip: bytes | None = None
-    ) -> dict[bytes, dict[str, Any]]:
-        """Each worker's demand by its key."""
-        keys: list[bytes] = []
-        cursor: bytes | str = "0"
-        while True:
-            reply = await client.scan(cursor, match=self._demand_key("*"), count=1_000)
-            cursor = reply[0]  # type: ignore[assignment]
-            keys.extend(key for key in reply[1] if key != skip)  # type: ignore[misc]
-            if cursor in (b"0", "0"):
-                break
-        if not keys:
-            return {}
-        demands: dict[bytes, dict[str, Any]] = {}
-        for key, raw in zip(keys, await client.mget(list(keys)), strict=True):
-            if raw is None:
-                continue
-            try:
-                value = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(value, dict):
-                demands[key] = value
-        return demands
 
     async def _publish_events(
         self, client: GlideClient, receive: trio.MemoryReceiveChannel[Publication], term: str
@@ -868,6 +849,11 @@ def _union(filters: Iterable[Any], *, cap: int | None = MAX_PHRASES) -> list[str
         )
         return ordered[:cap]
     return ordered
+
+
+def _phrases(workers: Iterable[dict[str, Any]]) -> frozenset[str]:
+    """Every phrase these workers' filter viewers follow, for admission (so no cap)."""
+    return frozenset(_union((d.get("filter", [False, ""]) for d in workers), cap=None))
 
 
 def _entry_seconds(entry_id: str) -> float:
