@@ -284,10 +284,7 @@ class XUpstream:
             await self.ledger.recheck()
         else:
             self.ledger.refresh()
-        if self.ledger.project_capped:
-            raise ProjectCapReachedError(self._project_cap_reason())
-        if self.meter.capped(self.wall()):
-            raise DailyCapReachedError(self.meter.reason())
+        self._stop_if_capped()
         self._capped_told = self._project_capped_told = False
         async with open_stream(self._http, self._base_url, self._token) as chunks:
             yield chunks
@@ -340,10 +337,12 @@ class XUpstream:
     def _count_changed(self) -> None:
         """A witness raised the count or X's report changed: stop reading at once if a cap is
         reached now (the read loop then ends and `read` says which)."""
-        if self._reading is not None and (
-            self.ledger.project_capped or self.meter.capped(self.wall())
-        ):
+        if self._reading is not None and self._capped():
             self._reading.cancel()
+
+    def _capped(self) -> bool:
+        """Whether a cap forbids reading now: the project's monthly one or today's."""
+        return self.ledger.project_capped or self.meter.capped(self.wall())
 
     def _stop_if_capped(self) -> None:
         if self.ledger.project_capped:
