@@ -194,14 +194,7 @@ class PostLedger:
         elif was_capped and not report.project_capped:
             LOGGER.info("x usage: the X project's monthly cap no longer holds; reading resumes")
         if report.today is not None:
-            counted = self.meter.today
-            if self.meter.seed(now, day, report.today):
-                LOGGER.info(
-                    "x usage: X counts %d posts read today by the project, %d more than "
-                    "counted here; the cap counts on from there",
-                    report.today,
-                    report.today - counted,
-                )
+            self._seed(now, day, report.today, "X's figure for the project")
         self.on_change()
         return USAGE_INTERVAL
 
@@ -245,12 +238,19 @@ class PostLedger:
                 self.pending[day] = left
             else:
                 self.pending.pop(day, None)
-            counted = self.meter.today
-            if self.meter.seed(now, day, total):
-                LOGGER.info(
-                    "x usage: the deployment read %d posts today, %d more than counted here; "
-                    "the cap counts on from there",
-                    total,
-                    total - counted,
-                )
+            if self._seed(now, day, total, "the deployment's count"):
                 self.on_change()
+
+    def _seed(self, now: float, day: int, count: int, witness: str) -> bool:
+        """Raise the meter to a witness's figure for `day`, saying so when it does."""
+        counted = self.meter.today
+        if not self.meter.seed(now, day, count):
+            return False
+        LOGGER.info(
+            "x usage: %s says %d posts were read today, %d more than counted here; the cap "
+            "counts on from there",
+            witness,
+            count,
+            count - counted,
+        )
+        return True
