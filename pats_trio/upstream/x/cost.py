@@ -50,13 +50,11 @@ class DailyMeter:
     """Posts read on `day`."""
     total: int = 0
     """Posts read since the process started, over all days."""
-    seeded: int = 0
-    """Posts counted today that this process did not read (its seeds raised `today` by these)."""
 
     def _roll(self, now: float) -> None:
         day = utc_day(now)
         if day != self.day:
-            self.day, self.today, self.seeded = day, 0, 0
+            self.day, self.today = day, 0
 
     def record(self, now: float) -> bool:
         """One post was read at `now`; False once it reached the cap (stop reading)."""
@@ -77,7 +75,6 @@ class DailyMeter:
         self._roll(now)
         if day != self.day or count <= self.today:
             return False
-        self.seeded += count - self.today
         self.today = count
         return True
 
