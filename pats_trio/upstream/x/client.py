@@ -238,21 +238,39 @@ async def get_usage(
     Error handling: `XHTTPError` for a non-2xx answer (with the reset of a 429) or one that is
     not JSON, `XNetworkError` for a transport failure; neither message holds the token.
     """
+    return await _request_json(http, "GET", base_url.rstrip("/") + USAGE_PATH, token, params=params)
+
+
+async def _request_json(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    token: BearerToken,
+    *,
+    params: dict[str, str] | None = None,
+    body: Any = None,
+) -> Any:
+    """One request to X (`body`, if any, sent as JSON) and its answer, parsed from JSON.
+
+    Error handling: `XHTTPError` for a non-2xx answer or one that is not JSON, `XNetworkError`
+    for a transport failure; neither message holds the token.
+    """
+    headers = _headers(token)
+    content = None
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+        content = orjson.dumps(body)
     try:
         async with http.stream(
-            "GET",
-            base_url.rstrip("/") + USAGE_PATH,
-            params=params,
-            headers=_headers(token),
-            timeout=REQUEST_TIMEOUT,
+            method, url, params=params, content=content, headers=headers, timeout=REQUEST_TIMEOUT
         ) as response:
             if not 200 <= response.status_code < 300:
                 raise await _http_error(response, token)
-            body = await response.aread()
+            answer = await response.aread()
     except httpx.TransportError as exc:
         raise XNetworkError(token.redact(describe_transport_error(exc))) from exc
     try:
-        return orjson.loads(body)
+        return orjson.loads(answer)
     except orjson.JSONDecodeError as exc:
         raise XHTTPError(response.status_code, "the answer is not JSON") from exc
 
@@ -282,30 +300,11 @@ class RulesClient:
         self, method: str, *, body: Any = None, params: dict[str, str] | None = None
     ) -> Any:
         self.requests += 1
-        headers = _headers(self._token)
-        content = None
         if body is not None:
             self.changes += 1
-            headers["Content-Type"] = "application/json"
-            content = orjson.dumps(body)
-        try:
-            async with self._http.stream(
-                method,
-                self._url,
-                params=params,
-                content=content,
-                headers=headers,
-                timeout=REQUEST_TIMEOUT,
-            ) as response:
-                if not 200 <= response.status_code < 300:
-                    raise await _http_error(response, self._token)
-                body = await response.aread()
-        except httpx.TransportError as exc:
-            raise XNetworkError(self._token.redact(describe_transport_error(exc))) from exc
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise XHTTPError(response.status_code, "the answer is not JSON") from exc
+        return await _request_json(
+            self._http, method, self._url, self._token, params=params, body=body
+        )
 
     async def list(self) -> list[Rule]:
         """Every rule the app has, page by page (`MAX_RULE_PAGES` at most)."""
