@@ -553,7 +553,7 @@ class XEmulator:
             {"date": _sent(day * DAY_SECONDS), "usage": str(self.usage.get(day, 0))}
             for day in range(today - days + 1, today + 1)
         ]
-        _, _, month_end = _month_bounds(self.wall())
+        _, month_end = _month_bounds(self.wall())
         every: dict[str, Any] = {
             "cap_reset_day": max(month_end - today, 1),
             "project_cap": str(self.project_cap),
@@ -572,7 +572,7 @@ class XEmulator:
 
     def _month_usage(self) -> int:
         """Posts read this calendar month (the billing cycle, here)."""
-        first, _, _ = _month_bounds(self.wall())
+        first, _ = _month_bounds(self.wall())
         return sum(count for day, count in self.usage.items() if day >= first)
 
     async def _change(self, query: str, body: bytes | None, send: Send) -> None:
@@ -786,13 +786,13 @@ class XEmulator:
         self._changed = trio.Event()
 
 
-def _month_bounds(wall: float) -> tuple[int, int, int]:
-    """The UTC day numbers of this month's first day, today, and next month's first day."""
+def _month_bounds(wall: float) -> tuple[int, int]:
+    """The UTC day numbers of this month's first day and next month's first day."""
     now = time.gmtime(wall)
     year, month = (now.tm_year + 1, 1) if now.tm_mon == 12 else (now.tm_year, now.tm_mon + 1)
     first = calendar.timegm((now.tm_year, now.tm_mon, 1, 0, 0, 0)) // DAY_SECONDS
     following = calendar.timegm((year, month, 1, 0, 0, 0)) // DAY_SECONDS
-    return first, int(wall // DAY_SECONDS), following
+    return first, following
 
 
 def _sent(wall: float) -> str:
