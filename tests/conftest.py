@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from hypercorn.trio import serve
 from pats_trio.app import create_app
 from pats_trio.config import Settings
 from pats_trio.emulator import Emulator, serve_emulator
+from tests.redis_server import RedisServer
 from tests.support import Served
 
 
@@ -61,3 +62,14 @@ def make_served(
 async def served(make_served: Callable[..., Any]) -> Served:
     served: Served = await make_served()
     return served
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[RedisServer]:
+    """A redis-server of the test's own on a free loopback port, stopped after it."""
+    server = RedisServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
@@ -41,16 +40,6 @@ async def _serve(app: PatsApp, *, task_status: trio.TaskStatus[Worker]) -> None:
             binds = await nursery.start(serve, app, config)
             ws_url = "ws" + binds[0].removeprefix("http") + "/ws"
             task_status.started(Worker(app, ws_url, scope))
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    server = RedisServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def start_x_worker(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import doctest
 import logging
-from collections.abc import AsyncIterator
 from functools import partial
 
 import httpx
@@ -55,16 +54,6 @@ async def redis_holds(redis: RedisServer, key: str, value: str) -> None:
         if await redis.cli("GET", key) == value:
             return
         await trio.sleep(0.05)
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    server = RedisServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 # the emulator's usage endpoint
