@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import (
     STARTUP_TIMEOUT,
@@ -96,25 +96,11 @@ def tls_server(stacks: Stacks, tmp_path: Path) -> Iterator[TLSServer]:
         service.stop()
 
 
-@pytest.fixture
-def h2_page(browser: Browser, tls_server: TLSServer) -> Iterator[Page]:
-    """A page in a context that accepts the throwaway certificate."""
-    context = browser.new_context(ignore_https_errors=True)
-    context.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    context.on("page", lambda new: new.on("pageerror", lambda error: errors.append(str(error))))
-    page = context.new_page()
-    try:
-        yield page
-    finally:
-        context.close()
-    assert errors == [], f"uncaught errors in the page: {errors}"
-
-
+@pytest.mark.parametrize("page", [{"ignore_https_errors": True}], indirect=True)
 def test_chromium_reads_prepared_frames_and_a_backlog_over_http2_websockets(
-    h2_page: Page, tls_server: TLSServer
+    tls_server: TLSServer, page: Page
 ) -> None:
-    page = h2_page
+    """The page's context accepts the throwaway certificate (`page`'s indirect options)."""
     page.goto(tls_server.url)
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     navigation = "() => performance.getEntriesByType('navigation')[0].nextHopProtocol"
